@@ -1,0 +1,80 @@
+package apiopstest
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"slices"
+)
+
+// Seed is the state a simulator starts from. It is plain data so that tests can
+// build one inline and demos can load one from a file (see LoadSeed).
+type Seed struct {
+	// Token is the only bearer token the simulator accepts; an empty token
+	// accepts nothing, so a forgotten token fails loudly instead of opening the API.
+	Token    string                 `json:"token"`
+	Projects map[string]ProjectSeed `json:"projects"`
+}
+
+// ProjectSeed is one APIOps project. Keystores and keys of the project named
+// "admin" can be assigned to credentials of every project, as in APIOps.
+type ProjectSeed struct {
+	// Environments are listed in deployment results in this order.
+	Environments []string `json:"environments"`
+	// Credentials maps a username to what is assigned to it.
+	Credentials map[string]CredentialState `json:"credentials"`
+	// Keystores names the keystores that exist; their content does not matter
+	// to any seeded check, so none is given.
+	Keystores []string `json:"keystores"`
+	// Keys maps a key name to its type: PRIVATE_KEY, PUBLIC_KEY or CERTIFICATE.
+	// Only a PRIVATE_KEY can be assigned to a credential.
+	Keys map[string]string `json:"keys"`
+	// APIProxies maps a proxy name to its current mTLS settings.
+	APIProxies map[string]MTLSSettings `json:"apiProxies"`
+}
+
+// CredentialState is what is assigned to a credential, by name; empty means
+// nothing is assigned. Names are not rewritten when a keystore is renamed or
+// deleted, so tests see exactly what was assigned.
+type CredentialState struct {
+	Keystore   string `json:"keystore,omitempty"`
+	Truststore string `json:"truststore,omitempty"`
+	PrivateKey string `json:"privateKey,omitempty"`
+}
+
+// MTLSSettings are an API proxy's mTLS settings under APIOps's field names, so a
+// seed file reads like the PATCH body that changes them.
+type MTLSSettings struct {
+	Enabled               bool     `json:"enabled"`
+	KeyStoreID            string   `json:"keyStoreId,omitempty"`
+	TrustStoreID          string   `json:"trustStoreId,omitempty"`
+	SupportedProtocolList []string `json:"supportedProtocolList,omitempty"`
+	HostnameVerifierType  string   `json:"hostnameVerifierType,omitempty"`
+}
+
+var keyTypes = []string{"PRIVATE_KEY", "PUBLIC_KEY", "CERTIFICATE"}
+
+// LoadSeed reads a seed file. Unknown fields and unknown key types are errors,
+// because a typo in a seed would otherwise show up as a puzzling 400 much later.
+func LoadSeed(path string) (Seed, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Seed{}, fmt.Errorf("load seed: %w", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	var seed Seed
+	if err := dec.Decode(&seed); err != nil {
+		return Seed{}, fmt.Errorf("load seed %s: %w", path, err)
+	}
+	for projectName, p := range seed.Projects {
+		for keyName, keyType := range p.Keys {
+			if !slices.Contains(keyTypes, keyType) {
+				return Seed{}, fmt.Errorf("load seed %s: project %s: key %s: unknown type %q (want one of %v)",
+					path, projectName, keyName, keyType, keyTypes)
+			}
+		}
+	}
+	return seed, nil
+}

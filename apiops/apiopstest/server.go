@@ -1,0 +1,495 @@
+// Package apiopstest is an in-memory, stateful stand-in for the parts of
+// Apinizer's management API (APIOps) that the worker drives: credential secret
+// assignments, keystores and API proxy mTLS settings.
+//
+// It answers like APIOps (paths, error bodies, deployment results) so that the
+// worker can be tested, demonstrated and benchmarked without an Apinizer, and it
+// injects the failures a real deployment sees (errors, resets, outages, partial
+// deployments) on demand. Serve it with httptest.NewServer(New(seed)).
+package apiopstest
+
+import (
+	"cmp"
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// maxBodyBytes bounds what one request may send, so that a runaway client
+// cannot make the simulator hold unbounded memory.
+const maxBodyBytes = 32 << 20
+
+// Server is a simulated APIOps. It is safe for concurrent use; one mutex guards
+// all of its state, which is cheap enough for thousands of requests per second.
+type Server struct {
+	mux *http.ServeMux
+
+	mu        sync.Mutex
+	token     string
+	faults    Faults
+	failNext  int // authorised requests still to fail with nextFault
+	nextFault fault
+	downUntil time.Time
+	recording bool
+	requests  []*Request
+	projects  map[string]*project
+}
+
+// Request is one request as the simulator received it, for tests to assert on
+// what a client actually sent.
+type Request struct {
+	Method string
+	// Path is r.URL.EscapedPath(), so tests can check how names were escaped.
+	Path     string
+	RawQuery string
+	Body     []byte
+	// Authorized tells whether the request carried the current token.
+	Authorized bool
+	// Status is what was answered: 0 when the connection was reset, or when the
+	// client went away during injected latency and nothing was answered.
+	Status int
+}
+
+// Faults are failures injected at random or by rule, to exercise a client's
+// retries and error handling. The zero value injects nothing. A request that
+// gets an injected error or reset is not executed, so state does not change.
+type Faults struct {
+	// Latency is added before answering every request, faulted or not.
+	Latency time.Duration
+	// ErrorRate is the fraction of requests answered with ErrorStatus.
+	ErrorRate float64
+	// ErrorStatus is the status of injected errors; 0 means 503.
+	ErrorStatus int
+	// RetryAfter is sent as a Retry-After header, in whole seconds rounded up,
+	// on injected 429 and 503 answers, the statuses where it means "come back later".
+	RetryAfter time.Duration
+	// HTMLErrors gives injected errors an HTML body, as a reverse proxy's error
+	// page would, to check that clients do not insist on JSON.
+	HTMLErrors bool
+	// ResetRate is the fraction of requests whose connection is reset without
+	// any response.
+	ResetRate float64
+	// FailEnvironments are environments whose deployments fail. The change is
+	// still saved, and the answer is 200 with deploymentResult.success false.
+	FailEnvironments []string
+}
+
+// fault is an injected error answer.
+type fault struct {
+	status     int
+	retryAfter time.Duration
+	html       bool
+}
+
+// project is a seeded project's mutable state.
+type project struct {
+	environments []string
+	credentials  map[string]*CredentialState
+	keystores    map[string]*KeystoreState
+	keys         map[string]string
+	proxies      map[string]*MTLSSettings
+}
+
+// KeystoreState is a keystore as the simulator holds it. Create and update keep
+// the decoded files and the passwords so tests can check what arrived; keystores
+// from the seed have no environments.
+type KeystoreState struct {
+	Name         string
+	Description  string
+	Environments []KeystoreEnvironment
+}
+
+// KeystoreEnvironment is a keystore's content for one environment.
+type KeystoreEnvironment struct {
+	EnvironmentName string
+	File            []byte
+	Password        string
+	Alias           string
+	KeyStoreType    string
+}
+
+// New returns a simulator holding a copy of seed, with recording on and no
+// faults. Its handler answers every path, including unknown ones, as APIOps would.
+func New(seed Seed) *Server {
+	s := &Server{
+		mux:       http.NewServeMux(),
+		token:     seed.Token,
+		recording: true,
+		projects:  make(map[string]*project, len(seed.Projects)),
+	}
+	for name, ps := range seed.Projects {
+		s.projects[name] = newProject(ps)
+	}
+	s.routes()
+	return s
+}
+
+func newProject(ps ProjectSeed) *project {
+	p := &project{
+		environments: slices.Clone(ps.Environments),
+		credentials:  make(map[string]*CredentialState, len(ps.Credentials)),
+		keystores:    make(map[string]*KeystoreState, len(ps.Keystores)),
+		keys:         make(map[string]string, len(ps.Keys)),
+		proxies:      make(map[string]*MTLSSettings, len(ps.APIProxies)),
+	}
+	for username, c := range ps.Credentials {
+		p.credentials[username] = &c
+	}
+	for _, name := range ps.Keystores {
+		p.keystores[name] = &KeystoreState{Name: name}
+	}
+	for name, keyType := range ps.Keys {
+		p.keys[name] = keyType
+	}
+	for name, m := range ps.APIProxies {
+		m.SupportedProtocolList = slices.Clone(m.SupportedProtocolList)
+		p.proxies[name] = &m
+	}
+	return p
+}
+
+// SetToken replaces the accepted token, to test a client's token rotation.
+func (s *Server) SetToken(token string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.token = token
+}
+
+// SetFaults replaces the injected faults; FailNext and Down are independent of it.
+func (s *Server) SetFaults(f Faults) {
+	f.FailEnvironments = slices.Clone(f.FailEnvironments)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults = f
+}
+
+// FailNext makes the next n authorised requests answer status (0 means 503),
+// with Retry-After as for Faults.RetryAfter. Unauthorised requests do not count,
+// so a test can rely on exactly which calls fail. n <= 0 cancels.
+func (s *Server) FailNext(n int, status int, retryAfter time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failNext = max(n, 0)
+	s.nextFault = fault{status: cmp.Or(status, http.StatusServiceUnavailable), retryAfter: retryAfter}
+}
+
+// Down simulates an outage: every request's connection is reset without a
+// response until d has passed. Down(0) ends it.
+func (s *Server) Down(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if d <= 0 {
+		s.downUntil = time.Time{}
+		return
+	}
+	s.downUntil = time.Now().Add(d)
+}
+
+// SetRecording switches request recording; benchmarks turn it off so memory
+// stays flat.
+func (s *Server) SetRecording(on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.recording = on
+}
+
+// Requests returns a copy of the recorded requests in arrival order.
+func (s *Server) Requests() []Request {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Request, len(s.requests))
+	for i, r := range s.requests {
+		out[i] = *r
+		out[i].Body = slices.Clone(r.Body)
+	}
+	return out
+}
+
+// ResetRequests forgets the recorded requests.
+func (s *Server) ResetRequests() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.requests = nil
+}
+
+// Credential reports what is assigned to a credential.
+func (s *Server) Credential(projectName, username string) (CredentialState, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, ok := s.projects[projectName]
+	if !ok {
+		return CredentialState{}, false
+	}
+	c, ok := p.credentials[username]
+	if !ok {
+		return CredentialState{}, false
+	}
+	return *c, true
+}
+
+// Keystore reports a keystore as created or last updated.
+func (s *Server) Keystore(projectName, name string) (KeystoreState, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, ok := s.projects[projectName]
+	if !ok {
+		return KeystoreState{}, false
+	}
+	ks, ok := p.keystores[name]
+	if !ok {
+		return KeystoreState{}, false
+	}
+	out := *ks
+	out.Environments = slices.Clone(ks.Environments)
+	return out, true
+}
+
+// Proxy reports an API proxy's current mTLS settings.
+func (s *Server) Proxy(projectName, name string) (MTLSSettings, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, ok := s.projects[projectName]
+	if !ok {
+		return MTLSSettings{}, false
+	}
+	m, ok := p.proxies[name]
+	if !ok {
+		return MTLSSettings{}, false
+	}
+	out := *m
+	out.SupportedProtocolList = slices.Clone(m.SupportedProtocolList)
+	return out, true
+}
+
+// admission is what ServeHTTP decided about a request before executing it.
+type admission struct {
+	rec        *Request // nil when recording is off
+	latency    time.Duration
+	authorized bool
+	reset      bool
+	fault      fault // status 0: no injected error
+}
+
+// ServeHTTP answers one request. Checks run in this order: an outage (Down)
+// resets; FailNext fails an authorised request; ResetRate resets; ErrorRate
+// fails; a missing or wrong token gets 401; then the request is routed and
+// executed. Faults therefore hit unauthorised requests too, as a proxy in front
+// of APIOps would, except FailNext, which is meant to count a client's calls.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, readErr := readBody(w, r)
+	a := s.admit(r, body)
+	if !wait(r.Context(), a.latency) {
+		return
+	}
+	switch {
+	case a.reset:
+		resetConnection(w)
+	case a.fault.status != 0:
+		s.setStatus(a.rec, a.fault.status)
+		a.fault.write(w)
+	case !a.authorized:
+		s.respond(w, a.rec, http.StatusUnauthorized, errorBody{"unauthorized_client", "Invalid token"})
+	case readErr != nil:
+		status, e := unreadable(readErr)
+		s.respond(w, a.rec, status, e)
+	default:
+		s.mux.ServeHTTP(&exchange{s: s, w: w, r: r, rec: a.rec, body: body}, r)
+	}
+}
+
+// readBody reads the whole body, nil when there is none; credential calls have
+// none, and skipping the read keeps them free of a buffer allocation.
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	if r.ContentLength == 0 {
+		return nil, nil
+	}
+	return io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+}
+
+// unreadable describes a body that could not be read: too large, or cut off.
+func unreadable(err error) (int, errorBody) {
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		return http.StatusRequestEntityTooLarge,
+			errorBody{"payload_too_large", fmt.Sprintf("Request body exceeds %d MiB", maxBodyBytes>>20)}
+	}
+	return http.StatusBadRequest, errorBody{"bad_request", "Could not read the request body: " + err.Error()}
+}
+
+// admit records the request and decides which fault, if any, it gets.
+func (s *Server) admit(r *http.Request, body []byte) admission {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a := admission{latency: s.faults.Latency, authorized: bearerMatches(r.Header.Get("Authorization"), s.token)}
+	if s.recording {
+		a.rec = &Request{
+			Method:     r.Method,
+			Path:       r.URL.EscapedPath(),
+			RawQuery:   r.URL.RawQuery,
+			Body:       body,
+			Authorized: a.authorized,
+		}
+		s.requests = append(s.requests, a.rec)
+	}
+	switch {
+	case time.Now().Before(s.downUntil):
+		a.reset = true
+	case a.authorized && s.failNext > 0:
+		s.failNext--
+		a.fault = s.nextFault
+		a.fault.html = s.faults.HTMLErrors
+	case rand.Float64() < s.faults.ResetRate:
+		a.reset = true
+	case rand.Float64() < s.faults.ErrorRate:
+		a.fault = fault{
+			status:     cmp.Or(s.faults.ErrorStatus, http.StatusServiceUnavailable),
+			retryAfter: s.faults.RetryAfter,
+			html:       s.faults.HTMLErrors,
+		}
+	}
+	return a
+}
+
+func bearerMatches(header, token string) bool {
+	const scheme = "Bearer "
+	if token == "" || len(header) <= len(scheme) || !strings.EqualFold(header[:len(scheme)], scheme) {
+		return false
+	}
+	return subtle.ConstantTimeCompare([]byte(header[len(scheme):]), []byte(token)) == 1
+}
+
+// wait sleeps for d, reporting false if the client went away first.
+func wait(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return true
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// resetConnection drops the connection without a response. Lingering off makes
+// the close a TCP reset, the way a crashed server or a dropping proxy looks.
+func resetConnection(w http.ResponseWriter) {
+	conn, _, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		// HTTP/2 connections cannot be hijacked; aborting resets the stream instead.
+		panic(http.ErrAbortHandler)
+	}
+	if tc, ok := conn.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+	_ = conn.Close()
+}
+
+func (f fault) write(w http.ResponseWriter) {
+	if f.retryAfter > 0 && (f.status == http.StatusTooManyRequests || f.status == http.StatusServiceUnavailable) {
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(f.retryAfter.Seconds()))))
+	}
+	text := http.StatusText(f.status)
+	if f.html {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.WriteHeader(f.status)
+		fmt.Fprintf(w, "<html>\r\n<head><title>%[1]d %[2]s</title></head>\r\n<body>\r\n<center><h1>%[1]d %[2]s</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n", f.status, text)
+		return
+	}
+	writeJSON(w, f.status, errorBody{errorCode(text), "Simulated fault: " + text})
+}
+
+// errorCode turns a status text into an error code: "Service Unavailable"
+// becomes "service_unavailable".
+func errorCode(statusText string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'A' && r <= 'Z':
+			return r + 'a' - 'A'
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9':
+			return r
+		case r == ' ' || r == '-':
+			return '_'
+		}
+		return -1
+	}, statusText)
+}
+
+// errorBody is APIOps's error shape, used for every error the simulator answers.
+type errorBody struct {
+	Error       string `json:"error"`
+	Description string `json:"error_description"`
+}
+
+// respond records status before writing, so a client that has its answer sees
+// it in Requests.
+func (s *Server) respond(w http.ResponseWriter, rec *Request, status int, v any) {
+	s.setStatus(rec, status)
+	writeJSON(w, status, v)
+}
+
+func (s *Server) setStatus(rec *Request, status int) {
+	if rec == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rec.Status = status
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		// Only the simulator's own types are encoded here.
+		panic(fmt.Sprintf("apiopstest: encode response: %v", err))
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
+// exchange is the ResponseWriter the mux is given. Endpoints answer through w
+// directly; anything written through exchange itself comes from the mux (its
+// plain-text 404 and 405, or a redirect to a cleaned or slash-terminated path),
+// which APIOps answers with a JSON error instead.
+type exchange struct {
+	s    *Server
+	w    http.ResponseWriter
+	r    *http.Request
+	rec  *Request
+	body []byte
+}
+
+func (x *exchange) Header() http.Header { return x.w.Header() }
+
+func (x *exchange) Write(p []byte) (int, error) { return len(p), nil }
+
+func (x *exchange) WriteHeader(status int) {
+	h := x.w.Header()
+	allow := h.Get("Allow")
+	clear(h)
+	// The mux also offers 405 for a path missing its trailing slash, which
+	// APIOps does not know at all.
+	if status == http.StatusMethodNotAllowed && strings.HasSuffix(x.r.URL.Path, "/") {
+		h.Set("Allow", allow)
+		x.s.respond(x.w, x.rec, status, errorBody{"method_not_allowed",
+			fmt.Sprintf("Method %s is not allowed; use %s", x.r.Method, allow)})
+		return
+	}
+	x.s.respond(x.w, x.rec, http.StatusNotFound, errorBody{"not_found",
+		fmt.Sprintf("No endpoint for %s %s", x.r.Method, x.r.URL.EscapedPath())})
+}

@@ -1,0 +1,470 @@
+package apiops_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/apiops-worker/apiops-worker/apiops"
+	"github.com/apiops-worker/apiops-worker/apiops/apiopstest"
+	"github.com/apiops-worker/apiops-worker/messages"
+)
+
+func loadSeed(t *testing.T) apiopstest.Seed {
+	t.Helper()
+	seed, err := apiopstest.LoadSeed("../testdata/apiops-seed.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return seed
+}
+
+// startSim serves a fresh simulator and returns it with a client for it.
+func startSim(t *testing.T, seed apiopstest.Seed, opts ...apiops.Option) (*apiopstest.Server, *apiops.Client) {
+	t.Helper()
+	sim := apiopstest.New(seed)
+	srv := httptest.NewServer(sim)
+	t.Cleanup(srv.Close)
+	client, err := apiops.New(srv.URL, apiops.StaticToken(seed.Token), opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sim, client
+}
+
+func decode(t *testing.T, project, typ, params string) *messages.Command {
+	t.Helper()
+	cmd, err := messages.Decode(project, typ, []byte(`{"id":"t1","params":`+params+`}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cmd
+}
+
+func exampleCommand(t *testing.T, typ string) *messages.Command {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("../testdata/commands", typ+".json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd, err := messages.DecodeLine(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cmd
+}
+
+func TestEveryEndpointSucceeds(t *testing.T) {
+	seed := loadSeed(t)
+	for _, ct := range messages.Types() {
+		t.Run(ct.Name, func(t *testing.T) {
+			t.Parallel()
+			sim, client := startSim(t, seed)
+			cmd := exampleCommand(t, ct.Name)
+			resp, err := client.Do(context.Background(), cmd.APIRequest())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.StatusCode != http.StatusOK || !resp.Success {
+				t.Fatalf("response %+v", resp)
+			}
+			if ct.Name == "proxy.mtls.update" {
+				if resp.DeploymentResult != nil {
+					t.Errorf("mTLS answered a deployment result: %+v", resp.DeploymentResult)
+				}
+			} else if d := resp.DeploymentResult; d == nil || !d.Success || len(d.EnvironmentResults) != 2 {
+				t.Errorf("deployment result %+v, want success on 2 environments", d)
+			}
+			reqs := sim.Requests()
+			if len(reqs) != 1 || reqs[0].Method != ct.Method {
+				t.Fatalf("simulator saw %+v", reqs)
+			}
+		})
+	}
+}
+
+func TestStateChanges(t *testing.T) {
+	ctx := context.Background()
+	sim, client := startSim(t, loadSeed(t))
+	do := func(typ, params string) {
+		t.Helper()
+		if _, err := client.Do(ctx, decode(t, "MyProject", typ, params).APIRequest()); err != nil {
+			t.Fatalf("%s: %v", typ, err)
+		}
+	}
+	do("credential.truststore.set", `{"username":"api-user","keystoreName":"shared-trust-root"}`) // from the admin project
+	do("credential.privatekey.set", `{"username":"api-user","keyName":"partner-key-2026"}`)
+	do("credential.keystore.remove", `{"username":"partner-a"}`)
+	if c, _ := sim.Credential("MyProject", "api-user"); c.Truststore != "shared-trust-root" || c.PrivateKey != "partner-key-2026" {
+		t.Errorf("api-user = %+v", c)
+	}
+	if c, _ := sim.Credential("MyProject", "partner-a"); c.Keystore != "" {
+		t.Errorf("partner-a keystore not removed: %+v", c)
+	}
+	do("keystore.create", exampleParams(t, "keystore.create"))
+	ks, ok := sim.Keystore("MyProject", "trust-2027")
+	if !ok || len(ks.Environments) != 2 {
+		t.Fatalf("created keystore = %+v %v", ks, ok)
+	}
+	do("proxy.mtls.update", `{"apiProxyName":"MyAPI","enabled":true,"keyStoreId":"client-2026"}`)
+	if p, _ := sim.Proxy("MyProject", "MyAPI"); !p.Enabled || p.KeyStoreID != "client-2026" {
+		t.Errorf("MyAPI = %+v", p)
+	}
+	do("keystore.delete", `{"keystoreName":"legacy-2019","jwkDeleteAction":"DELETE"}`)
+	if _, ok := sim.Keystore("MyProject", "legacy-2019"); ok {
+		t.Error("legacy-2019 still exists")
+	}
+}
+
+func exampleParams(t *testing.T, typ string) string {
+	data, err := os.ReadFile(filepath.Join("../testdata/commands", typ+".json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, params, _ := strings.Cut(string(data), `"params":`)
+	return strings.TrimSuffix(strings.TrimSpace(params), "}")
+}
+
+func TestDocumentedErrors(t *testing.T) {
+	seed := loadSeed(t)
+	_, client := startSim(t, seed)
+	cases := []struct {
+		name, project, typ, params string
+		status                     int
+		code, description          string
+	}{
+		{"credential not found", "MyProject", "credential.truststore.set", `{"username":"nobody","keystoreName":"trust-2026"}`,
+			400, "bad_request", "Credential (username: nobody) was not found!"},
+		{"truststore not found", "MyProject", "credential.truststore.set", `{"username":"api-user","keystoreName":"my-truststore"}`,
+			400, "bad_request", "Truststore (name: my-truststore) is not found!"},
+		{"keystore not found for credential", "MyProject", "credential.keystore.set", `{"username":"api-user","keystoreName":"nope"}`,
+			400, "bad_request", "Keystore (name: nope) is not found!"},
+		{"key not found", "MyProject", "credential.privatekey.set", `{"username":"api-user","keyName":"my-private-key"}`,
+			400, "bad_request", "Key (name: my-private-key) is not found!"},
+		{"key is not a private key", "MyProject", "credential.privatekey.set", `{"username":"api-user","keyName":"partner-cert-2026"}`,
+			400, "bad_request", "Key (name: partner-cert-2026) is not found!"},
+		{"remove when nothing is assigned", "MyProject", "credential.truststore.remove", `{"username":"api-user"}`,
+			400, "bad_request", ""},
+		{"project not found", "NoSuchProject", "credential.truststore.remove", `{"username":"api-user"}`,
+			404, "not_found", "Project(NoSuchProject) was not found or user does not have privilege to access it!"},
+		{"keystore already exists", "MyProject", "keystore.create", `{"name":"trust-2025","keyStoreEnvironmentList":[{"environmentName":"production","file":"AAEC","password":"p","keyStoreType":"JKS"}]}`,
+			400, "bad_request", "Keystore (name: trust-2025) is already exist! Try update operation if want to change its value."},
+		{"keystore to update not found", "MyProject", "keystore.update", `{"keystoreName":"nope","description":"x"}`,
+			400, "bad_request", "Keystore (name: nope) is not found!"},
+		{"keystore to delete not found", "MyProject", "keystore.delete", `{"keystoreName":"nope"}`,
+			400, "bad_request", "Keystore (name: nope) is not found!"},
+		{"proxy not found", "MyProject", "proxy.mtls.update", `{"apiProxyName":"MyAPIx","enabled":false}`,
+			404, "not_found", "ApiProxy (name: MyAPIx) was not found!"},
+		{"keyStoreId required", "MyProject", "proxy.mtls.update", `{"apiProxyName":"MyAPI","trustStoreId":"t"}`,
+			0, "", ""}, // valid: MyAPI stays disabled
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := client.Do(context.Background(), decode(t, tc.project, tc.typ, tc.params).APIRequest())
+			if tc.status == 0 {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			var e *apiops.Error
+			if !errors.As(err, &e) {
+				t.Fatalf("err = %v, want *apiops.Error", err)
+			}
+			if e.StatusCode != tc.status || e.Code != tc.code || (tc.description != "" && e.Description != tc.description) {
+				t.Errorf("got %d %q %q", e.StatusCode, e.Code, e.Description)
+			}
+			if e.Kind != apiops.Permanent || e.Retryable() || e.ResultCode() != tc.code || e.Message() != e.Description {
+				t.Errorf("kind %v retryable %v result code %q", e.Kind, e.Retryable(), e.ResultCode())
+			}
+		})
+	}
+}
+
+// TestKeyStoreIDRequired reaches APIOps's own check: enabling mTLS on a proxy that has no
+// keystore, by a request the worker's validation would refuse.
+func TestKeyStoreIDRequired(t *testing.T) {
+	_, client := startSim(t, loadSeed(t))
+	req := messages.APIRequest{Method: http.MethodPatch, Path: []string{"apiops", "projects", "MyProject", "apiProxies", "MyAPI", "settings", "mtls"}, Body: []byte(`{"enabled":true}`)}
+	_, err := client.Do(context.Background(), req)
+	var e *apiops.Error
+	if !errors.As(err, &e) || e.StatusCode != 400 || e.Description != "KeyStore ID is required when mTLS is enabled" {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestInvalidToken(t *testing.T) {
+	seed := loadSeed(t)
+	sim, client := startSim(t, seed)
+	sim.SetToken("rotated-token")
+	_, err := client.Do(context.Background(), exampleCommand(t, "credential.truststore.set").APIRequest())
+	var e *apiops.Error
+	if !errors.As(err, &e) || e.StatusCode != 401 || e.Code != "unauthorized_client" || e.Description != "Invalid token" {
+		t.Fatalf("err = %v", err)
+	}
+	if !apiops.IsUnauthorized(err) || apiops.IsRetryable(err) {
+		t.Errorf("401 classified as %v", e.Kind)
+	}
+}
+
+func TestRetryClassification(t *testing.T) {
+	seed := loadSeed(t)
+	cases := []struct {
+		status int
+		kind   apiops.Kind
+	}{
+		{400, apiops.Permanent}, {403, apiops.Permanent}, {404, apiops.Permanent}, {409, apiops.Permanent}, {422, apiops.Permanent},
+		{401, apiops.Unauthorized},
+		{408, apiops.Transient}, {429, apiops.Transient}, {500, apiops.Transient}, {502, apiops.Transient}, {503, apiops.Transient}, {504, apiops.Transient},
+	}
+	for _, tc := range cases {
+		t.Run(fmt.Sprint(tc.status), func(t *testing.T) {
+			t.Parallel()
+			sim, client := startSim(t, seed)
+			sim.FailNext(1, tc.status, 7*time.Second)
+			_, err := client.Do(context.Background(), exampleCommand(t, "credential.truststore.set").APIRequest())
+			var e *apiops.Error
+			if !errors.As(err, &e) || e.StatusCode != tc.status {
+				t.Fatalf("err = %v", err)
+			}
+			if e.Kind != tc.kind || apiops.KindOf(err) != tc.kind {
+				t.Errorf("kind = %v, want %v", e.Kind, tc.kind)
+			}
+			if tc.status == 429 && e.RetryAfter != 7*time.Second {
+				t.Errorf("RetryAfter = %v, want 7s", e.RetryAfter)
+			}
+			// The failed request changed nothing; the next one goes through.
+			if _, err := client.Do(context.Background(), exampleCommand(t, "credential.truststore.set").APIRequest()); err != nil {
+				t.Errorf("second attempt: %v", err)
+			}
+		})
+	}
+}
+
+func TestNonJSONErrorBody(t *testing.T) {
+	sim, client := startSim(t, loadSeed(t))
+	sim.SetFaults(apiopstest.Faults{ErrorRate: 1, ErrorStatus: 502, HTMLErrors: true})
+	_, err := client.Do(context.Background(), exampleCommand(t, "credential.truststore.set").APIRequest())
+	var e *apiops.Error
+	if !errors.As(err, &e) || e.StatusCode != 502 || e.Code != "" || !e.Retryable() {
+		t.Fatalf("err = %#v", err)
+	}
+	if e.ResultCode() != "http_502" || !strings.Contains(e.Error(), "502") || !strings.Contains(e.Error(), "text/html") {
+		t.Errorf("unclear error: %q (code %s)", e.Error(), e.ResultCode())
+	}
+	if strings.Contains(e.Error(), "<") {
+		t.Errorf("error quotes the HTML page: %q", e.Error())
+	}
+}
+
+func TestTransportErrorsAreTransient(t *testing.T) {
+	t.Run("connection reset", func(t *testing.T) {
+		sim, client := startSim(t, loadSeed(t))
+		sim.SetFaults(apiopstest.Faults{ResetRate: 1})
+		_, err := client.Do(context.Background(), exampleCommand(t, "credential.truststore.set").APIRequest())
+		var e *apiops.Error
+		if !errors.As(err, &e) || e.StatusCode != 0 || !e.Retryable() || e.ResultCode() != "network_error" {
+			t.Fatalf("err = %v", err)
+		}
+	})
+	t.Run("timeout", func(t *testing.T) {
+		sim, client := startSim(t, loadSeed(t), apiops.WithTimeout(50*time.Millisecond))
+		sim.SetFaults(apiopstest.Faults{Latency: 2 * time.Second})
+		_, err := client.Do(context.Background(), exampleCommand(t, "credential.truststore.set").APIRequest())
+		if !apiops.IsRetryable(err) || !strings.Contains(err.Error(), "timed out") {
+			t.Fatalf("err = %v", err)
+		}
+	})
+	t.Run("down then up", func(t *testing.T) {
+		sim, client := startSim(t, loadSeed(t))
+		sim.Down(time.Hour)
+		if _, err := client.Do(context.Background(), exampleCommand(t, "credential.truststore.set").APIRequest()); !apiops.IsRetryable(err) {
+			t.Fatalf("while down: %v", err)
+		}
+		sim.Down(0)
+		if _, err := client.Do(context.Background(), exampleCommand(t, "credential.truststore.set").APIRequest()); err != nil {
+			t.Fatalf("after up: %v", err)
+		}
+	})
+	t.Run("nothing listening", func(t *testing.T) {
+		srv := httptest.NewServer(http.NotFoundHandler())
+		srv.Close()
+		client, err := apiops.New(srv.URL, apiops.StaticToken("t"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := client.Do(context.Background(), exampleCommand(t, "credential.truststore.set").APIRequest()); !apiops.IsRetryable(err) {
+			t.Fatalf("err = %v", err)
+		}
+	})
+}
+
+func TestPartialDeployment(t *testing.T) {
+	sim, client := startSim(t, loadSeed(t))
+	sim.SetFaults(apiopstest.Faults{FailEnvironments: []string{"staging"}})
+	resp, err := client.Do(context.Background(), exampleCommand(t, "credential.truststore.set").APIRequest())
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := resp.DeploymentResult
+	if ok, failed := d.EnvironmentCounts(); d.Success || ok != 1 || failed != 1 {
+		t.Fatalf("deployment %+v", d)
+	}
+	if c, _ := sim.Credential("MyProject", "api-user"); c.Truststore != "trust-2026" {
+		t.Errorf("partial deployment did not save: %+v", c)
+	}
+}
+
+func TestPathEscaping(t *testing.T) {
+	seed := loadSeed(t)
+	names := []string{"../../admin", "a/b", "%2e%2e", "名前", "a?b#c", "..", "admin"}
+	p := seed.Projects["MyProject"]
+	p.Credentials = map[string]apiopstest.CredentialState{}
+	for _, n := range names {
+		p.Credentials[n] = apiopstest.CredentialState{}
+	}
+	seed.Projects["MyProject"] = p
+	sim, client := startSim(t, seed)
+	for _, name := range names[:5] {
+		t.Run(name, func(t *testing.T) {
+			sim.ResetRequests()
+			req := messages.APIRequest{Method: http.MethodPut, Path: []string{"apiops", "projects", "MyProject", "credentials", name, "truststore", "trust-2026"}}
+			if _, err := client.Do(context.Background(), req); err != nil {
+				t.Fatal(err)
+			}
+			reqs := sim.Requests()
+			segs := strings.Split(strings.Trim(reqs[0].Path, "/"), "/")
+			if len(reqs) != 1 || len(segs) != 7 {
+				t.Fatalf("the name was not sent as one segment: %+v", reqs)
+			}
+			for _, other := range names {
+				c, _ := sim.Credential("MyProject", other)
+				if (other == name) != (c.Truststore == "trust-2026") {
+					t.Errorf("credential %q = %+v after setting %q", other, c, name)
+				}
+			}
+			// Undo, so that the next case starts clean.
+			req = messages.APIRequest{Method: http.MethodDelete, Path: []string{"apiops", "projects", "MyProject", "credentials", name, "truststore"}}
+			if _, err := client.Do(context.Background(), req); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	for _, name := range []string{".", "..", ""} {
+		sim.ResetRequests()
+		req := messages.APIRequest{Method: http.MethodPut, Path: []string{"apiops", "projects", "MyProject", "credentials", name, "truststore", "trust-2026"}}
+		if _, err := client.Do(context.Background(), req); err == nil || apiops.IsRetryable(err) {
+			t.Errorf("segment %q: err = %v, want a permanent error", name, err)
+		}
+		if n := len(sim.Requests()); n != 0 {
+			t.Errorf("segment %q reached the server", name)
+		}
+	}
+}
+
+func TestTokenNeverInErrors(t *testing.T) {
+	const token = "tok-4e1d9b7c-SECRET"
+	const password = "pw-SECRET-91aa"
+	seed := loadSeed(t)
+	seed.Token = token
+	sim := apiopstest.New(seed)
+	srv := httptest.NewServer(sim)
+	defer srv.Close()
+	client, err := apiops.New(srv.URL, apiops.StaticToken(token), apiops.WithTimeout(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	create := decode(t, "MyProject", "keystore.create", `{"name":"trust-2025","keyStoreEnvironmentList":[{"environmentName":"production","file":"AAEC","password":"`+password+`","keyStoreType":"JKS"}]}`)
+	var errs []error
+	try := func(f apiopstest.Faults) {
+		sim.SetFaults(f)
+		_, err := client.Do(context.Background(), create.APIRequest())
+		errs = append(errs, err)
+	}
+	try(apiopstest.Faults{})                               // 400 already exists
+	try(apiopstest.Faults{ErrorRate: 1, ErrorStatus: 503}) // JSON 503
+	try(apiopstest.Faults{ErrorRate: 1, ErrorStatus: 502, HTMLErrors: true})
+	try(apiopstest.Faults{ResetRate: 1})
+	try(apiopstest.Faults{Latency: time.Second})
+	sim.SetFaults(apiopstest.Faults{})
+	sim.SetToken("other")
+	_, err = client.Do(context.Background(), create.APIRequest())
+	errs = append(errs, err)
+	for _, err := range errs {
+		if err == nil {
+			t.Fatal("want an error")
+		}
+		for _, s := range []string{err.Error(), fmt.Sprintf("%+v", err), fmt.Sprintf("%#v", err)} {
+			if strings.Contains(s, token) || strings.Contains(s, password) {
+				t.Errorf("error shows a secret: %s", s)
+			}
+		}
+	}
+}
+
+func TestRetryAfterHTTPDate(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Retry-After", time.Now().Add(90*time.Second).UTC().Format(http.TimeFormat))
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	client, _ := apiops.New(srv.URL, apiops.StaticToken("t"))
+	_, err := client.Do(context.Background(), messages.APIRequest{Method: "PUT", Path: []string{"x"}})
+	var e *apiops.Error
+	if !errors.As(err, &e) || e.RetryAfter < 80*time.Second || e.RetryAfter > 90*time.Second {
+		t.Fatalf("err = %v, RetryAfter = %v", err, e.RetryAfter)
+	}
+}
+
+func TestFileTokenRotation(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "token")
+	write := func(s string) {
+		if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("  first-token\n")
+	tokens := apiops.NewFileToken(path)
+	ctx := context.Background()
+	if tok, err := tokens.Token(ctx); err != nil || tok != "first-token" {
+		t.Fatalf("Token = %q, %v", tok, err)
+	}
+	write("second-token\n")
+	if tok, _ := tokens.Token(ctx); tok != "first-token" {
+		t.Errorf("re-read the file before Refresh: %q", tok)
+	}
+	tokens.Refresh()
+	if tok, _ := tokens.Token(ctx); tok != "second-token" {
+		t.Errorf("after Refresh: %q", tok)
+	}
+	write(" \n")
+	tokens.Refresh()
+	if _, err := tokens.Token(ctx); err == nil {
+		t.Error("empty token file accepted")
+	}
+	os.Remove(path)
+	if _, err := tokens.Token(ctx); err == nil || !apiops.IsUnauthorized(&apiops.Error{Kind: apiops.Unauthorized, Err: err}) {
+		t.Errorf("missing token file: %v", err)
+	}
+}
+
+func TestNewRejectsBadSettings(t *testing.T) {
+	for _, u := range []string{"", "apinizer.example.com", "ftp://x", "http://"} {
+		if _, err := apiops.New(u, apiops.StaticToken("t")); err == nil {
+			t.Errorf("New(%q) accepted", u)
+		}
+	}
+	if _, err := apiops.New("http://x", apiops.StaticToken("t"), apiops.WithCAFile("/does/not/exist")); err == nil {
+		t.Error("missing CA file accepted")
+	}
+	if _, err := apiops.New("http://x", apiops.StaticToken("t"), apiops.WithTimeout(0)); err == nil {
+		t.Error("zero timeout accepted")
+	}
+}

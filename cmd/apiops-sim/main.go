@@ -1,0 +1,132 @@
+// Command apiops-sim serves the in-memory APIOps simulator of package
+// apiopstest over HTTP, so the worker can be demonstrated and load-tested
+// without an Apinizer.
+//
+// Every flag can also be set from the environment as APIOPS_SIM_<FLAG>, with
+// dashes as underscores (APIOPS_SIM_ERROR_RATE=0.1); the command line wins. The
+// token is never a flag, so it stays out of process listings: APIOPS_TOKEN, when
+// set, replaces the seed's token.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/apiops-worker/apiops-worker/apiops/apiopstest"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "apiops-sim:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	addr := flag.String("addr", "127.0.0.1:8085", "listen address")
+	seedPath := flag.String("seed", "testdata/apiops-seed.json", "seed file with the token and the projects")
+	var faults apiopstest.Faults
+	flag.DurationVar(&faults.Latency, "latency", 0, "delay added before every answer")
+	flag.Float64Var(&faults.ErrorRate, "error-rate", 0, "fraction of requests answered with --error-status")
+	flag.IntVar(&faults.ErrorStatus, "error-status", http.StatusServiceUnavailable, "status of injected errors")
+	flag.DurationVar(&faults.RetryAfter, "retry-after", 0, "Retry-After sent with injected 429 and 503 answers")
+	flag.BoolVar(&faults.HTMLErrors, "html-errors", false, "give injected errors an HTML body, like a proxy's error page")
+	flag.Float64Var(&faults.ResetRate, "reset-rate", 0, "fraction of requests whose connection is reset")
+	failEnvironments := flag.String("fail-environments", "", "comma-separated environments whose deployments fail")
+	if err := flagsFromEnv(flag.CommandLine); err != nil {
+		return err
+	}
+	flag.Parse()
+	faults.FailEnvironments = splitList(*failEnvironments)
+	if err := checkFaults(faults); err != nil {
+		return err
+	}
+
+	seed, err := apiopstest.LoadSeed(*seedPath)
+	if err != nil {
+		return err
+	}
+	if token := strings.TrimSpace(os.Getenv("APIOPS_TOKEN")); token != "" {
+		seed.Token = token
+	}
+	if seed.Token == "" {
+		return errors.New("no token: set APIOPS_TOKEN or the seed's token")
+	}
+	sim := apiopstest.New(seed)
+	sim.SetFaults(faults)
+	// A long-running simulator would otherwise keep every request in memory.
+	sim.SetRecording(false)
+
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	srv := &http.Server{Handler: sim, ReadHeaderTimeout: 10 * time.Second}
+	log.Printf("apiops-sim: serving APIOps on http://%s (seed %s, %d projects, faults %+v)",
+		ln.Addr(), *seedPath, len(seed.Projects), faults)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	select {
+	case err := <-served:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}
+
+// flagsFromEnv sets flags from APIOPS_SIM_* variables. It runs before Parse, so
+// flags given on the command line override them.
+func flagsFromEnv(fs *flag.FlagSet) error {
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		key := "APIOPS_SIM_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := os.LookupEnv(key); ok {
+			if err := f.Value.Set(v); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", key, err))
+			}
+		}
+	})
+	return errors.Join(errs...)
+}
+
+func splitList(s string) []string {
+	var out []string
+	for item := range strings.SplitSeq(s, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
+}
+
+func checkFaults(f apiopstest.Faults) error {
+	switch {
+	case f.ErrorRate < 0 || f.ErrorRate > 1:
+		return fmt.Errorf("--error-rate %v: want a fraction between 0 and 1", f.ErrorRate)
+	case f.ResetRate < 0 || f.ResetRate > 1:
+		return fmt.Errorf("--reset-rate %v: want a fraction between 0 and 1", f.ResetRate)
+	case f.ErrorStatus < 400 || f.ErrorStatus > 599:
+		return fmt.Errorf("--error-status %d: want a 4xx or 5xx status", f.ErrorStatus)
+	case f.Latency < 0 || f.RetryAfter < 0:
+		return errors.New("--latency and --retry-after must not be negative")
+	}
+	return nil
+}

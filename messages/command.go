@@ -1,0 +1,369 @@
+package messages
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"reflect"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+const (
+	// MaxIDLength bounds a command's id and correlationId.
+	MaxIDLength = 128
+)
+
+// Command is a decoded, valid command. Params points to the params struct of its type.
+//
+// Command's own JSON encoding (json.Marshal) redacts secrets, so a Command can be logged;
+// Encode produces the wire form that a publisher sends.
+type Command struct {
+	ID            string     `json:"id"`
+	Type          string     `json:"type,omitempty"`
+	Project       string     `json:"project,omitempty"`
+	CorrelationID string     `json:"correlationId,omitempty"`
+	ReplyTo       string     `json:"replyTo,omitempty"`
+	NotAfter      *time.Time `json:"notAfter,omitempty"`
+	Params        Params     `json:"params"`
+}
+
+// envelope is the command as it travels, before params are decoded by type.
+type envelope struct {
+	ID            string          `json:"id"`
+	Type          string          `json:"type,omitempty"`
+	Project       string          `json:"project,omitempty"`
+	CorrelationID string          `json:"correlationId,omitempty"`
+	ReplyTo       *string         `json:"replyTo,omitempty"`
+	NotAfter      *string         `json:"notAfter,omitempty"`
+	Params        json.RawMessage `json:"params"`
+}
+
+// Error is why a command was not executed or did not succeed; it is the result's
+// "error" object. Field is a path into the command's JSON, e.g.
+// "params.keyStoreEnvironmentList[1].file". Messages never quote secret values.
+type Error struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	Field   string `json:"field,omitempty"`
+}
+
+func (e *Error) Error() string {
+	if e.Field == "" {
+		return e.Code + ": " + e.Message
+	}
+	return e.Code + ": " + e.Field + " " + e.Message
+}
+
+func invalid(field, message string) *Error {
+	return &Error{Code: CodeInvalidCommand, Field: field, Message: message}
+}
+
+// Decode parses and validates a command that arrived on the subject for project and
+// typeName (see Subjects.ParseCommand). The error is an *Error with the result's code
+// and field.
+//
+// The returned Command is never nil: when the command is invalid it still carries the
+// id, correlationId and replyTo that were valid, so that the rejection can be reported.
+func Decode(project, typeName string, data []byte) (*Command, error) {
+	cmd := &Command{Type: typeName, Project: project}
+	if err := decode(cmd, data); err != nil {
+		salvageEnvelope(cmd, data)
+		return cmd, err
+	}
+	return cmd, nil
+}
+
+func decode(cmd *Command, data []byte) *Error {
+	if !json.Valid(data) {
+		var syntaxErr *json.SyntaxError
+		msg := "the command is not valid JSON"
+		if err := json.Unmarshal(data, new(any)); errors.As(err, &syntaxErr) {
+			// The offset, not the parser's text: that would quote a byte of the body.
+			msg = fmt.Sprintf("the command is not valid JSON (syntax error at byte %d)", syntaxErr.Offset)
+		}
+		return &Error{Code: CodeInvalidJSON, Message: msg}
+	}
+	var env envelope
+	if err := decodeObject(data, reflect.ValueOf(&env).Elem(), ""); err != nil {
+		if err.Field == "" {
+			return &Error{Code: CodeInvalidJSON, Message: "the command must be a JSON object"}
+		}
+		return err
+	}
+	ct, ok := LookupType(cmd.Type)
+	if !ok {
+		return &Error{Code: CodeUnknownType, Field: "type", Message: fmt.Sprintf("unknown command type %q", truncate(cmd.Type, 64))}
+	}
+	if env.Type != "" && env.Type != cmd.Type {
+		return &Error{Code: CodeSubjectMismatch, Field: "type", Message: fmt.Sprintf("is %q but the subject says %q", truncate(env.Type, 64), cmd.Type)}
+	}
+	if env.Project != "" && env.Project != cmd.Project {
+		return &Error{Code: CodeSubjectMismatch, Field: "project", Message: fmt.Sprintf("is %q but the subject says %q", truncate(env.Project, 64), truncate(cmd.Project, 64))}
+	}
+	if problem := CheckProject(cmd.Project); problem != "" {
+		return invalid("project", problem)
+	}
+	if problem := checkID(env.ID); problem != "" {
+		return invalid("id", problem)
+	}
+	cmd.ID = env.ID
+	if utf8.RuneCountInString(env.CorrelationID) > MaxIDLength {
+		return invalid("correlationId", fmt.Sprintf("must be at most %d characters", MaxIDLength))
+	}
+	cmd.CorrelationID = env.CorrelationID
+	if env.ReplyTo != nil {
+		if problem := checkSubject(*env.ReplyTo); problem != "" {
+			return invalid("replyTo", problem)
+		}
+		cmd.ReplyTo = *env.ReplyTo
+	}
+	if env.NotAfter != nil {
+		t, err := time.Parse(time.RFC3339, *env.NotAfter)
+		if err != nil {
+			return invalid("notAfter", "must be an RFC 3339 time, e.g. 2026-11-22T12:00:00Z")
+		}
+		cmd.NotAfter = &t
+	}
+	if env.Params == nil {
+		return invalid("params", "is required")
+	}
+	params := reflect.New(ct.params)
+	if err := decodeValue(env.Params, params.Elem(), "params"); err != nil {
+		return err
+	}
+	if err := validateStruct(params.Elem(), "params"); err != nil {
+		return err
+	}
+	cmd.Params = params.Interface()
+	return nil
+}
+
+// salvageEnvelope keeps what a rejection result may still use of an invalid command.
+func salvageEnvelope(cmd *Command, data []byte) {
+	var env struct {
+		ID            any `json:"id"`
+		CorrelationID any `json:"correlationId"`
+		ReplyTo       any `json:"replyTo"`
+	}
+	if json.Unmarshal(data, &env) != nil {
+		return
+	}
+	if s, ok := env.ID.(string); ok && checkID(s) == "" {
+		cmd.ID = s
+	}
+	if s, ok := env.CorrelationID.(string); ok && utf8.RuneCountInString(s) <= MaxIDLength {
+		cmd.CorrelationID = s
+	}
+	if s, ok := env.ReplyTo.(string); ok && checkSubject(s) == "" {
+		cmd.ReplyTo = s
+	}
+}
+
+// Validate checks a command built in Go before it is published, with the same rules
+// and errors as Decode.
+func (c *Command) Validate() error {
+	data, err := c.Encode()
+	if err != nil {
+		return err
+	}
+	typeName := c.Type
+	if typeName == "" {
+		if ct, ok := TypeOf(c.Params); ok {
+			typeName = ct.Name
+		}
+	}
+	_, err = Decode(c.Project, typeName, data)
+	return err
+}
+
+// Encode returns the command's wire form, secrets included. Type is taken from Params
+// when it is empty.
+func (c *Command) Encode() ([]byte, error) {
+	v := reflect.ValueOf(c.Params)
+	if v.Kind() == reflect.Pointer && !v.IsNil() {
+		v = v.Elem()
+	}
+	ct, ok := TypeOf(c.Params)
+	if !ok {
+		return nil, &Error{Code: CodeInvalidCommand, Field: "params", Message: fmt.Sprintf("%T is not the params of a command type", c.Params)}
+	}
+	buf := make([]byte, 0, 256)
+	buf = append(buf, `{"id":`...)
+	buf = appendJSONString(buf, c.ID)
+	typeName := c.Type
+	if typeName == "" {
+		typeName = ct.Name
+	}
+	buf = append(buf, `,"type":`...)
+	buf = appendJSONString(buf, typeName)
+	for _, kv := range [][2]string{{"project", c.Project}, {"correlationId", c.CorrelationID}, {"replyTo", c.ReplyTo}} {
+		if kv[1] != "" {
+			buf = append(buf, `,"`+kv[0]+`":`...)
+			buf = appendJSONString(buf, kv[1])
+		}
+	}
+	if c.NotAfter != nil {
+		buf = append(buf, `,"notAfter":`...)
+		buf = appendJSONString(buf, c.NotAfter.Format(time.RFC3339Nano))
+	}
+	buf = append(buf, `,"params":`...)
+	buf = appendFields(buf, v, false)
+	return append(buf, '}'), nil
+}
+
+// Warnings returns advice about a valid command, e.g. that it disables a safety check.
+func (c *Command) Warnings() []string {
+	if w, ok := c.Params.(warner); ok {
+		return w.warnings()
+	}
+	return nil
+}
+
+// CommandType returns the command's type description.
+func (c *Command) CommandType() CommandType {
+	ct, _ := LookupType(c.Type)
+	return ct
+}
+
+// ResourceKey names the resource the command changes, unique across projects and
+// resource kinds, e.g. "MyProject/credential/api-user". Commands with the same key must
+// not run at the same time.
+func (c *Command) ResourceKey() string {
+	ct := c.CommandType()
+	v := reflect.ValueOf(c.Params).Elem()
+	info := structInfoFor(v.Type())
+	return c.Project + "/" + ct.Resource + "/" + v.Field(info.fields[info.resource].index).String()
+}
+
+// APIRequest is the APIOps call a command becomes. Body holds secrets: the type prints
+// only its method and path.
+type APIRequest struct {
+	Method string
+	// Path holds the path's segments unescaped; the client escapes each as one segment.
+	Path  []string
+	Query url.Values
+	// Body is the JSON request body, or nil for endpoints that take none.
+	Body []byte
+}
+
+func (r APIRequest) String() string { return r.Method + " /" + strings.Join(r.Path, "/") + "/" }
+
+// Format prints what String does for every verb, so %+v cannot reveal the body.
+func (r APIRequest) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(r.String())) }
+
+// APIRequest builds the APIOps call for the command. Only here are secrets revealed.
+func (c *Command) APIRequest() APIRequest {
+	ct := c.CommandType()
+	v := reflect.ValueOf(c.Params).Elem()
+	info := structInfoFor(v.Type())
+	req := APIRequest{Method: ct.Method}
+	for _, seg := range strings.Split(strings.Trim(ct.Path, "/"), "/") {
+		if name, ok := strings.CutPrefix(seg, "{"); ok {
+			name = strings.TrimSuffix(name, "}")
+			if name == "project" {
+				seg = c.Project
+			} else {
+				seg = v.Field(info.byName[name].index).String()
+			}
+		}
+		req.Path = append(req.Path, seg)
+	}
+	hasBody := false
+	for i := range info.fields {
+		f := &info.fields[i]
+		fv := v.Field(f.index)
+		switch {
+		case f.query:
+			if !fv.IsNil() {
+				if req.Query == nil {
+					req.Query = url.Values{}
+				}
+				req.Query.Set(f.name, fv.Elem().String())
+			}
+		case !f.path:
+			hasBody = true
+		}
+	}
+	if hasBody {
+		req.Body = appendFields(nil, v, true)
+	}
+	return req
+}
+
+func checkID(id string) string {
+	if id == "" {
+		return "is required"
+	}
+	if len(id) > MaxIDLength {
+		return fmt.Sprintf("must be at most %d characters", MaxIDLength)
+	}
+	for _, r := range id {
+		if !(r < utf8.RuneSelf && (r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("._:-", r))) {
+			return "may hold only A-Z a-z 0-9 . _ : -"
+		}
+	}
+	return ""
+}
+
+// CheckProject returns what is wrong with a project name, or "" when nothing is: it must
+// be one subject token and a valid path name.
+func CheckProject(project string) string {
+	if problem := checkToken(project); problem != "" {
+		return problem
+	}
+	return checkName(project)
+}
+
+func checkToken(token string) string {
+	if token == "" {
+		return "is required"
+	}
+	if strings.ContainsAny(token, ".*>") || strings.IndexFunc(token, unicode.IsSpace) >= 0 {
+		return `must be one subject token: no ".", "*", ">" or whitespace`
+	}
+	return ""
+}
+
+// checkSubject checks a subject that the worker will publish to.
+func checkSubject(subject string) string {
+	if subject == "" {
+		return "must not be empty"
+	}
+	for token := range strings.SplitSeq(subject, ".") {
+		switch {
+		case token == "":
+			return "must be a NATS subject: tokens separated by single dots, none empty"
+		case token == "*" || token == ">":
+			return "must not hold wildcards"
+		case strings.IndexFunc(token, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0:
+			return "must not hold whitespace"
+		}
+	}
+	return ""
+}
+
+// DecodeLine decodes a command that names its own type and project, as each line of a
+// JSONL file does, with the same rules as Decode.
+func DecodeLine(data []byte) (*Command, error) {
+	var names struct {
+		Type    any `json:"type"`
+		Project any `json:"project"`
+	}
+	if json.Unmarshal(data, &names) != nil {
+		return Decode("", "", data) // reports invalid_json
+	}
+	typeName, _ := names.Type.(string)
+	project, _ := names.Project.(string)
+	for _, f := range []struct{ field, value string }{{"type", typeName}, {"project", project}} {
+		if f.value == "" {
+			cmd := &Command{}
+			salvageEnvelope(cmd, data)
+			return cmd, invalid(f.field, "is required in a line that is not published on a subject")
+		}
+	}
+	return Decode(project, typeName, data)
+}

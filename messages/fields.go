@@ -1,0 +1,367 @@
+package messages
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"unicode"
+	"unicode/utf8"
+)
+
+// MaxNameLength is the longest name (project, username, keystore, key, proxy) accepted.
+const MaxNameLength = 255
+
+// fieldInfo is what the struct tags of one field say; see CommandType.
+type fieldInfo struct {
+	index                         int
+	name                          string
+	required                      bool
+	path, query, base64, resource bool
+	enum                          []string
+	maxLength, minItems           int
+}
+
+type structInfo struct {
+	fields   []fieldInfo
+	byName   map[string]*fieldInfo
+	resource int // index into fields of the apiops:"resource" field, or -1
+}
+
+var structInfos sync.Map // reflect.Type -> *structInfo
+
+func structInfoFor(t reflect.Type) *structInfo {
+	if v, ok := structInfos.Load(t); ok {
+		return v.(*structInfo)
+	}
+	info := &structInfo{byName: make(map[string]*fieldInfo), resource: -1}
+	for i := range t.NumField() {
+		sf := t.Field(i)
+		name, opts, _ := strings.Cut(sf.Tag.Get("json"), ",")
+		if name == "" || name == "-" {
+			continue
+		}
+		f := fieldInfo{index: i, name: name, required: !strings.Contains(opts, "omitempty")}
+		for opt := range strings.SplitSeq(sf.Tag.Get("apiops"), ",") {
+			switch opt {
+			case "path":
+				f.path = true
+			case "query":
+				f.query = true
+			case "base64":
+				f.base64 = true
+			case "resource":
+				f.resource = true
+			}
+		}
+		for kv := range strings.SplitSeq(sf.Tag.Get("jsonschema"), ",") {
+			key, val, _ := strings.Cut(kv, "=")
+			switch key {
+			case "enum":
+				f.enum = append(f.enum, val)
+			case "maxLength":
+				f.maxLength, _ = strconv.Atoi(val)
+			case "minItems":
+				f.minItems, _ = strconv.Atoi(val)
+			}
+		}
+		if f.resource {
+			info.resource = len(info.fields)
+		}
+		info.fields = append(info.fields, f)
+	}
+	for i := range info.fields {
+		info.byName[info.fields[i].name] = &info.fields[i]
+	}
+	v, _ := structInfos.LoadOrStore(t, info)
+	return v.(*structInfo)
+}
+
+var (
+	secretType     = reflect.TypeFor[Secret]()
+	rawMessageType = reflect.TypeFor[json.RawMessage]()
+)
+
+// isEmpty is reflect's IsZero, but an empty Secret counts as empty too.
+func isEmpty(v reflect.Value) bool {
+	if v.Type() == secretType {
+		return v.Interface().(Secret).IsZero()
+	}
+	return v.IsZero()
+}
+
+func joinPath(path, name string) string {
+	if path == "" {
+		return name
+	}
+	return path + "." + name
+}
+
+func isNull(data []byte) bool { return bytes.Equal(bytes.TrimSpace(data), []byte("null")) }
+
+// decodeValue decodes data into v strictly: unknown and repeated object keys are errors,
+// and every error names the field's path. JSON null counts as absent. data must
+// already be valid JSON.
+func decodeValue(data json.RawMessage, v reflect.Value, path string) *Error {
+	if isNull(data) {
+		return nil
+	}
+	switch t := v.Type(); {
+	case t == rawMessageType:
+		v.SetBytes(bytes.Clone(data))
+		return nil
+	case t == secretType:
+		var s string
+		if json.Unmarshal(data, &s) != nil {
+			return invalid(path, "must be a string")
+		}
+		v.Set(reflect.ValueOf(NewSecret(s)))
+		return nil
+	}
+	switch v.Kind() {
+	case reflect.Pointer:
+		elem := reflect.New(v.Type().Elem())
+		if err := decodeValue(data, elem.Elem(), path); err != nil {
+			return err
+		}
+		v.Set(elem)
+	case reflect.Struct:
+		return decodeObject(data, v, path)
+	case reflect.Slice:
+		var items []json.RawMessage
+		if json.Unmarshal(data, &items) != nil {
+			return invalid(path, "must be an array")
+		}
+		s := reflect.MakeSlice(v.Type(), len(items), len(items))
+		for i, item := range items {
+			if err := decodeValue(item, s.Index(i), fmt.Sprintf("%s[%d]", path, i)); err != nil {
+				return err
+			}
+		}
+		v.Set(s)
+	case reflect.String:
+		var s string
+		if json.Unmarshal(data, &s) != nil {
+			return invalid(path, "must be a string")
+		}
+		v.SetString(s)
+	case reflect.Bool:
+		var b bool
+		if json.Unmarshal(data, &b) != nil {
+			return invalid(path, "must be true or false")
+		}
+		v.SetBool(b)
+	default:
+		panic("messages: cannot decode into " + v.Type().String())
+	}
+	return nil
+}
+
+func decodeObject(data json.RawMessage, v reflect.Value, path string) *Error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return invalid(path, "must be an object")
+	}
+	info := structInfoFor(v.Type())
+	seen := make(map[string]bool, len(info.fields))
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return invalid(path, "must be an object")
+		}
+		key, _ := tok.(string)
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return invalid(path, "must be an object")
+		}
+		fieldPath := joinPath(path, key)
+		f := info.byName[key]
+		if f == nil {
+			return invalid(fieldPath, "is not a known field")
+		}
+		if seen[key] {
+			return invalid(fieldPath, "appears more than once")
+		}
+		seen[key] = true
+		if err := decodeValue(raw, v.Field(f.index), fieldPath); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// validateStruct applies the tag rules to every field of v (a struct) and then the
+// struct's own cross-field rules.
+func validateStruct(v reflect.Value, path string) *Error {
+	info := structInfoFor(v.Type())
+	for i := range info.fields {
+		f := &info.fields[i]
+		fv := v.Field(f.index)
+		fieldPath := joinPath(path, f.name)
+		if f.required && isEmpty(fv) {
+			return invalid(fieldPath, "is required")
+		}
+		if err := validateValue(f, fv, fieldPath); err != nil {
+			return err
+		}
+	}
+	if cv, ok := v.Addr().Interface().(crossFieldValidator); ok {
+		return cv.validate()
+	}
+	return nil
+}
+
+func validateValue(f *fieldInfo, v reflect.Value, path string) *Error {
+	switch {
+	case v.Type() == secretType:
+		if f.base64 {
+			if problem := checkBase64(v.Interface().(Secret).Reveal()); problem != "" {
+				return invalid(path, problem)
+			}
+		}
+		return nil
+	}
+	switch v.Kind() {
+	case reflect.Pointer:
+		if v.IsNil() {
+			return nil
+		}
+		return validateValue(f, v.Elem(), path)
+	case reflect.Slice:
+		if v.Len() < f.minItems {
+			return invalid(path, fmt.Sprintf("must have at least %d entr%s", f.minItems, plural(f.minItems, "y", "ies")))
+		}
+		for i := range v.Len() {
+			if err := validateValue(f, v.Index(i), fmt.Sprintf("%s[%d]", path, i)); err != nil {
+				return err
+			}
+		}
+	case reflect.Struct:
+		return validateStruct(v, path)
+	case reflect.String:
+		s := v.String()
+		if f.path {
+			if problem := checkName(s); problem != "" {
+				return invalid(path, problem)
+			}
+		}
+		if f.maxLength > 0 && utf8.RuneCountInString(s) > f.maxLength {
+			return invalid(path, fmt.Sprintf("must be at most %d characters", f.maxLength))
+		}
+		if len(f.enum) > 0 && !slices.Contains(f.enum, s) {
+			return invalid(path, fmt.Sprintf("must be one of %s, not %q", strings.Join(f.enum, ", "), truncate(s, 40)))
+		}
+	}
+	return nil
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
+func truncate(s string, n int) string {
+	if utf8.RuneCountInString(s) <= n {
+		return s
+	}
+	return string([]rune(s)[:n]) + "…"
+}
+
+// checkName returns what is wrong with a name that goes into an APIOps path as one
+// segment, or "" when nothing is.
+func checkName(s string) string {
+	switch {
+	case s == "":
+		return "is required"
+	case utf8.RuneCountInString(s) > MaxNameLength:
+		return fmt.Sprintf("must be at most %d characters", MaxNameLength)
+	case s == "." || s == "..":
+		return `must not be "." or ".."`
+	case !utf8.ValidString(s):
+		return "must be valid UTF-8"
+	}
+	for _, r := range s {
+		if r == '/' || r == '\\' || unicode.IsControl(r) {
+			return `must not contain "/", "\" or control characters`
+		}
+	}
+	return ""
+}
+
+// checkBase64 never quotes the value: it is a keystore file.
+func checkBase64(s string) string {
+	// The standard decoder skips line breaks; the contract does not allow them.
+	if strings.ContainsAny(s, "\r\n") {
+		return "must be standard base64 without line breaks"
+	}
+	n, err := base64.StdEncoding.Strict().DecodeString(s)
+	switch {
+	case err != nil:
+		return "must be valid standard base64 (A-Z a-z 0-9 + /, padded with =)"
+	case len(n) == 0:
+		return "must not be empty"
+	}
+	return ""
+}
+
+// appendFields writes the struct v as a JSON object with secrets revealed: the wire form
+// of params, or with skipPathQuery the APIOps request body. Optional fields that were
+// not set (nil pointers and slices, empty omitempty strings) are left out.
+func appendFields(buf []byte, v reflect.Value, skipPathQuery bool) []byte {
+	info := structInfoFor(v.Type())
+	buf = append(buf, '{')
+	first := true
+	for i := range info.fields {
+		f := &info.fields[i]
+		fv := v.Field(f.index)
+		if (skipPathQuery && (f.path || f.query)) || (!f.required && isEmpty(fv)) {
+			continue
+		}
+		if !first {
+			buf = append(buf, ',')
+		}
+		first = false
+		buf = strconv.AppendQuote(buf, f.name) // names are ASCII identifiers
+		buf = append(buf, ':')
+		buf = appendValue(buf, fv)
+	}
+	return append(buf, '}')
+}
+
+func appendValue(buf []byte, v reflect.Value) []byte {
+	if v.Type() == secretType {
+		return appendJSONString(buf, v.Interface().(Secret).Reveal())
+	}
+	switch v.Kind() {
+	case reflect.Pointer:
+		return appendValue(buf, v.Elem())
+	case reflect.Struct:
+		return appendFields(buf, v, false)
+	case reflect.Slice:
+		buf = append(buf, '[')
+		for i := range v.Len() {
+			if i > 0 {
+				buf = append(buf, ',')
+			}
+			buf = appendValue(buf, v.Index(i))
+		}
+		return append(buf, ']')
+	case reflect.String:
+		return appendJSONString(buf, v.String())
+	case reflect.Bool:
+		return strconv.AppendBool(buf, v.Bool())
+	}
+	panic("messages: cannot encode " + v.Type().String())
+}
+
+func appendJSONString(buf []byte, s string) []byte {
+	b, _ := json.Marshal(s) // cannot fail for a string
+	return append(buf, b...)
+}

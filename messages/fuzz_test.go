@@ -1,0 +1,50 @@
+package messages_test
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+
+	"github.com/apiops-worker/apiops-worker/messages"
+)
+
+// FuzzDecode checks that no input panics Decode, that every failure is a *messages.Error
+// with a known code, and that every accepted command survives Encode and Decode with the
+// same APIOps request. Run it with: go test ./messages -run '^$' -fuzz FuzzDecode
+func FuzzDecode(f *testing.F) {
+	for name, data := range exampleCommands(f) {
+		f.Add("MyProject", name, data)
+	}
+	for _, tc := range readJSONL[invalidCase](f, "../testdata/invalid-commands.jsonl") {
+		f.Add(tc.Project, tc.Type, []byte(tc.Command))
+	}
+	codes := map[string]bool{
+		messages.CodeInvalidJSON: true, messages.CodeInvalidCommand: true,
+		messages.CodeUnknownType: true, messages.CodeSubjectMismatch: true,
+	}
+	f.Fuzz(func(t *testing.T, project, typeName string, data []byte) {
+		cmd, err := messages.Decode(project, typeName, data)
+		if cmd == nil {
+			t.Fatal("nil command")
+		}
+		if err != nil {
+			var e *messages.Error
+			if !errors.As(err, &e) || !codes[e.Code] {
+				t.Fatalf("error %v is not a known *messages.Error", err)
+			}
+			return
+		}
+		wire, err := cmd.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		again, err := messages.Decode(project, typeName, wire)
+		if err != nil {
+			t.Fatalf("encoded command does not decode: %v\n%s", err, wire)
+		}
+		a, b := cmd.APIRequest(), again.APIRequest()
+		if a.String() != b.String() || a.Query.Encode() != b.Query.Encode() || !bytes.Equal(a.Body, b.Body) {
+			t.Fatalf("round trip changed the request: %v %s / %v %s", a, a.Body, b, b.Body)
+		}
+	})
+}

@@ -1,0 +1,102 @@
+package messages
+
+import "time"
+
+// Status is a command's final status.
+type Status string
+
+const (
+	StatusSucceeded Status = "succeeded" // saved and deployed to every environment
+	StatusPartial   Status = "partial"   // saved, but some environment failed to deploy
+	StatusFailed    Status = "failed"    // APIOps refused it, or retries ran out
+	StatusRejected  Status = "rejected"  // invalid; APIOps was not called
+	StatusExpired   Status = "expired"   // notAfter passed before it could run
+)
+
+// Error codes of a result's error that the worker sets itself. Others are APIOps's own
+// error codes (bad_request, not_found, …) or http_<status> when APIOps gave none.
+const (
+	CodeInvalidJSON      = "invalid_json"
+	CodeInvalidCommand   = "invalid_command"
+	CodeUnknownType      = "unknown_type"
+	CodeSubjectMismatch  = "subject_mismatch"
+	CodeExpired          = "expired"
+	CodeRetriesExhausted = "retries_exhausted"
+	CodeDeployFailed     = "deploy_failed"
+)
+
+// Headers of results and dead letters.
+const (
+	HeaderMsgID           = "Nats-Msg-Id"
+	HeaderCommandID       = "Apiops-Command-Id"
+	HeaderStatus          = "Apiops-Status"
+	HeaderErrorCode       = "Apiops-Error-Code"
+	HeaderError           = "Apiops-Error"
+	HeaderAttempts        = "Apiops-Attempts"
+	HeaderOriginalSubject = "Apiops-Original-Subject"
+	HeaderRedacted        = "Apiops-Redacted"
+	HeaderReplayOf        = "Apiops-Replay-Of"
+)
+
+// Result is the outcome of one command, published once to the result subject and to the
+// command's replyTo. It never holds a secret.
+type Result struct {
+	ID               string            `json:"id,omitempty"`
+	Type             string            `json:"type"`
+	Project          string            `json:"project"`
+	CorrelationID    string            `json:"correlationId,omitempty"`
+	Status           Status            `json:"status" jsonschema:"enum=succeeded,enum=partial,enum=failed,enum=rejected,enum=expired"`
+	Attempts         int               `json:"attempts"`
+	ReceivedAt       time.Time         `json:"receivedAt"`
+	FinishedAt       time.Time         `json:"finishedAt"`
+	HTTPStatus       int               `json:"httpStatus,omitempty"`
+	DeploymentResult *DeploymentResult `json:"deploymentResult,omitempty"`
+	Error            *Error            `json:"error,omitempty"`
+	Warnings         []string          `json:"warnings,omitempty"`
+}
+
+// DeploymentResult is APIOps's report of deploying a change to each environment.
+type DeploymentResult struct {
+	Success            bool                `json:"success"`
+	Message            string              `json:"message,omitempty"`
+	EnvironmentResults []EnvironmentResult `json:"environmentResults,omitempty"`
+}
+
+// EnvironmentResult is one environment's part of a DeploymentResult.
+type EnvironmentResult struct {
+	EnvironmentName string `json:"environmentName"`
+	Success         bool   `json:"success"`
+	Message         string `json:"message,omitempty"`
+}
+
+// EnvironmentCounts counts the environments that deployed and those that did not.
+func (d *DeploymentResult) EnvironmentCounts() (ok, failed int) {
+	if d == nil {
+		return 0, 0
+	}
+	for _, e := range d.EnvironmentResults {
+		if e.Success {
+			ok++
+		} else {
+			failed++
+		}
+	}
+	return ok, failed
+}
+
+// Rejection is the result of a command that Decode refused: status rejected (or expired
+// for CodeExpired), no APIOps call. cmd is what Decode returned with the error.
+func Rejection(cmd *Command, err error, at time.Time) *Result {
+	e, ok := err.(*Error)
+	if !ok {
+		e = &Error{Code: CodeInvalidCommand, Message: err.Error()}
+	}
+	status := StatusRejected
+	if e.Code == CodeExpired {
+		status = StatusExpired
+	}
+	return &Result{
+		ID: cmd.ID, Type: cmd.Type, Project: cmd.Project, CorrelationID: cmd.CorrelationID,
+		Status: status, ReceivedAt: at, FinishedAt: at, Error: e,
+	}
+}

@@ -1,0 +1,72 @@
+package messages
+
+import (
+	"fmt"
+	"strings"
+)
+
+// DefaultPrefix is the first token(s) of every subject unless configured otherwise.
+const DefaultPrefix = "apiops"
+
+// Subjects builds and parses the subjects of one deployment:
+// <prefix>.cmd.<project>.<type>, <prefix>.result.<project>.<type> and
+// <prefix>.dlq.<project>.<type>. The zero value uses DefaultPrefix.
+type Subjects struct {
+	Prefix string
+}
+
+func (s Subjects) prefix() string {
+	if s.Prefix == "" {
+		return DefaultPrefix
+	}
+	return s.Prefix
+}
+
+// Command is the subject a command of type typeName for project is published on.
+func (s Subjects) Command(project, typeName string) string { return s.build("cmd", project, typeName) }
+
+// Result is the subject the result of such a command is published on.
+func (s Subjects) Result(project, typeName string) string {
+	return s.build("result", project, typeName)
+}
+
+// DeadLetter is the subject the dead-letter copy of such a command is published on.
+func (s Subjects) DeadLetter(project, typeName string) string {
+	return s.build("dlq", project, typeName)
+}
+
+// AllCommands, AllResults and AllDeadLetters are the wildcard subjects of the streams.
+func (s Subjects) AllCommands() string    { return s.prefix() + ".cmd.>" }
+func (s Subjects) AllResults() string     { return s.prefix() + ".result.>" }
+func (s Subjects) AllDeadLetters() string { return s.prefix() + ".dlq.>" }
+
+func (s Subjects) build(kind, project, typeName string) string {
+	return s.prefix() + "." + kind + "." + project + "." + typeName
+}
+
+// ParseCommand splits a command subject into project and type. The type is returned even
+// when it is not a known command type; Decode reports that.
+func (s Subjects) ParseCommand(subject string) (project, typeName string, err error) {
+	return s.parse("cmd", subject)
+}
+
+// ParseResult and ParseDeadLetter do the same for result and dead-letter subjects.
+func (s Subjects) ParseResult(subject string) (project, typeName string, err error) {
+	return s.parse("result", subject)
+}
+
+func (s Subjects) ParseDeadLetter(subject string) (project, typeName string, err error) {
+	return s.parse("dlq", subject)
+}
+
+func (s Subjects) parse(kind, subject string) (project, typeName string, err error) {
+	rest, ok := strings.CutPrefix(subject, s.prefix()+"."+kind+".")
+	if !ok {
+		return "", "", fmt.Errorf("subject %q is not under %s.%s", subject, s.prefix(), kind)
+	}
+	project, typeName, _ = strings.Cut(rest, ".")
+	if project == "" || typeName == "" {
+		return "", "", fmt.Errorf("subject %q is not %s.%s.<project>.<type>", subject, s.prefix(), kind)
+	}
+	return project, typeName, nil
+}
