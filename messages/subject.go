@@ -70,3 +70,25 @@ func (s Subjects) parse(kind, subject string) (project, typeName string, err err
 	}
 	return project, typeName, nil
 }
+
+// CheckPrefix returns what is wrong with a subject prefix, or "" when nothing is.
+func CheckPrefix(prefix string) string {
+	if strings.ContainsAny(prefix, "*>") {
+		return "must not hold wildcards"
+	}
+	return checkSubject(prefix)
+}
+
+// ResultFor and DeadLetterFor map a command subject to its result and dead-letter
+// subjects, even when the command subject does not parse as <project>.<type>.
+func (s Subjects) ResultFor(commandSubject string) string {
+	return s.swapKind(commandSubject, "result")
+}
+
+func (s Subjects) DeadLetterFor(commandSubject string) string {
+	return s.swapKind(commandSubject, "dlq")
+}
+
+func (s Subjects) swapKind(commandSubject, kind string) string {
+	return s.prefix() + "." + kind + "." + strings.TrimPrefix(commandSubject, s.prefix()+".cmd.")
+}

@@ -1,0 +1,312 @@
+// Package client publishes apiops-worker commands on NATS JetStream and collects their
+// results, for Go services that drive the worker (see docs/contract.md).
+//
+// A Client validates every command before it publishes it, so an invalid command never
+// reaches the stream; the error is then a *messages.Error naming the code and field.
+// Errors never hold a command's secrets (passwords, keystore files).
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/apiops-worker/apiops-worker/messages"
+)
+
+// maxInFlight bounds the asynchronous publishes of one Submit awaiting JetStream's ack.
+const maxInFlight = 256
+
+// Client publishes commands to the worker's command stream. It is safe for concurrent
+// use; it does not own the connection.
+type Client struct {
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	subjects messages.Subjects
+}
+
+type options struct {
+	prefix string
+}
+
+// Option configures a Client.
+type Option func(*options)
+
+// WithPrefix sets the subject prefix the worker is configured with (default
+// messages.DefaultPrefix, "apiops"). It may hold dots.
+func WithPrefix(prefix string) Option {
+	return func(o *options) { o.prefix = prefix }
+}
+
+// New returns a Client that publishes on nc.
+func New(nc *nats.Conn, opts ...Option) (*Client, error) {
+	if nc == nil {
+		return nil, errors.New("client: no NATS connection")
+	}
+	o := options{prefix: messages.DefaultPrefix}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if problem := messages.CheckPrefix(o.prefix); problem != "" {
+		return nil, fmt.Errorf("client: prefix %q %s", o.prefix, problem)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("client: %w", err)
+	}
+	return &Client{nc: nc, js: js, subjects: messages.Subjects{Prefix: o.prefix}}, nil
+}
+
+// Publish validates cmd and publishes its wire form to the command subject of its
+// project and type (Type may be left empty: it follows from Params) with the header
+// Nats-Msg-Id set to cmd.ID, and waits for JetStream to store it.
+//
+// duplicate is true when JetStream dropped the message because a command with the same
+// id was published within the stream's duplicate window; the worker then sees nothing
+// new. An invalid command is not published; the error wraps its *messages.Error.
+func (c *Client) Publish(ctx context.Context, cmd *messages.Command) (duplicate bool, err error) {
+	msg, err := c.message(cmd, cmd.ReplyTo)
+	if err != nil {
+		return false, err
+	}
+	ack, err := c.js.PublishMsg(ctx, msg)
+	if err != nil {
+		return false, fmt.Errorf("publish %s: %w", label(cmd), err)
+	}
+	return ack.Duplicate, nil
+}
+
+// Request publishes cmd with a fresh inbox as its replyTo (replacing any replyTo it
+// has; cmd itself is not changed) and waits for its result until ctx ends.
+//
+// When JetStream reports the publish as a duplicate (the id was published within the
+// duplicate window, so nothing new reaches the worker), Request publishes the command
+// once more without Nats-Msg-Id: the worker does not execute an id twice, it answers
+// from the result it stored.
+func (c *Client) Request(ctx context.Context, cmd *messages.Command) (*messages.Result, error) {
+	inbox := c.nc.NewInbox()
+	msg, err := c.message(cmd, inbox)
+	if err != nil {
+		return nil, err
+	}
+	sub, err := c.nc.SubscribeSync(inbox)
+	if err != nil {
+		return nil, fmt.Errorf("request %s: subscribe to the reply inbox: %w", label(cmd), err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+
+	ack, err := c.js.PublishMsg(ctx, msg)
+	if err != nil {
+		return nil, fmt.Errorf("publish %s: %w", label(cmd), err)
+	}
+	if ack.Duplicate {
+		if _, err := c.js.PublishMsg(ctx, withoutMsgID(msg)); err != nil {
+			return nil, fmt.Errorf("publish %s again (a duplicate): %w", label(cmd), err)
+		}
+	}
+	reply, err := sub.NextMsgWithContext(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("request %s: no result: %w", label(cmd), err)
+	}
+	return decodeResult(cmd, reply)
+}
+
+// Submit publishes many commands with one reply subscription: command i is published
+// with replyTo <inbox>.<i> (cmds are not changed). Every command is validated before
+// any is published; when one is invalid, none is.
+//
+// Commands are published asynchronously, several awaiting JetStream's ack at a time;
+// a duplicate is published again without Nats-Msg-Id, as Request does. onResult (may
+// be nil) is called with each command's index and result as the result arrives, in
+// arrival order, one call at a time, on the goroutine that called Submit.
+//
+// Submit returns nil when every command has its result. When ctx ends first, or
+// publishing fails, the error says how many results are missing and wraps the cause
+// (e.g. context.DeadlineExceeded).
+func (c *Client) Submit(ctx context.Context, cmds []*messages.Command, onResult func(i int, r *messages.Result)) error {
+	if len(cmds) == 0 {
+		return nil
+	}
+	inbox := c.nc.NewInbox()
+	msgs := make([]*nats.Msg, len(cmds))
+	for i, cmd := range cmds {
+		msg, err := c.message(cmd, inbox+"."+strconv.Itoa(i))
+		if err != nil {
+			return fmt.Errorf("submit: command %d: %w", i, err)
+		}
+		msgs[i] = msg
+	}
+	sub, err := c.nc.SubscribeSync(inbox + ".*")
+	if err != nil {
+		return fmt.Errorf("submit: subscribe to the reply inbox: %w", err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	// The results of one batch are bounded by its size; never drop one as a slow consumer.
+	if err := sub.SetPendingLimits(-1, -1); err != nil {
+		return fmt.Errorf("submit: %w", err)
+	}
+
+	runCtx, cancel := context.WithCancelCause(ctx)
+	published := make(chan struct{})
+	go func() {
+		defer close(published)
+		if err := c.publishAll(runCtx, cmds, msgs); err != nil {
+			cancel(err)
+		}
+	}()
+	defer func() {
+		cancel(nil)
+		<-published
+	}()
+
+	got := make([]bool, len(cmds))
+	missing := len(cmds)
+	for missing > 0 {
+		reply, err := sub.NextMsgWithContext(runCtx)
+		if err != nil {
+			if runCtx.Err() != nil {
+				err = context.Cause(runCtx)
+			}
+			return fmt.Errorf("submit: %d of %d commands have no result: %w", missing, len(cmds), err)
+		}
+		i, err := strconv.Atoi(strings.TrimPrefix(reply.Subject, inbox+"."))
+		if err != nil || i < 0 || i >= len(cmds) || got[i] {
+			continue // not one of ours, or a second copy
+		}
+		r, err := decodeResult(cmds[i], reply)
+		if err != nil {
+			return fmt.Errorf("submit: %w", err)
+		}
+		got[i] = true
+		missing--
+		if onResult != nil {
+			onResult(i, r)
+		}
+	}
+	return nil
+}
+
+// pending is a publish awaiting its ack.
+type pending struct {
+	i      int
+	future jetstream.PubAckFuture
+	again  bool // published again without Nats-Msg-Id
+}
+
+// publishAll publishes msgs asynchronously, at most maxInFlight awaiting their ack,
+// publishing a duplicate once more without Nats-Msg-Id.
+func (c *Client) publishAll(ctx context.Context, cmds []*messages.Command, msgs []*nats.Msg) error {
+	queue := make([]pending, 0, min(len(msgs), maxInFlight))
+	publish := func(i int, msg *nats.Msg, again bool) error {
+		f, err := c.js.PublishMsgAsync(msg)
+		if err != nil {
+			return fmt.Errorf("publish %s: %w", label(cmds[i]), err)
+		}
+		queue = append(queue, pending{i: i, future: f, again: again})
+		return nil
+	}
+	// settle waits for the oldest publish's ack.
+	settle := func() error {
+		p := queue[0]
+		queue = queue[1:]
+		var ack *jetstream.PubAck
+		select {
+		case ack = <-p.future.Ok():
+		case err := <-p.future.Err():
+			return fmt.Errorf("publish %s: %w", label(cmds[p.i]), err)
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+		if ack.Duplicate && !p.again {
+			return publish(p.i, withoutMsgID(msgs[p.i]), true)
+		}
+		return nil
+	}
+	for i, msg := range msgs {
+		for len(queue) >= maxInFlight {
+			if err := settle(); err != nil {
+				return err
+			}
+		}
+		if err := publish(i, msg, false); err != nil {
+			return err
+		}
+	}
+	for len(queue) > 0 {
+		if err := settle(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// message validates cmd with replyTo in place of its own and builds the message that
+// carries it.
+func (c *Client) message(cmd *messages.Command, replyTo string) (*nats.Msg, error) {
+	if cmd == nil {
+		return nil, errors.New("publish: nil command")
+	}
+	withReply := *cmd
+	withReply.ReplyTo = replyTo
+	if err := withReply.Validate(); err != nil {
+		return nil, fmt.Errorf("publish %s: %w", label(cmd), err)
+	}
+	data, err := withReply.Encode()
+	if err != nil {
+		return nil, fmt.Errorf("publish %s: %w", label(cmd), err)
+	}
+	typeName := cmd.Type
+	if typeName == "" {
+		ct, _ := messages.TypeOf(cmd.Params) // Validate checked it
+		typeName = ct.Name
+	}
+	msg := nats.NewMsg(c.subjects.Command(cmd.Project, typeName))
+	msg.Data = data
+	msg.Header.Set(messages.HeaderMsgID, cmd.ID)
+	return msg, nil
+}
+
+// withoutMsgID is msg without the Nats-Msg-Id header, for publishing a duplicate again.
+func withoutMsgID(msg *nats.Msg) *nats.Msg {
+	again := nats.NewMsg(msg.Subject)
+	again.Data = msg.Data
+	for k, v := range msg.Header {
+		if k != messages.HeaderMsgID {
+			again.Header[k] = v
+		}
+	}
+	return again
+}
+
+func decodeResult(cmd *messages.Command, reply *nats.Msg) (*messages.Result, error) {
+	var r messages.Result
+	if err := json.Unmarshal(reply.Data, &r); err != nil {
+		return nil, fmt.Errorf("result of %s is not a result: %w", label(cmd), err)
+	}
+	return &r, nil
+}
+
+// label names a command in an error: its id, quoted and shortened when it is not a
+// plain one.
+func label(cmd *messages.Command) string {
+	if cmd == nil || cmd.ID == "" {
+		return "command without id"
+	}
+	plain := len(cmd.ID) <= messages.MaxIDLength && strings.IndexFunc(cmd.ID, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("._:-", r))
+	}) < 0
+	if plain {
+		return cmd.ID
+	}
+	id := []rune(cmd.ID)
+	if len(id) > 64 {
+		return strconv.Quote(string(id[:64]) + "…")
+	}
+	return strconv.Quote(cmd.ID)
+}

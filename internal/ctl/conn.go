@@ -1,0 +1,164 @@
+package ctl
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"strings"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/apiops-worker/apiops-worker/messages"
+)
+
+// IO is what a subcommand reads and writes, and where it looks up environment
+// variables (os.Getenv when Getenv is nil).
+type IO struct {
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+	Getenv         func(string) string
+}
+
+func (s IO) getenv(name string) string {
+	if s.Getenv == nil {
+		return os.Getenv(name)
+	}
+	return s.Getenv(name)
+}
+
+// OpenInput opens FILE, or returns stdin for "-".
+func OpenInput(name string, stdin io.Reader) (io.Reader, func(), error) {
+	if name == "-" {
+		return stdin, func() {}, nil
+	}
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	return f, func() { f.Close() }, nil
+}
+
+// connFlags are the flags every subcommand that talks to NATS has.
+type connFlags struct {
+	url, creds, user, ca, prefix string
+	password                     string // from NATS_PASSWORD only, never a flag
+}
+
+const connUsage = `connection (flags override the environment):
+  --nats-url URL   NATS server(s), comma-separated (env NATS_URL; default nats://127.0.0.1:4222)
+  --creds FILE     NATS credentials file (env NATS_CREDS)
+  --user NAME      NATS user (env NATS_USER); the password comes from env NATS_PASSWORD only
+  --tls-ca FILE    CA certificate(s) to verify the server with (env NATS_CA)
+  --prefix PREFIX  subject prefix the worker uses (env APIOPS_PREFIX; default apiops)
+`
+
+func (f *connFlags) register(fs *flag.FlagSet, env IO) {
+	def := func(name, fallback string) string {
+		if v := env.getenv(name); v != "" {
+			return v
+		}
+		return fallback
+	}
+	fs.StringVar(&f.url, "nats-url", def("NATS_URL", nats.DefaultURL), "")
+	fs.StringVar(&f.creds, "creds", def("NATS_CREDS", ""), "")
+	fs.StringVar(&f.user, "user", def("NATS_USER", ""), "")
+	fs.StringVar(&f.ca, "tls-ca", def("NATS_CA", ""), "")
+	fs.StringVar(&f.prefix, "prefix", def("APIOPS_PREFIX", messages.DefaultPrefix), "")
+	f.password = env.getenv("NATS_PASSWORD")
+}
+
+// check reports a flag combination that cannot work, before connecting.
+func (f *connFlags) check() error {
+	if problem := messages.CheckPrefix(f.prefix); problem != "" {
+		return fmt.Errorf("--prefix %q %s", f.prefix, problem)
+	}
+	if f.creds != "" && f.user != "" {
+		return errors.New("give either --creds (NATS_CREDS) or --user (NATS_USER), not both")
+	}
+	if f.password != "" && f.user == "" {
+		return errors.New("NATS_PASSWORD is set but no user: set --user or NATS_USER")
+	}
+	return nil
+}
+
+// connect connects to NATS. The error names the server(s) without any password.
+func (f *connFlags) connect() (*nats.Conn, error) {
+	opts := []nats.Option{nats.Name("apiopsctl")}
+	if f.creds != "" {
+		opts = append(opts, nats.UserCredentials(f.creds))
+	}
+	if f.user != "" {
+		opts = append(opts, nats.UserInfo(f.user, f.password))
+	}
+	if f.ca != "" {
+		opts = append(opts, nats.RootCAs(f.ca))
+	}
+	nc, err := nats.Connect(f.url, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", redactURLs(f.url), err)
+	}
+	return nc, nil
+}
+
+// redactURLs hides the password of every URL in a comma-separated list.
+func redactURLs(list string) string {
+	parts := strings.Split(list, ",")
+	for i, p := range parts {
+		p = strings.TrimSpace(p)
+		if u, err := url.Parse(p); err == nil && u.User != nil {
+			if _, has := u.User.Password(); has {
+				p = u.Redacted()
+			}
+		} else if err != nil && strings.Contains(p, "@") {
+			p = "(a URL that does not parse)"
+		}
+		parts[i] = p
+	}
+	return strings.Join(parts, ",")
+}
+
+// parseArgs parses flags that may come before or after the positional arguments;
+// everything after "--" is positional. The flag set reports its own errors.
+func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return positional, nil
+		}
+		if consumed := len(args) - len(rest); consumed > 0 && args[consumed-1] == "--" {
+			return append(positional, rest...), nil
+		}
+		positional = append(positional, rest[0])
+		args = rest[1:]
+	}
+}
+
+// newFlagSet returns a flag set that prints usage to stderr and reports errors itself.
+func newFlagSet(name, usage string, env IO) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	fs.Usage = func() { fmt.Fprint(env.Stderr, usage) }
+	return fs
+}
+
+// flagFailure is the exit status after parseArgs failed: 0 for -h, else 1 (the flag
+// set has printed the problem and the usage).
+func flagFailure(err error) int {
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	return 1
+}
+
+// fail prints one message naming the subcommand and returns exit status 1.
+func fail(env IO, name string, err error) int {
+	fmt.Fprintf(env.Stderr, "apiopsctl %s: %v\n", name, err)
+	return 1
+}

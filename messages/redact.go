@@ -1,0 +1,86 @@
+package messages
+
+import (
+	"bytes"
+	"encoding/json"
+	"regexp"
+)
+
+// secretFields are the JSON keys whose values are secrets, wherever they appear.
+var secretFields = map[string]bool{"password": true, "file": true}
+
+var redactedJSON = []byte(`"` + Redacted + `"`)
+
+// RedactSecrets returns a copy of a command's body with the value of every "password"
+// and "file" key replaced by "[REDACTED]", everything else byte for byte as it was, and
+// whether anything was replaced. A body that is not valid JSON is redacted as far as
+// its quoted "password" and "file" values can be found.
+func RedactSecrets(body []byte) ([]byte, bool) {
+	if !json.Valid(body) {
+		return redactInvalid(body)
+	}
+	type span struct{ start, end int64 }
+	var spans []span
+	dec := json.NewDecoder(bytes.NewReader(body))
+	type frame struct{ object, keyNext bool }
+	var stack []frame
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			break
+		}
+		if d, ok := tok.(json.Delim); ok {
+			if d == '{' || d == '[' {
+				stack = append(stack, frame{object: d == '{', keyNext: d == '{'})
+				continue
+			}
+			stack = stack[:len(stack)-1]
+			if n := len(stack); n > 0 && stack[n-1].object {
+				stack[n-1].keyNext = true
+			}
+			continue
+		}
+		n := len(stack)
+		if n == 0 || !stack[n-1].object {
+			continue
+		}
+		if !stack[n-1].keyNext { // a scalar value; a key follows
+			stack[n-1].keyNext = true
+			continue
+		}
+		if key, _ := tok.(string); secretFields[key] {
+			start := dec.InputOffset()
+			var value json.RawMessage
+			if dec.Decode(&value) != nil {
+				return redactInvalid(body)
+			}
+			if !bytes.Equal(value, redactedJSON) {
+				spans = append(spans, span{start, dec.InputOffset()})
+			}
+			continue // the value is consumed; a key follows
+		}
+		stack[n-1].keyNext = false
+	}
+	if len(spans) == 0 {
+		return body, false
+	}
+	out := make([]byte, 0, len(body))
+	prev := int64(0)
+	for _, s := range spans {
+		// The span starts right after the key: keep the colon and spaces before the value.
+		valueStart := s.start + int64(bytes.IndexFunc(body[s.start:s.end], func(r rune) bool {
+			return r != ':' && r != ' ' && r != '\t' && r != '\n' && r != '\r'
+		}))
+		out = append(out, body[prev:valueStart]...)
+		out = append(out, redactedJSON...)
+		prev = s.end
+	}
+	return append(out, body[prev:]...), true
+}
+
+var quotedSecret = regexp.MustCompile(`"(password|file)"(\s*:\s*)"(?:[^"\\]|\\.)*"?`)
+
+func redactInvalid(body []byte) ([]byte, bool) {
+	out := quotedSecret.ReplaceAll(body, []byte(`"$1"$2`+string(redactedJSON)))
+	return out, !bytes.Equal(out, body)
+}

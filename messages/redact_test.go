@@ -1,0 +1,43 @@
+package messages_test
+
+import (
+	"bytes"
+	"testing"
+
+	"github.com/apiops-worker/apiops-worker/messages"
+)
+
+func TestRedactSecrets(t *testing.T) {
+	cases := []struct {
+		name, in, want string
+		redacted       bool
+	}{
+		{"keystore entries", `{"id":"a","params":{"name":"k","keyStoreEnvironmentList":[{"environmentName":"p","file":"QUJD","password":"pw","keyStoreType":"JKS"},{"file" : "REVG", "password":"p\"w"}]}}`,
+			`{"id":"a","params":{"name":"k","keyStoreEnvironmentList":[{"environmentName":"p","file":"[REDACTED]","password":"[REDACTED]","keyStoreType":"JKS"},{"file" : "[REDACTED]", "password":"[REDACTED]"}]}}`, true},
+		{"nothing secret", `{"id":"a","params":{"username":"file","keystoreName":"password"}}`, `{"id":"a","params":{"username":"file","keystoreName":"password"}}`, false},
+		{"non-string and nested values", `{"password":{"x":[1,"y"]},"a":[{"file":null}],"b":{"c":{"password":5}}}`,
+			`{"password":"[REDACTED]","a":[{"file":"[REDACTED]"}],"b":{"c":{"password":"[REDACTED]"}}}`, true},
+		{"escaped key", `{"pass\u0077ord":"pw"}`, `{"pass\u0077ord":"[REDACTED]"}`, true},
+		{"already redacted", `{"password":"[REDACTED]"}`, `{"password":"[REDACTED]"}`, false},
+		{"invalid JSON", `{"id":"a","params":{"file":"QUJD","password":"p\"w"`, `{"id":"a","params":{"file":"[REDACTED]","password":"[REDACTED]"`, true},
+		{"invalid JSON, cut in a secret", `{"password": "abc`, `{"password": "[REDACTED]"`, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, redacted := messages.RedactSecrets([]byte(tc.in))
+			if string(got) != tc.want || redacted != tc.redacted {
+				t.Errorf("got %s %v\nwant %s %v", got, redacted, tc.want, tc.redacted)
+			}
+		})
+	}
+}
+
+func TestRedactExamples(t *testing.T) {
+	for name, data := range exampleCommands(t) {
+		got, redacted := messages.RedactSecrets(data)
+		wantRedacted := bytes.Contains(data, []byte(`"password"`))
+		if redacted != wantRedacted || bytes.Contains(got, []byte("changeit")) {
+			t.Errorf("%s: redacted=%v: %s", name, redacted, got)
+		}
+	}
+}

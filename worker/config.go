@@ -1,0 +1,148 @@
+// Package worker consumes APIOps commands from NATS JetStream, executes each against
+// APIOps with retries, and publishes one result per command: the consume → execute →
+// report loop of apiops-worker.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/apiops-worker/apiops-worker/apiops"
+	"github.com/apiops-worker/apiops-worker/messages"
+)
+
+// APIOps executes a command's request; *apiops.Client implements it.
+type APIOps interface {
+	Do(ctx context.Context, req messages.APIRequest) (*apiops.Response, error)
+}
+
+// Config configures a Worker. Zero fields take the defaults below.
+type Config struct {
+	// Prefix is the subjects' first token(s); default "apiops".
+	Prefix string
+	// Stream and bucket names, and their replicas.
+	CommandStream, ResultStream, DeadStream, IdempotencyBucket string
+	Replicas                                                   int
+	// ResultMaxAge and DeadMaxAge bound how long results and dead letters are kept.
+	ResultMaxAge, DeadMaxAge time.Duration
+	// ManageStreams creates or updates the streams, the bucket and the consumer at
+	// start. Switch it off when an operator manages them; they must then exist.
+	ManageStreams bool
+	// Consumer is the durable pull consumer all instances share.
+	Consumer string
+
+	// Concurrency bounds the commands executed at once.
+	Concurrency int
+	// MaxAttempts bounds the APIOps requests that may fail transiently for one command,
+	// across redeliveries; requests made while the worker is paused do not count.
+	MaxAttempts int
+	// RetryInitial and RetryMax are the backoff's first and longest wait; while paused,
+	// the worker probes APIOps every RetryMax.
+	RetryInitial, RetryMax time.Duration
+	// OutageThreshold is how many transient failures in a row, across all commands and
+	// with no success between them, mean that APIOps is down rather than one command
+	// unlucky: the worker then pauses.
+	OutageThreshold int
+	// ShutdownTimeout is how long commands in flight may take to finish at shutdown
+	// before they are handed back.
+	ShutdownTimeout time.Duration
+	// IdempotencyWindow is how long a finished id is remembered.
+	IdempotencyWindow time.Duration
+	// AckWait is how long JetStream waits for an ack before redelivering; the worker
+	// extends it with InProgress for commands it holds.
+	AckWait time.Duration
+
+	// RefreshToken is called when APIOps answers 401 and before each probe while
+	// paused for it, so that a rotated token file is read again. May be nil.
+	RefreshToken func()
+	Logger       *zap.Logger
+	// Clock is the time source of retries and probes; nil means the real clock.
+	Clock Clock
+}
+
+// Clock is what the worker needs of time, so that tests can replace it.
+type Clock interface {
+	Now() time.Time
+	After(d time.Duration) <-chan time.Time
+}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time                         { return time.Now() }
+func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
+// Defaults.
+const (
+	DefaultCommandStream     = "APIOPS_COMMANDS"
+	DefaultResultStream      = "APIOPS_RESULTS"
+	DefaultDeadStream        = "APIOPS_DEAD"
+	DefaultIdempotencyBucket = "APIOPS_IDEMPOTENCY"
+	DefaultConsumer          = "apiops-worker"
+	DefaultConcurrency       = 16
+	DefaultMaxAttempts       = 5
+	DefaultRetryInitial      = 500 * time.Millisecond
+	DefaultRetryMax          = 30 * time.Second
+	DefaultOutageThreshold   = 3
+	DefaultShutdownTimeout   = 25 * time.Second
+	DefaultIdempotencyWindow = 24 * time.Hour
+	DefaultAckWait           = 30 * time.Second
+	DefaultResultMaxAge      = 7 * 24 * time.Hour
+	DefaultDeadMaxAge        = 30 * 24 * time.Hour
+	// duplicateWindow is the streams' duplicate window, as the contract states.
+	duplicateWindow = 10 * time.Minute
+	// maxAckPending bounds unacknowledged commands across all instances.
+	maxAckPending = 10000
+)
+
+// withDefaults fills zero fields and checks the rest.
+func (c Config) withDefaults() (Config, error) {
+	setDefault(&c.Prefix, messages.DefaultPrefix)
+	setDefault(&c.CommandStream, DefaultCommandStream)
+	setDefault(&c.ResultStream, DefaultResultStream)
+	setDefault(&c.DeadStream, DefaultDeadStream)
+	setDefault(&c.IdempotencyBucket, DefaultIdempotencyBucket)
+	setDefault(&c.Consumer, DefaultConsumer)
+	setDefault(&c.Replicas, 1)
+	setDefault(&c.Concurrency, DefaultConcurrency)
+	setDefault(&c.MaxAttempts, DefaultMaxAttempts)
+	setDefault(&c.RetryInitial, DefaultRetryInitial)
+	setDefault(&c.RetryMax, DefaultRetryMax)
+	setDefault(&c.OutageThreshold, DefaultOutageThreshold)
+	setDefault(&c.ShutdownTimeout, DefaultShutdownTimeout)
+	setDefault(&c.IdempotencyWindow, DefaultIdempotencyWindow)
+	setDefault(&c.AckWait, DefaultAckWait)
+	setDefault(&c.ResultMaxAge, DefaultResultMaxAge)
+	setDefault(&c.DeadMaxAge, DefaultDeadMaxAge)
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+	if c.Clock == nil {
+		c.Clock = realClock{}
+	}
+	var errs []error
+	check := func(ok bool, format string, args ...any) {
+		if !ok {
+			errs = append(errs, fmt.Errorf(format, args...))
+		}
+	}
+	check(c.Concurrency > 0, "concurrency must be positive, not %d", c.Concurrency)
+	check(c.MaxAttempts > 0, "max-attempts must be positive, not %d", c.MaxAttempts)
+	check(c.RetryInitial > 0 && c.RetryMax >= c.RetryInitial, "retry-max (%v) must be at least retry-initial (%v), both positive", c.RetryMax, c.RetryInitial)
+	check(c.OutageThreshold > 0, "outage threshold must be positive, not %d", c.OutageThreshold)
+	check(c.ShutdownTimeout > 0, "shutdown-timeout must be positive, not %v", c.ShutdownTimeout)
+	check(c.AckWait >= time.Second, "ack wait must be at least 1s, not %v", c.AckWait)
+	check(c.Replicas > 0 && c.Replicas <= 5, "replicas must be 1 to 5, not %d", c.Replicas)
+	check(messages.CheckPrefix(c.Prefix) == "", "prefix %q %s", c.Prefix, messages.CheckPrefix(c.Prefix))
+	return c, errors.Join(errs...)
+}
+
+func setDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
+}

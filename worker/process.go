@@ -1,0 +1,263 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"go.uber.org/zap"
+
+	"github.com/apiops-worker/apiops-worker/apiops"
+	"github.com/apiops-worker/apiops-worker/messages"
+)
+
+// errHandBack means the command goes back to the stream unfinished (shutdown).
+var errHandBack = errors.New("handed back")
+
+// finishTimeout bounds storing and publishing a command's outcome, which must not be
+// cut short by shutdown once APIOps has been called.
+const finishTimeout = 10 * time.Second
+
+// process takes one command from delivery to acknowledgement.
+func (w *Worker) process(ctx context.Context, t *task) {
+	defer w.release(t)
+	if w.stopping.Load() {
+		w.handBack(t)
+		return
+	}
+	res, err := w.outcome(ctx, t)
+	if errors.Is(err, errHandBack) {
+		w.handBack(t)
+		return
+	}
+	if err != nil {
+		// The outcome is unknown or could not be stored: the command stays in the
+		// stream and comes back.
+		w.log.Error("command not finished; it stays in the stream", zap.String("id", t.cmd.ID), zap.Uint64("seq", t.seq), zap.Error(err))
+		_ = t.msg.NakWithDelay(w.cfg.RetryInitial)
+		return
+	}
+	if res != nil {
+		w.logOutcome(t, res)
+	}
+}
+
+// outcome decides the command's result and makes it final (see finish); res is nil
+// when an earlier delivery already did.
+func (w *Worker) outcome(ctx context.Context, t *task) (*messages.Result, error) {
+	if t.decodeErr != nil {
+		res := messages.Rejection(t.cmd, t.decodeErr, t.received)
+		return res, w.finish(t, res)
+	}
+	lookupCtx, cancel := context.WithTimeout(ctx, finishTimeout)
+	done, err := w.store.finished(lookupCtx, t.cmd.ID)
+	if err == nil && done == nil && t.delivered > 1 {
+		t.attempts, err = w.store.attempts(lookupCtx, t.cmd.ID)
+	}
+	cancel()
+	if err != nil {
+		return nil, err
+	}
+	if done != nil {
+		return nil, w.finishAgain(t, done)
+	}
+	if na := t.cmd.NotAfter; na != nil && t.attempts.Requests == 0 && w.cfg.Clock.Now().After(*na) {
+		res := w.result(t, outcome{status: messages.StatusExpired, err: &messages.Error{
+			Code: messages.CodeExpired, Field: "notAfter", Message: "notAfter " + na.Format(time.RFC3339) + " passed before the command could run",
+		}})
+		return res, w.finish(t, res)
+	}
+	o, err := w.execute(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	res := w.result(t, o)
+	return res, w.finish(t, res)
+}
+
+// outcome is what executing a command came to.
+type outcome struct {
+	status     messages.Status
+	err        *messages.Error
+	httpStatus int
+	deployment *messages.DeploymentResult
+}
+
+func (w *Worker) result(t *task, o outcome) *messages.Result {
+	return &messages.Result{
+		ID: t.cmd.ID, Type: t.cmd.Type, Project: t.cmd.Project, CorrelationID: t.cmd.CorrelationID,
+		Status: o.status, Attempts: t.attempts.Requests,
+		ReceivedAt: t.received, FinishedAt: w.cfg.Clock.Now().UTC(),
+		HTTPStatus: o.httpStatus, DeploymentResult: o.deployment, Error: o.err,
+		Warnings: t.cmd.Warnings(),
+	}
+}
+
+// execute calls APIOps under the retry policy: permanent answers end the command,
+// transient failures are retried with exponential backoff and jitter (at least
+// Retry-After) until MaxAttempts of them, and while the worker is paused the command
+// waits without using its budget. It returns errHandBack when ctx ends first.
+func (w *Worker) execute(ctx context.Context, t *task) (outcome, error) {
+	req := t.cmd.APIRequest()
+	wait := w.newBackoff(t.attempts.Charged)
+	for {
+		probing, err := w.awaitTurn(ctx)
+		if err != nil {
+			return outcome{}, errHandBack
+		}
+		resp, err := w.api.Do(ctx, req)
+		if probing {
+			<-w.gate.probe
+		}
+		t.attempts.Requests++
+		var apiErr *apiops.Error
+		errors.As(err, &apiErr)
+		switch {
+		case err == nil:
+			w.gate.answered()
+			return successOutcome(resp), nil
+		case ctx.Err() != nil:
+			w.saveAttempts(t)
+			return outcome{}, errHandBack
+		case apiops.KindOf(err) == apiops.Permanent:
+			w.gate.answered()
+			return failedOutcome(apiErr, err), nil
+		case apiops.KindOf(err) == apiops.Unauthorized:
+			w.gate.unauthorized(err)
+			if w.cfg.RefreshToken != nil {
+				w.cfg.RefreshToken()
+			}
+			w.saveAttempts(t)
+			continue
+		}
+		if w.gate.transientFailure(err) {
+			w.saveAttempts(t) // not charged: APIOps is down for everyone
+			continue
+		}
+		t.attempts.Charged++
+		w.saveAttempts(t)
+		if t.attempts.Charged >= w.cfg.MaxAttempts {
+			o := failedOutcome(apiErr, err)
+			o.err = &messages.Error{Code: messages.CodeRetriesExhausted, Message: fmt.Sprintf("%d attempts failed; last: %s", t.attempts.Charged, o.err.Message)}
+			return o, nil
+		}
+		delay := wait.NextBackOff()
+		if apiErr != nil && apiErr.RetryAfter > delay {
+			delay = apiErr.RetryAfter
+		}
+		select {
+		case <-w.cfg.Clock.After(delay):
+		case <-ctx.Done():
+			return outcome{}, errHandBack
+		}
+	}
+}
+
+// awaitTurn returns at once while the worker runs. While it is paused it waits for the
+// pause to end, or for its turn to probe: one waiting command at a time retries, every
+// RetryMax; probing is then true and the caller returns the probe token.
+func (w *Worker) awaitTurn(ctx context.Context) (probing bool, err error) {
+	for {
+		reason, resumed, _ := w.gate.state()
+		if reason == Running {
+			return false, nil
+		}
+		select {
+		case <-resumed:
+			return false, nil
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case w.gate.probe <- struct{}{}:
+		}
+		select {
+		case <-w.cfg.Clock.After(w.cfg.RetryMax):
+			if reason, _, _ := w.gate.state(); reason == Unauthorized && w.cfg.RefreshToken != nil {
+				w.cfg.RefreshToken()
+			}
+			return true, nil
+		case <-resumed:
+			<-w.gate.probe
+			return false, nil
+		case <-ctx.Done():
+			<-w.gate.probe
+			return false, ctx.Err()
+		}
+	}
+}
+
+func (w *Worker) newBackoff(charged int) backoff.BackOff {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval = w.cfg.RetryInitial
+	b.MaxInterval = w.cfg.RetryMax
+	b.MaxElapsedTime = 0
+	b.Reset()
+	for range charged { // a redelivered command continues where it was
+		b.NextBackOff()
+	}
+	return b
+}
+
+// saveAttempts keeps the attempt counts across redeliveries; losing them costs at
+// most a few extra retries, so a failure is only logged.
+func (w *Worker) saveAttempts(t *task) {
+	ctx, cancel := context.WithTimeout(context.Background(), finishTimeout)
+	defer cancel()
+	if err := w.store.saveAttempts(ctx, t.cmd.ID, t.attempts); err != nil {
+		w.log.Warn("cannot store attempts", zap.String("id", t.cmd.ID), zap.Error(err))
+	}
+}
+
+func successOutcome(resp *apiops.Response) outcome {
+	o := outcome{status: messages.StatusSucceeded, httpStatus: resp.StatusCode, deployment: resp.DeploymentResult}
+	switch d := resp.DeploymentResult; {
+	case d != nil && !d.Success:
+		o.status = messages.StatusPartial
+		o.err = &messages.Error{Code: messages.CodeDeployFailed, Message: d.Message}
+	case !resp.Success:
+		o.status = messages.StatusFailed
+		o.err = &messages.Error{Code: fmt.Sprintf("http_%d", resp.StatusCode), Message: "APIOps answered success: false"}
+	}
+	return o
+}
+
+func failedOutcome(apiErr *apiops.Error, err error) outcome {
+	if apiErr == nil {
+		return outcome{status: messages.StatusFailed, err: &messages.Error{Code: "network_error", Message: err.Error()}}
+	}
+	return outcome{
+		status:     messages.StatusFailed,
+		httpStatus: apiErr.StatusCode,
+		err:        &messages.Error{Code: apiErr.ResultCode(), Message: apiErr.Message()},
+	}
+}
+
+// handBack returns an unfinished command to the stream for any instance to take now.
+func (w *Worker) handBack(t *task) {
+	if err := t.msg.Nak(); err != nil {
+		w.log.Warn("handing a command back", zap.String("id", t.cmd.ID), zap.Error(err))
+	}
+}
+
+func (w *Worker) logOutcome(t *task, res *messages.Result) {
+	fields := []zap.Field{
+		zap.String("id", res.ID), zap.String("type", res.Type), zap.String("project", res.Project),
+		zap.String("status", string(res.Status)), zap.Int("attempts", res.Attempts),
+		zap.Duration("duration", res.FinishedAt.Sub(t.received)), zap.Int("http_status", res.HTTPStatus),
+	}
+	if res.CorrelationID != "" {
+		fields = append(fields, zap.String("correlation_id", res.CorrelationID))
+	}
+	if res.Error != nil {
+		fields = append(fields, zap.String("error_code", res.Error.Code), zap.String("error", res.Error.Message))
+		if res.Error.Field != "" {
+			fields = append(fields, zap.String("field", res.Error.Field))
+		}
+	}
+	if res.Status == messages.StatusSucceeded {
+		w.log.Info("command finished", fields...)
+	} else {
+		w.log.Warn("command finished", fields...)
+	}
+}

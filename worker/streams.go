@@ -1,0 +1,93 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Setup creates or updates the streams, the idempotency bucket and the consumer (when
+// ManageStreams is set), or binds to them as an operator made them. Run calls it when
+// it has not been called.
+func (w *Worker) Setup(ctx context.Context) error {
+	cfg := w.cfg
+	streams := []jetstream.StreamConfig{{
+		Name:        cfg.CommandStream,
+		Description: "apiops-worker commands",
+		Subjects:    []string{w.subjects.AllCommands()},
+		Retention:   jetstream.WorkQueuePolicy,
+		Storage:     jetstream.FileStorage,
+		Duplicates:  duplicateWindow,
+		Replicas:    cfg.Replicas,
+	}, {
+		Name:        cfg.ResultStream,
+		Description: "apiops-worker results",
+		Subjects:    []string{w.subjects.AllResults()},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		MaxAge:      cfg.ResultMaxAge,
+		Duplicates:  duplicateWindow,
+		Replicas:    cfg.Replicas,
+	}, {
+		Name:        cfg.DeadStream,
+		Description: "apiops-worker dead letters (secrets redacted)",
+		Subjects:    []string{w.subjects.AllDeadLetters()},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		MaxAge:      cfg.DeadMaxAge,
+		Duplicates:  duplicateWindow,
+		Replicas:    cfg.Replicas,
+	}}
+	var (
+		kv  jetstream.KeyValue
+		err error
+	)
+	if cfg.ManageStreams {
+		for _, sc := range streams {
+			if _, err := w.js.CreateOrUpdateStream(ctx, sc); err != nil {
+				return fmt.Errorf("create or update stream %s: %w", sc.Name, err)
+			}
+		}
+		kv, err = w.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:      cfg.IdempotencyBucket,
+			Description: "apiops-worker: results of finished command ids, attempts of retried ones",
+			History:     1,
+			TTL:         cfg.IdempotencyWindow,
+			Storage:     jetstream.FileStorage,
+			Replicas:    cfg.Replicas,
+		})
+		if err != nil {
+			return fmt.Errorf("create or update key-value bucket %s: %w", cfg.IdempotencyBucket, err)
+		}
+		w.consumer, err = w.js.CreateOrUpdateConsumer(ctx, cfg.CommandStream, jetstream.ConsumerConfig{
+			Durable:       cfg.Consumer,
+			Description:   "apiops-worker instances share this consumer",
+			FilterSubject: w.subjects.AllCommands(),
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			// No BackOff: it would silently replace AckWait with its first entry. The
+			// worker paces retries itself and keeps held commands alive with InProgress.
+			AckWait:       cfg.AckWait,
+			MaxDeliver:    -1, // a command is never dropped for being redelivered often
+			MaxAckPending: maxAckPending,
+			Replicas:      cfg.Replicas,
+		})
+		if err != nil {
+			return fmt.Errorf("create or update consumer %s on %s: %w", cfg.Consumer, cfg.CommandStream, err)
+		}
+	} else {
+		for _, sc := range streams {
+			if _, err := w.js.Stream(ctx, sc.Name); err != nil {
+				return fmt.Errorf("stream %s (managed by an operator): %w", sc.Name, err)
+			}
+		}
+		if kv, err = w.js.KeyValue(ctx, cfg.IdempotencyBucket); err != nil {
+			return fmt.Errorf("key-value bucket %s (managed by an operator): %w", cfg.IdempotencyBucket, err)
+		}
+		if w.consumer, err = w.js.Consumer(ctx, cfg.CommandStream, cfg.Consumer); err != nil {
+			return fmt.Errorf("consumer %s on %s (managed by an operator): %w", cfg.Consumer, cfg.CommandStream, err)
+		}
+	}
+	w.store = &store{kv: kv}
+	return nil
+}
