@@ -42,7 +42,7 @@ type env struct {
 	mu sync.Mutex
 	// front, when set, sees each APIOps request first and answers it when it returns
 	// true: faults for some commands only.
-	front func(w http.ResponseWriter, r *http.Request) bool
+	front   func(w http.ResponseWriter, r *http.Request) bool
 	cancel  context.CancelFunc
 	stopped chan error
 }

@@ -35,8 +35,10 @@ type attempts struct {
 
 // Command ids may hold ':' which keys may not; base64url maps ids to valid keys
 // one-to-one.
-func resultKey(id string) string   { return "result." + base64.RawURLEncoding.EncodeToString([]byte(id)) }
-func attemptsKey(id string) string { return "attempts." + base64.RawURLEncoding.EncodeToString([]byte(id)) }
+func resultKey(id string) string { return "result." + base64.RawURLEncoding.EncodeToString([]byte(id)) }
+func attemptsKey(id string) string {
+	return "attempts." + base64.RawURLEncoding.EncodeToString([]byte(id))
+}
 
 func (s *store) finished(ctx context.Context, id string) (*finished, error) {
 	var f finished
