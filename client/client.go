@@ -138,18 +138,18 @@ func (c *Client) Submit(ctx context.Context, cmds []*messages.Command, onResult 
 	for i, cmd := range cmds {
 		msg, err := c.message(cmd, inbox+"."+strconv.Itoa(i))
 		if err != nil {
-			return fmt.Errorf("submit: command %d: %w", i, err)
+			return fmt.Errorf("command %d: %w", i, err)
 		}
 		msgs[i] = msg
 	}
 	sub, err := c.nc.SubscribeSync(inbox + ".*")
 	if err != nil {
-		return fmt.Errorf("submit: subscribe to the reply inbox: %w", err)
+		return fmt.Errorf("subscribe to the reply inbox: %w", err)
 	}
 	defer func() { _ = sub.Unsubscribe() }()
 	// The results of one batch are bounded by its size; never drop one as a slow consumer.
 	if err := sub.SetPendingLimits(-1, -1); err != nil {
-		return fmt.Errorf("submit: %w", err)
+		return fmt.Errorf("subscribe to the reply inbox: %w", err)
 	}
 
 	runCtx, cancel := context.WithCancelCause(ctx)
@@ -173,7 +173,7 @@ func (c *Client) Submit(ctx context.Context, cmds []*messages.Command, onResult 
 			if runCtx.Err() != nil {
 				err = context.Cause(runCtx)
 			}
-			return fmt.Errorf("submit: %d of %d commands have no result: %w", missing, len(cmds), err)
+			return fmt.Errorf("%d of %d commands have no result: %w", missing, len(cmds), err)
 		}
 		i, err := strconv.Atoi(strings.TrimPrefix(reply.Subject, inbox+"."))
 		if err != nil || i < 0 || i >= len(cmds) || got[i] {
@@ -181,7 +181,7 @@ func (c *Client) Submit(ctx context.Context, cmds []*messages.Command, onResult 
 		}
 		r, err := decodeResult(cmds[i], reply)
 		if err != nil {
-			return fmt.Errorf("submit: %w", err)
+			return err
 		}
 		got[i] = true
 		missing--

@@ -1,5 +1,5 @@
 package worker
 
-// LoseAcks makes the worker skip acknowledging finished commands, as when an ack is
-// lost: they come back after AckWait.
-func LoseAcks(w *Worker, lose bool) { w.loseAcks.Store(lose) }
+// LoseAcks makes the worker skip acknowledging the next n finished commands, as when
+// an ack is lost: they come back after AckWait.
+func LoseAcks(w *Worker, n int32) { w.loseAcks.Store(n) }

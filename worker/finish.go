@@ -138,7 +138,7 @@ func (w *Worker) reply(t *task, res *messages.Result, body []byte) {
 // ack acknowledges without waiting for the server's confirmation: if the ack is lost
 // the command comes back and finishAgain completes it without calling APIOps.
 func (w *Worker) ack(t *task) {
-	if w.loseAcks.Load() {
+	if n := w.loseAcks.Load(); n > 0 && w.loseAcks.CompareAndSwap(n, n-1) {
 		return
 	}
 	if err := t.msg.Ack(); err != nil {

@@ -172,18 +172,17 @@ func TestRedeliveredAndRepublishedIDReachAPIOpsOnce(t *testing.T) {
 	e := newEnv(t)
 	e.cfg.AckWait = time.Second
 	w := e.start(nil)
-	worker.LoseAcks(w, true)
+	worker.LoseAcks(w, 1)
 	cmd := e.publishLine(readExample(t, "credential.keystore.set"))
 	e.awaitResults(1, 10*time.Second)
 	// The ack was lost: the command comes back after AckWait and finishes from the store.
-	worker.LoseAcks(w, false)
 	select {
 	case again := <-e.results: // the repeated result publish, which JetStream drops
 		if r := decodeResult(t, again); r.ID != cmd.ID {
 			t.Fatalf("unexpected result %s", again.Data)
 		}
 	case <-time.After(10 * time.Second):
-		t.Fatal("the redelivered command did not finish")
+		t.Fatalf("the redelivered command did not finish; logs:\n%s", e.logs.String())
 	}
 	eventually(t, 5*time.Second, "the redelivered command to be acknowledged", func() bool { return e.pending() == 0 })
 

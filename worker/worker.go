@@ -36,7 +36,7 @@ type Worker struct {
 	slots    chan struct{} // one per held command
 	ready    chan *task    // held commands whose resource is free, in delivery order
 	stopping atomic.Bool   // shutting down: hand back commands not yet started
-	loseAcks atomic.Bool   // tests: behave as if acknowledgements were lost
+	loseAcks atomic.Int32  // tests: how many acknowledgements to lose
 
 	mu      sync.Mutex
 	held    map[*task]struct{}

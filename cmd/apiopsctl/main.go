@@ -2,9 +2,12 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/apiops-worker/apiops-worker/internal/ctl"
 )
@@ -15,18 +18,39 @@ commands:
   validate FILE|-   check JSONL commands (each line with "type" and "project");
                     prints a rejected result line per invalid command;
                     exit 0 when all are valid, 2 when some are not
+  submit FILE|-     publish JSONL commands and wait for their results (a line's
+                    replyTo is replaced by apiopsctl's inbox); prints a table or,
+                    with --output json, the result lines; exit 0 when all
+                    succeeded, 2 when some did not, 1 on usage or connection errors
+  results           follow the result stream, filtered by --project, --type,
+                    --correlation-id, --status; --all from the start, --count N
+                    to stop after N results
+
+Run "apiopsctl <command> -h" for a command's flags. NATS is reached through
+--nats-url, --creds, --user, --tls-ca (or NATS_URL, NATS_CREDS, NATS_USER, NATS_CA);
+the password comes from NATS_PASSWORD only.
 `
 
-func main() { os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) }
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
 
-func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return 1
 	}
+	env := ctl.IO{Stdin: stdin, Stdout: stdout, Stderr: stderr}
 	switch args[0] {
 	case "validate":
 		return validate(args[1:], stdin, stdout, stderr)
+	case "submit":
+		return ctl.Submit(ctx, args[1:], env)
+	case "results":
+		return ctl.Results(ctx, args[1:], env)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -41,7 +65,7 @@ func validate(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprint(stderr, "usage: apiopsctl validate FILE|-\n")
 		return 1
 	}
-	in, closeIn, err := openInput(args[0], stdin)
+	in, closeIn, err := ctl.OpenInput(args[0], stdin)
 	if err != nil {
 		fmt.Fprintf(stderr, "apiopsctl validate: %v\n", err)
 		return 1
@@ -58,15 +82,4 @@ func validate(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "%d commands are valid\n", total)
 	return 0
-}
-
-func openInput(name string, stdin io.Reader) (io.Reader, func(), error) {
-	if name == "-" {
-		return stdin, func() {}, nil
-	}
-	f, err := os.Open(name)
-	if err != nil {
-		return nil, nil, err
-	}
-	return f, func() { f.Close() }, nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -12,7 +13,7 @@ import (
 
 func TestValidateExitCodes(t *testing.T) {
 	var out, errOut bytes.Buffer
-	if code := run([]string{"validate", "../../testdata/rotation.jsonl"}, nil, &out, &errOut); code != 0 || out.Len() != 0 {
+	if code := run(context.Background(), []string{"validate", "../../testdata/rotation.jsonl"}, nil, &out, &errOut); code != 0 || out.Len() != 0 {
 		t.Fatalf("valid file: exit %d, stdout %q, stderr %q", code, out.String(), errOut.String())
 	}
 
@@ -25,7 +26,7 @@ func TestValidateExitCodes(t *testing.T) {
 	}, "\n")
 	out.Reset()
 	errOut.Reset()
-	if code := run([]string{"validate", "-"}, strings.NewReader(input), &out, &errOut); code != 2 {
+	if code := run(context.Background(), []string{"validate", "-"}, strings.NewReader(input), &out, &errOut); code != 2 {
 		t.Fatalf("exit %d, want 2", code)
 	}
 	want := []struct{ id, code, field string }{
@@ -51,10 +52,10 @@ func TestValidateExitCodes(t *testing.T) {
 			t.Errorf("stderr lacks %q:\n%s", line, errOut.String())
 		}
 	}
-	if code := run([]string{"validate", "/does/not/exist"}, nil, &out, &errOut); code != 1 {
+	if code := run(context.Background(), []string{"validate", "/does/not/exist"}, nil, &out, &errOut); code != 1 {
 		t.Errorf("missing file: exit %d, want 1", code)
 	}
-	if code := run([]string{"nope"}, nil, &out, &errOut); code != 1 {
+	if code := run(context.Background(), []string{"nope"}, nil, &out, &errOut); code != 1 {
 		t.Errorf("unknown command: exit %d, want 1", code)
 	}
 }
