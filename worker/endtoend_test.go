@@ -1,6 +1,7 @@
 package worker_test
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -43,8 +44,19 @@ func TestEveryTypeEndToEnd(t *testing.T) {
 			if string(reply.Data) != string(res.raw) || reply.Header.Get(messages.HeaderStatus) != "succeeded" || reply.Header.Get(messages.HeaderMsgID) != cmd.ID {
 				t.Errorf("reply differs from the result: %s %v", reply.Data, reply.Header)
 			}
-			if strings.Contains(string(res.raw), "changeit") {
-				t.Error("result holds a password")
+			var params map[string]any
+			_ = json.Unmarshal(readExample(t, ct.Name), &params)
+			secrets := secretsOf(params)
+			if (ct.Name == "keystore.create" || ct.Name == "keystore.update") && len(secrets) < 4 {
+				t.Fatalf("found %d secrets in the example", len(secrets))
+			}
+			for _, secret := range secrets {
+				if strings.Contains(string(res.raw), secret) || strings.Contains(e.logs.String(), secret) {
+					t.Errorf("a secret reached the result or the logs: %.20s…", secret)
+				}
+			}
+			if strings.Contains(e.logs.String(), "sim-token") {
+				t.Error("the token reached the logs")
 			}
 			eventually(t, 5*time.Second, "the command to be acknowledged", func() bool { return e.pending() == 0 })
 			if n := len(e.streamMsgs("APIOPS_RESULTS")); n != 1 {
@@ -55,4 +67,23 @@ func TestEveryTypeEndToEnd(t *testing.T) {
 			}
 		})
 	}
+}
+
+// secretsOf collects the values of every "password" and "file" key in a decoded command.
+func secretsOf(v any) []string {
+	var out []string
+	switch v := v.(type) {
+	case map[string]any:
+		for k, x := range v {
+			if s, ok := x.(string); ok && (k == "password" || k == "file") {
+				out = append(out, s)
+			}
+			out = append(out, secretsOf(x)...)
+		}
+	case []any:
+		for _, x := range v {
+			out = append(out, secretsOf(x)...)
+		}
+	}
+	return out
 }

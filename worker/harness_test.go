@@ -309,3 +309,7 @@ func (e *env) failFor(part string, status int) {
 		return true
 	}
 }
+
+func natsMsg(m jetstream.Msg) *nats.Msg {
+	return &nats.Msg{Subject: m.Subject(), Header: m.Headers(), Data: m.Data()}
+}

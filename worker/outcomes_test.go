@@ -122,7 +122,7 @@ func TestDeadLettersAndRedaction(t *testing.T) {
 	}
 	dead := map[string]*nats.Msg{}
 	for _, m := range e.streamMsgs("APIOPS_DEAD") {
-		dead[m.Headers().Get(messages.HeaderCommandID)] = &nats.Msg{Subject: m.Subject(), Header: m.Headers(), Data: m.Data()}
+		dead[m.Headers().Get(messages.HeaderCommandID)] = natsMsg(m)
 	}
 	d := dead[create.ID]
 	if d == nil || d.Subject != "apiops.dlq.MyProject.keystore.create" {

@@ -59,3 +59,22 @@ func TestValidateExitCodes(t *testing.T) {
 		t.Errorf("unknown command: exit %d, want 1", code)
 	}
 }
+
+func TestDispatch(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := run(context.Background(), []string{"help"}, nil, &out, &errOut); code != 0 ||
+		!strings.Contains(out.String(), "submit FILE|-") || !strings.Contains(out.String(), "results ") {
+		t.Errorf("help: exit %d:\n%s", code, out.String())
+	}
+	for _, sub := range []string{"submit", "results"} {
+		errOut.Reset()
+		if code := run(context.Background(), []string{sub, "-h"}, nil, &out, &errOut); code != 0 ||
+			!strings.Contains(errOut.String(), "usage: apiopsctl "+sub) || !strings.Contains(errOut.String(), "NATS_PASSWORD") {
+			t.Errorf("%s -h: exit %d:\n%s", sub, code, errOut.String())
+		}
+	}
+	errOut.Reset()
+	if code := run(context.Background(), []string{"submit"}, nil, &out, &errOut); code != 1 || !strings.Contains(errOut.String(), "apiopsctl submit: ") {
+		t.Errorf("submit without a file: exit %d, stderr %q", code, errOut.String())
+	}
+}

@@ -47,7 +47,8 @@ type connFlags struct {
 	password                     string // from NATS_PASSWORD only, never a flag
 }
 
-const connUsage = `connection (flags override the environment):
+const connUsage = `
+connection (flags override the environment):
   --nats-url URL   NATS server(s), comma-separated (env NATS_URL; default nats://127.0.0.1:4222)
   --creds FILE     NATS credentials file (env NATS_CREDS)
   --user NAME      NATS user (env NATS_USER); the password comes from env NATS_PASSWORD only

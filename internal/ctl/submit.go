@@ -1,6 +1,7 @@
 package ctl
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -178,7 +179,8 @@ func writeSubmitOutput(env IO, output string, rows []submitRow, missingReason st
 		fmt.Fprintln(env.Stderr, summary(statuses, missing))
 		return nil
 	}
-	tw := tabwriter.NewWriter(env.Stdout, 0, 8, 2, ' ', 0)
+	var table bytes.Buffer
+	tw := tabwriter.NewWriter(&table, 0, 8, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tTYPE\tSTATUS\tATTEMPTS\tENVS OK/FAILED\tERROR")
 	for _, row := range rows {
 		var cells []string
@@ -192,7 +194,13 @@ func writeSubmitOutput(env IO, output string, rows []submitRow, missingReason st
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	_, err := fmt.Fprintln(env.Stdout, summary(statuses, missing))
+	var b strings.Builder
+	for line := range strings.Lines(table.String()) { // without the padding of an empty ERROR
+		b.WriteString(strings.TrimRight(line, " \n"))
+		b.WriteByte('\n')
+	}
+	b.WriteString(summary(statuses, missing) + "\n")
+	_, err := io.WriteString(env.Stdout, b.String())
 	return err
 }
 

@@ -1,0 +1,177 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/apiops-worker/apiops-worker/apiops"
+	"github.com/apiops-worker/apiops-worker/apiops/apiopstest"
+	"github.com/apiops-worker/apiops-worker/internal/natsserver"
+	"github.com/apiops-worker/apiops-worker/worker"
+)
+
+// Run is the whole program; it returns the exit code: 0 after a clean shutdown, 2 for
+// bad settings, 1 when something fails at run time.
+func Run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) int {
+	s, err := parseSettings(args, getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "apiops-worker: %v\n", err)
+		return 2
+	}
+	log, err := newLogger(s.logFormat, s.logLevel, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "apiops-worker: %v\n", err)
+		return 2
+	}
+	defer func() { _ = log.Sync() }()
+	if err := run(ctx, s, log); err != nil {
+		log.Error("apiops-worker stopped", zap.Error(err))
+		return 1
+	}
+	return 0
+}
+
+func run(ctx context.Context, s *settings, log *zap.Logger) error {
+	natsURL := s.natsURL
+	if natsURL == "" {
+		host, portText, err := net.SplitHostPort(s.listen)
+		if err != nil {
+			return fmt.Errorf("--listen: %w", err)
+		}
+		port, err := strconv.Atoi(portText)
+		if err != nil {
+			return fmt.Errorf("--listen: port %q: %w", portText, err)
+		}
+		srv, err := natsserver.Start(natsserver.Options{Host: host, Port: port, StoreDir: s.dataDir, SyncAlways: true})
+		if err != nil {
+			return err
+		}
+		defer func() {
+			srv.Shutdown()
+			srv.WaitForShutdown()
+		}()
+		natsURL = srv.ClientURL()
+		log.Info("embedded NATS server started", zap.String("url", natsURL), zap.String("data_dir", s.dataDir))
+	}
+
+	var tokens apiops.TokenSource = apiops.StaticToken(s.apiopsToken)
+	apiURL := s.apiopsURL
+	if s.demo {
+		url, token, stop, err := startSimulator(s.demoSeed)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		apiURL, tokens = url, apiops.StaticToken(token)
+		log.Info("demo: APIOps simulator started", zap.String("url", url), zap.String("seed", s.demoSeed))
+	} else if s.apiopsTokenFile != "" {
+		fileToken := apiops.NewFileToken(s.apiopsTokenFile)
+		tokens, s.worker.RefreshToken = fileToken, fileToken.Refresh
+	}
+	opts := []apiops.Option{apiops.WithTimeout(s.apiopsTimeout), apiops.WithMaxConnsPerHost(2 * s.worker.Concurrency)}
+	if s.apiopsCA != "" {
+		opts = append(opts, apiops.WithCAFile(s.apiopsCA))
+	}
+	if s.apiopsCert != "" {
+		opts = append(opts, apiops.WithClientCertificate(s.apiopsCert, s.apiopsKey))
+	}
+	client, err := apiops.New(apiURL, tokens, opts...)
+	if err != nil {
+		return err
+	}
+
+	nc, err := nats.Connect(natsURL, natsOptions(s, log)...)
+	if err != nil {
+		return fmt.Errorf("connect to NATS at %s: %w", natsURL, err)
+	}
+	defer nc.Close()
+
+	s.worker.Logger = log
+	w, err := worker.New(nc, client, s.worker)
+	if err != nil {
+		return err
+	}
+	if err := w.Setup(ctx); err != nil {
+		return err
+	}
+	if err := w.Run(ctx); err != nil {
+		return err
+	}
+	if err := nc.Drain(); err != nil {
+		log.Warn("draining the NATS connection", zap.Error(err))
+	}
+	return nil
+}
+
+func natsOptions(s *settings, log *zap.Logger) []nats.Option {
+	opts := []nats.Option{
+		nats.Name("apiops-worker"),
+		nats.MaxReconnects(-1),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			log.Warn("disconnected from NATS", zap.Error(err))
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			log.Info("reconnected to NATS", zap.String("url", nc.ConnectedUrlRedacted()))
+		}),
+	}
+	if s.natsCreds != "" {
+		opts = append(opts, nats.UserCredentials(s.natsCreds))
+	}
+	if s.natsUser != "" {
+		opts = append(opts, nats.UserInfo(s.natsUser, s.natsPassword))
+	}
+	if s.natsCA != "" {
+		opts = append(opts, nats.RootCAs(s.natsCA))
+	}
+	if s.natsCert != "" {
+		opts = append(opts, nats.ClientCert(s.natsCert, s.natsKey))
+	}
+	return opts
+}
+
+// startSimulator serves the APIOps simulator on a free loopback port.
+func startSimulator(seedPath string) (url, token string, stop func(), err error) {
+	seed, err := apiopstest.LoadSeed(seedPath)
+	if err != nil {
+		return "", "", nil, fmt.Errorf("--demo-seed: %w", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", "", nil, fmt.Errorf("demo simulator: %w", err)
+	}
+	sim := apiopstest.New(seed)
+	sim.SetRecording(false)
+	srv := &http.Server{Handler: sim, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	return "http://" + ln.Addr().String(), seed.Token, func() { _ = srv.Close() }, nil
+}
+
+func newLogger(format, level string, out io.Writer) (*zap.Logger, error) {
+	lvl, err := zapcore.ParseLevel(level)
+	if err != nil {
+		return nil, fmt.Errorf("--log-level (APIOPS_WORKER_LOG_LEVEL): %w", err)
+	}
+	encCfg := zap.NewProductionEncoderConfig()
+	encCfg.EncodeTime = zapcore.ISO8601TimeEncoder
+	enc := zapcore.NewJSONEncoder(encCfg)
+	if format == "console" {
+		encCfg = zap.NewDevelopmentEncoderConfig()
+		encCfg.EncodeTime = zapcore.TimeEncoderOfLayout(time.TimeOnly)
+		enc = zapcore.NewConsoleEncoder(encCfg)
+	}
+	return zap.New(zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(out)), lvl)), nil
+}

@@ -1,0 +1,135 @@
+// Package app is the apiops-worker program: settings from flags and environment,
+// the embedded NATS server, the demo simulator, logging and signals around package
+// worker.
+package app
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/apiops-worker/apiops-worker/messages"
+	"github.com/apiops-worker/apiops-worker/worker"
+)
+
+// settings is everything the program can be told.
+type settings struct {
+	natsURL, natsCreds, natsUser, natsPassword string
+	natsCA, natsCert, natsKey                  string
+	listen, dataDir                            string
+
+	apiopsURL, apiopsTokenFile, apiopsToken string
+	apiopsCA, apiopsCert, apiopsKey         string
+	apiopsTimeout                           time.Duration
+
+	demo     bool
+	demoSeed string
+
+	logFormat, logLevel string
+
+	worker worker.Config
+}
+
+// envName is the environment variable that can set a flag: NATS_* and APIOPS_* flags
+// keep their name, the others get APIOPS_WORKER_, e.g. --max-attempts is
+// APIOPS_WORKER_MAX_ATTEMPTS.
+func envName(flagName string) string {
+	name := strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+	if strings.HasPrefix(name, "NATS_") || strings.HasPrefix(name, "APIOPS_") {
+		return name
+	}
+	return "APIOPS_WORKER_" + name
+}
+
+// parseSettings reads flags, falling back to the environment, then checks them. Each
+// error names the flag and its variable.
+func parseSettings(args []string, getenv func(string) string, stderr io.Writer) (*settings, error) {
+	s := &settings{}
+	w := &s.worker
+	fs := flag.NewFlagSet("apiops-worker", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&s.natsURL, "nats-url", "", "NATS server URL; empty starts an embedded server with JetStream")
+	fs.StringVar(&s.natsCreds, "nats-creds", "", "NATS credentials file (JWT and nkey)")
+	fs.StringVar(&s.natsUser, "nats-user", "", "NATS user; the password comes from NATS_PASSWORD")
+	fs.StringVar(&s.natsCA, "nats-ca", "", "CA certificates (PEM) for the NATS server's certificate")
+	fs.StringVar(&s.natsCert, "nats-cert", "", "client certificate (PEM) for NATS")
+	fs.StringVar(&s.natsKey, "nats-key", "", "client key (PEM) for NATS")
+	fs.StringVar(&s.listen, "listen", "127.0.0.1:4222", "address of the embedded NATS server")
+	fs.StringVar(&s.dataDir, "data-dir", "data", "directory of the embedded NATS server's JetStream data")
+	fs.StringVar(&s.apiopsURL, "apiops-url", "", "APIOps base URL, e.g. https://apinizer.example.com")
+	fs.StringVar(&s.apiopsTokenFile, "apiops-token-file", "", "file holding the APIOps token, re-read when APIOps answers 401 (or set APIOPS_TOKEN)")
+	fs.StringVar(&s.apiopsCA, "apiops-ca-file", "", "CA certificates (PEM) for APIOps's certificate")
+	fs.StringVar(&s.apiopsCert, "apiops-client-cert", "", "client certificate (PEM) for APIOps behind mTLS")
+	fs.StringVar(&s.apiopsKey, "apiops-client-key", "", "client key (PEM) for APIOps behind mTLS")
+	fs.DurationVar(&s.apiopsTimeout, "apiops-timeout", 30*time.Second, "timeout of one APIOps request")
+	fs.BoolVar(&s.demo, "demo", false, "also run the built-in APIOps simulator and use it")
+	fs.StringVar(&s.demoSeed, "demo-seed", "testdata/apiops-seed.json", "the simulator's seed, with --demo")
+	fs.StringVar(&s.logFormat, "log-format", "json", "json, or console for people")
+	fs.StringVar(&s.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&w.Prefix, "prefix", messages.DefaultPrefix, "first token(s) of every subject")
+	fs.IntVar(&w.Concurrency, "concurrency", worker.DefaultConcurrency, "commands executed at once")
+	fs.IntVar(&w.MaxAttempts, "max-attempts", worker.DefaultMaxAttempts, "transient failures a command may have, across redeliveries")
+	fs.DurationVar(&w.RetryInitial, "retry-initial", worker.DefaultRetryInitial, "first backoff wait")
+	fs.DurationVar(&w.RetryMax, "retry-max", worker.DefaultRetryMax, "longest backoff wait; probes while paused use it")
+	fs.IntVar(&w.OutageThreshold, "outage-threshold", worker.DefaultOutageThreshold, "transient failures in a row, across commands, that pause the worker")
+	fs.DurationVar(&w.ShutdownTimeout, "shutdown-timeout", worker.DefaultShutdownTimeout, "time commands in flight get to finish at shutdown")
+	fs.DurationVar(&w.IdempotencyWindow, "idempotency-window", worker.DefaultIdempotencyWindow, "how long a finished command id is remembered")
+	fs.DurationVar(&w.AckWait, "ack-wait", worker.DefaultAckWait, "how long JetStream waits for an ack before redelivering (a crashed worker's commands come back after it)")
+	fs.IntVar(&w.Replicas, "replicas", 1, "replicas of the streams and the bucket")
+	fs.BoolVar(&w.ManageStreams, "manage-streams", true, "create or update the streams, bucket and consumer at start; false when an operator manages them")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: apiops-worker [flags]\n\nEvery flag can also be set by an environment variable: --nats-* and --apiops-* flags\nby their name in capitals (NATS_URL, APIOPS_TOKEN_FILE), the others with APIOPS_WORKER_\n(APIOPS_WORKER_CONCURRENCY). Flags win. The APIOps token comes from APIOPS_TOKEN_FILE or\nAPIOPS_TOKEN, the NATS password from NATS_PASSWORD, never from a flag.\n\n")
+		fs.PrintDefaults()
+	}
+
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		if v := getenv(envName(f.Name)); v != "" {
+			if err := f.Value.Set(v); err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q: %v", envName(f.Name), v, err))
+			}
+		}
+	})
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		errs = append(errs, fmt.Errorf("unexpected argument %q", fs.Arg(0)))
+	}
+	s.apiopsToken = strings.TrimSpace(getenv("APIOPS_TOKEN"))
+	s.natsPassword = getenv("NATS_PASSWORD")
+	w.ManageStreams = w.ManageStreams || s.natsURL == "" // nobody else manages an embedded server
+
+	switch {
+	case s.demo:
+	case s.apiopsURL == "":
+		errs = append(errs, errors.New("--apiops-url (APIOPS_URL) is required, or use --demo"))
+	case s.apiopsTokenFile == "" && s.apiopsToken == "":
+		errs = append(errs, errors.New("the APIOps token is missing: set --apiops-token-file (APIOPS_TOKEN_FILE) or APIOPS_TOKEN"))
+	}
+	if s.apiopsTokenFile != "" {
+		if _, err := os.Stat(s.apiopsTokenFile); err != nil {
+			errs = append(errs, fmt.Errorf("--apiops-token-file (APIOPS_TOKEN_FILE): %w", err))
+		}
+	}
+	if (s.apiopsCert == "") != (s.apiopsKey == "") {
+		errs = append(errs, errors.New("--apiops-client-cert and --apiops-client-key go together"))
+	}
+	if (s.natsCert == "") != (s.natsKey == "") {
+		errs = append(errs, errors.New("--nats-cert and --nats-key go together"))
+	}
+	if s.natsUser != "" && s.natsPassword == "" {
+		errs = append(errs, errors.New("--nats-user (NATS_USER) needs NATS_PASSWORD"))
+	}
+	if s.logFormat != "json" && s.logFormat != "console" {
+		errs = append(errs, fmt.Errorf("--log-format (APIOPS_WORKER_LOG_FORMAT) must be json or console, not %q", s.logFormat))
+	}
+	if s.apiopsTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("--apiops-timeout (APIOPS_TIMEOUT) must be positive, not %v", s.apiopsTimeout))
+	}
+	return s, errors.Join(errs...)
+}
