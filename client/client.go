@@ -69,9 +69,14 @@ func New(nc *nats.Conn, opts ...Option) (*Client, error) {
 //
 // duplicate is true when JetStream dropped the message because a command with the same
 // id was published within the stream's duplicate window; the worker then sees nothing
-// new. An invalid command is not published; the error wraps its *messages.Error.
+// new (Request and Submit publish such a command again, to get its stored result). An
+// invalid command is not published; the error wraps its *messages.Error.
 func (c *Client) Publish(ctx context.Context, cmd *messages.Command) (duplicate bool, err error) {
-	msg, err := c.message(cmd, cmd.ReplyTo)
+	var replyTo string
+	if cmd != nil {
+		replyTo = cmd.ReplyTo
+	}
+	msg, err := c.message(cmd, replyTo)
 	if err != nil {
 		return false, err
 	}

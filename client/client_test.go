@@ -169,6 +169,9 @@ func TestPublishRefusesInvalidCommand(t *testing.T) {
 	if _, err := e.client.Publish(ctx, &messages.Command{ID: "x", Project: "P", Params: "not params"}); err == nil {
 		t.Error("params of no command type accepted")
 	}
+	if _, err := e.client.Publish(ctx, nil); err == nil {
+		t.Error("nil command accepted")
+	}
 	if _, err := e.client.Request(ctx, keystoreCreate("bad-6", "PEM")); err == nil {
 		t.Error("Request published an invalid command")
 	}

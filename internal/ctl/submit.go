@@ -108,7 +108,7 @@ func Submit(ctx context.Context, args []string, env IO) int {
 	case submitErr == nil:
 	case ctx.Err() != nil:
 		missingReason, status = "interrupted", 2
-		submitErr = errors.New("interrupted")
+		submitErr = fmt.Errorf("interrupted: %d of %d commands have no result", countMissing(rows), len(cmds))
 	case errors.Is(submitErr, context.DeadlineExceeded):
 		missingReason, status = fmt.Sprintf("none within --timeout %v", *timeout), 2
 		submitErr = fmt.Errorf("%d of %d commands have no result within --timeout %v", countMissing(rows), len(cmds), *timeout)
