@@ -5,12 +5,20 @@ STATICCHECK   := $(BIN)/staticcheck
 STATICCHECK_VERSION := v0.8.2
 export GOFLAGS ?= -buildvcs=false
 
-.PHONY: all build test unit lint vet staticcheck validate-samples schema fuzz clean
+.PHONY: all build demo run test unit lint vet staticcheck validate-samples schema fuzz clean
 
 all: build
 
 build:
 	$(GO) build -o $(BIN)/ ./cmd/...
+
+## demo: the worker with embedded NATS and the APIOps simulator, the rotation scenario submitted.
+demo: build
+	./scripts/demo.sh
+
+## run: the worker with embedded NATS (127.0.0.1:4222, data in ./data) and the simulator.
+run: build
+	bin/apiops-worker --demo --log-format console
 
 ## test: everything CI checks: formatting, vet, staticcheck, samples, all tests with -race.
 test: lint validate-samples unit

@@ -122,7 +122,9 @@ func natsOptions(s *settings, log *zap.Logger) []nats.Option {
 		nats.Name("apiops-worker"),
 		nats.MaxReconnects(-1),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			log.Warn("disconnected from NATS", zap.Error(err))
+			if err != nil { // nil: we closed it
+				log.Warn("disconnected from NATS", zap.Error(err))
+			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			log.Info("reconnected to NATS", zap.String("url", nc.ConnectedUrlRedacted()))

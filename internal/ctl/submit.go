@@ -28,7 +28,12 @@ Prints a table, one row per line in input order, and a summary; with --output js
 the result lines instead (one JSON object per line, input order; a command without
 a result has no line). A progress bar goes to stderr when it is a terminal.
 
+The worker runs commands for different resources at the same time and orders only
+commands for the same resource. When a command depends on another one (assign a
+keystore that an earlier line creates), use --sequential.
+
 flags:
+  --sequential     publish each command only after the previous one's result
   --timeout D      how long to wait for every result (default 2m)
   --output FORMAT  table (default) or json
 ` + connUsage + `
@@ -51,6 +56,7 @@ func Submit(ctx context.Context, args []string, env IO) int {
 	conn.register(fs, env)
 	timeout := fs.Duration("timeout", 2*time.Minute, "")
 	output := fs.String("output", "table", "")
+	sequential := fs.Bool("sequential", false, "")
 	positional, err := parseArgs(fs, args)
 	if err != nil {
 		return flagFailure(err)
@@ -93,11 +99,23 @@ func Submit(ctx context.Context, args []string, env IO) int {
 		bar := newProgress(env.Stderr, len(cmds))
 		done := 0
 		bar.draw(done)
-		submitErr = c.Submit(waitCtx, cmds, func(i int, r *messages.Result) {
-			rows[rowOf[i]].result = r
-			done++
-			bar.draw(done)
-		})
+		batches := [][]*messages.Command{cmds}
+		if *sequential {
+			batches = make([][]*messages.Command, len(cmds))
+			for i := range cmds {
+				batches[i] = cmds[i : i+1]
+			}
+		}
+		for offset := 0; submitErr == nil && offset < len(cmds); {
+			batch := batches[0]
+			batches = batches[1:]
+			submitErr = c.Submit(waitCtx, batch, func(i int, r *messages.Result) {
+				rows[rowOf[offset+i]].result = r
+				done++
+				bar.draw(done)
+			})
+			offset += len(batch)
+		}
 		bar.finish()
 	}
 

@@ -233,3 +233,33 @@ func TestProgressBar(t *testing.T) {
 		t.Errorf("progress drawn on a non-terminal: %q", out.stderr.String())
 	}
 }
+
+func TestSubmitSequentialWaitsForEachResult(t *testing.T) {
+	e := newTestEnv(t)
+	commands, err := e.js.Stream(testContext(t), "APIOPS_COMMANDS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var waiting []uint64 // commands in the stream as each one is handled
+	fakeworker.Start(t, e.nc, fakeworker.Options{Outcome: func(*messages.Command, *messages.Result) bool {
+		info, err := commands.Info(testContext(t))
+		if err != nil {
+			t.Error(err)
+			return true
+		}
+		waiting = append(waiting, info.State.Msgs)
+		return true
+	}})
+	var out output
+	if code := Submit(testContext(t), []string{"--sequential", "-"}, e.io(strings.Join(rotationLines(t), "\n"), &out)); code != 0 {
+		t.Fatalf("exit %d; stderr:\n%s", code, out.stderr.String())
+	}
+	if len(waiting) != len(rotationLines(t)) {
+		t.Fatalf("handled %d commands", len(waiting))
+	}
+	for i, n := range waiting {
+		if n != 1 {
+			t.Errorf("command %d was handled with %d commands in the stream, want only itself", i, n)
+		}
+	}
+}
