@@ -111,9 +111,11 @@ func (w *Worker) execute(ctx context.Context, t *task) (outcome, error) {
 		if probing {
 			<-w.gate.probe
 		}
-		t.attempts.Requests++
 		var apiErr *apiops.Error
 		errors.As(err, &apiErr)
+		if apiErr == nil || apiErr.Kind != apiops.Unauthorized || apiErr.StatusCode != 0 {
+			t.attempts.Requests++ // else the token could not be read: nothing was sent
+		}
 		switch {
 		case err == nil:
 			w.gate.answered()

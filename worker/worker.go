@@ -227,6 +227,10 @@ func (w *Worker) consume(ctx context.Context, it jetstream.MessagesContext, paus
 				return
 			}
 			w.log.Warn("pulling commands", zap.Error(err))
+			select { // no busy loop while the server is unreachable
+			case <-w.cfg.Clock.After(w.cfg.RetryInitial):
+			case <-ctx.Done():
+			}
 			continue
 		}
 		if draining || stopped() {
