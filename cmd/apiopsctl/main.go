@@ -25,6 +25,8 @@ commands:
   results           follow the result stream, filtered by --project, --type,
                     --correlation-id, --status; --all from the start, --count N
                     to stop after N results
+  dlq list|replay|purge
+                    read, replay (as <id>:replay-<n>) or remove dead letters
 
 Run "apiopsctl <command> -h" for a command's flags. NATS is reached through
 --nats-url, --creds, --user, --tls-ca (or NATS_URL, NATS_CREDS, NATS_USER, NATS_CA);
@@ -51,6 +53,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return ctl.Submit(ctx, args[1:], env)
 	case "results":
 		return ctl.Results(ctx, args[1:], env)
+	case "dlq":
+		return ctl.DLQ(ctx, args[1:], env)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -1,0 +1,142 @@
+package ctl
+
+import (
+	"context"
+	"encoding/json"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/apiops-worker/apiops-worker/apiops"
+	"github.com/apiops-worker/apiops-worker/apiops/apiopstest"
+	"github.com/apiops-worker/apiops-worker/internal/natstest"
+	"github.com/apiops-worker/apiops-worker/messages"
+	"github.com/apiops-worker/apiops-worker/worker"
+)
+
+// TestDeadLetterListReplayPurge runs the real worker against the simulator, makes
+// three commands fail, and lists, replays and purges their dead letters.
+func TestDeadLetterListReplayPurge(t *testing.T) {
+	srv := natstest.Start(t)
+	nc := srv.Connect(t)
+	seed, err := apiopstest.LoadSeed("../../testdata/apiops-seed.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := httptest.NewServer(apiopstest.New(seed))
+	defer api.Close()
+	client, _ := apiops.New(api.URL, apiops.StaticToken(seed.Token))
+	w, err := worker.New(nc, client, worker.Config{ManageStreams: true, RetryInitial: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan error)
+	go func() { stopped <- w.Run(ctx) }()
+	defer func() { cancel(); <-stopped }()
+
+	results, _ := nc.SubscribeSync("apiops.result.>")
+	js, _ := jetstream.New(nc)
+	publish := func(subject, body string) {
+		t.Helper()
+		if _, err := js.Publish(testContext(t), subject, []byte(body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	awaitResult := func(id string) messages.Result {
+		t.Helper()
+		for {
+			msg, err := results.NextMsg(10 * time.Second)
+			if err != nil {
+				t.Fatalf("no result for %s: %v", id, err)
+			}
+			var r messages.Result
+			_ = json.Unmarshal(msg.Data, &r)
+			if r.ID == id {
+				return r
+			}
+		}
+	}
+	// Fails now: trust-2027 does not exist yet.
+	publish("apiops.cmd.MyProject.credential.truststore.set", `{"id":"early","correlationId":"rot-7","params":{"username":"api-user","keystoreName":"trust-2027"}}`)
+	if r := awaitResult("early"); r.Status != messages.StatusFailed {
+		t.Fatalf("early: %+v", r)
+	}
+	// Fails and holds secrets: trust-2025 exists.
+	example, _ := os.ReadFile("../../testdata/commands/keystore.create.json")
+	publish("apiops.cmd.MyProject.keystore.create", strings.Replace(strings.Replace(string(example), `"trust-2027"`, `"trust-2025"`, 1), "example-keystore-create", "dup-create", 1))
+	if r := awaitResult("dup-create"); r.Status != messages.StatusFailed {
+		t.Fatalf("dup-create: %+v", r)
+	}
+	// Rejected, no id.
+	publish("apiops.cmd.MyProject.keystore.delete", `{"params":{"keystoreName":"x"}}`)
+	awaitResult("")
+
+	e := &testEnv{url: srv.ClientURL(), nc: nc, js: js, vars: map[string]string{"NATS_URL": srv.ClientURL()}}
+	var out output
+	if code := DLQ(testContext(t), []string{"list", "--output", "json"}, e.io("", &out)); code != 0 {
+		t.Fatalf("list: exit %d: %s", code, out.stderr.String())
+	}
+	listed := lines(out.stdout.String())
+	if len(listed) != 3 {
+		t.Fatalf("listed %d:\n%s", len(listed), out.stdout.String())
+	}
+	var first deadLetter
+	_ = json.Unmarshal([]byte(listed[0]), &first)
+	if first.Headers.Get(messages.HeaderCommandID) != "early" || first.Headers.Get(messages.HeaderErrorCode) != "bad_request" || first.Subject != "apiops.dlq.MyProject.credential.truststore.set" {
+		t.Errorf("first dead letter %s", listed[0])
+	}
+	if strings.Contains(out.stdout.String(), "changeit") {
+		t.Error("a dead letter holds a password")
+	}
+	out = output{}
+	DLQ(testContext(t), []string{"list", "--status", "failed"}, e.io("", &out))
+	if table := out.stdout.String(); len(lines(table)) != 3 || !strings.Contains(table, "dup-create") || !strings.Contains(table, "yes") {
+		t.Errorf("table:\n%s", table)
+	}
+
+	// Now trust-2027 exists, so the first command can succeed when replayed.
+	createLine, _ := os.ReadFile("../../testdata/commands/keystore.create.json")
+	publish("apiops.cmd.MyProject.keystore.create", string(createLine))
+	awaitResult("example-keystore-create")
+	out = output{}
+	if code := DLQ(testContext(t), []string{"replay", "--all"}, e.io("", &out)); code != 2 {
+		t.Fatalf("replay: exit %d, want 2 (two refused): %s %s", code, out.stdout.String(), out.stderr.String())
+	}
+	if !strings.Contains(out.stderr.String(), "redacted") || !strings.Contains(out.stderr.String(), "no valid id") {
+		t.Errorf("refusals not explained:\n%s", out.stderr.String())
+	}
+	r := awaitResult("early:replay-1")
+	if r.Status != messages.StatusSucceeded || r.CorrelationID != "rot-7" {
+		t.Errorf("replayed result %+v", r)
+	}
+	out = output{}
+	DLQ(testContext(t), []string{"list", "--output", "json"}, e.io("", &out))
+	if left := lines(out.stdout.String()); len(left) != 2 || strings.Contains(out.stdout.String(), `"early"`) {
+		t.Errorf("after replay:\n%s", out.stdout.String())
+	}
+	out = output{}
+	if code := DLQ(testContext(t), []string{"purge", "--all"}, e.io("", &out)); code != 0 {
+		t.Fatalf("purge: exit %d %s", code, out.stderr.String())
+	}
+	dead, _ := js.Stream(testContext(t), "APIOPS_DEAD")
+	if info, _ := dead.Info(testContext(t)); info.State.Msgs != 0 {
+		t.Errorf("%d dead letters after purge", info.State.Msgs)
+	}
+	out = output{}
+	if code := DLQ(testContext(t), []string{"replay"}, e.io("", &out)); code != 1 || !strings.Contains(out.stderr.String(), "--seq, --id or --all") {
+		t.Errorf("replay without a selection: exit %d %s", code, out.stderr.String())
+	}
+}
+
+func TestReplayID(t *testing.T) {
+	for in, want := range map[string]string{"a": "a:replay-1", "a:replay-1": "a:replay-2", "a:replay-9:x": "a:replay-9:x:replay-1", "x:replay-": "x:replay-:replay-1"} {
+		if got := replayID(in); got != want {
+			t.Errorf("replayID(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
