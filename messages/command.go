@@ -333,6 +333,9 @@ func checkSubject(subject string) string {
 	if subject == "" {
 		return "must not be empty"
 	}
+	if strings.HasPrefix(subject, "$") {
+		return `must not be a system subject (starting with "$")`
+	}
 	for token := range strings.SplitSeq(subject, ".") {
 		switch {
 		case token == "":

@@ -269,3 +269,20 @@ func TestTypeOf(t *testing.T) {
 		t.Error("TypeOf(string) found a type")
 	}
 }
+
+func TestReplyToMustNotBeASystemOrOwnSubject(t *testing.T) {
+	for _, replyTo := range []string{"$KV.APIOPS_IDEMPOTENCY.result.x", "$JS.API.STREAM.DELETE.APIOPS_RESULTS"} {
+		_, err := messages.Decode("P", "keystore.delete", []byte(`{"id":"a","replyTo":"`+replyTo+`","params":{"keystoreName":"k"}}`))
+		var e *messages.Error
+		if !errors.As(err, &e) || e.Field != "replyTo" {
+			t.Errorf("replyTo %s: %v", replyTo, err)
+		}
+	}
+	s := messages.Subjects{}
+	if s.CheckReplyTo("apiops.cmd.Other.keystore.delete") == "" || s.CheckReplyTo("apiops.result.P.x") == "" {
+		t.Error("a replyTo under the worker's prefix was accepted")
+	}
+	if problem := s.CheckReplyTo("_INBOX.abc"); problem != "" {
+		t.Errorf("_INBOX.abc: %s", problem)
+	}
+}

@@ -3,18 +3,22 @@ package messages
 import (
 	"bytes"
 	"encoding/json"
-	"regexp"
+	"strings"
 )
 
-// secretFields are the JSON keys whose values are secrets, wherever they appear.
-var secretFields = map[string]bool{"password": true, "file": true}
+// isSecretField reports whether a JSON key names a secret, wherever it appears and
+// however it is capitalised (such keys are refused as unknown, but their dead letter
+// must not keep them).
+func isSecretField(key string) bool {
+	return strings.EqualFold(key, "password") || strings.EqualFold(key, "file")
+}
 
 var redactedJSON = []byte(`"` + Redacted + `"`)
 
 // RedactSecrets returns a copy of a command's body with the value of every "password"
 // and "file" key replaced by "[REDACTED]", everything else byte for byte as it was, and
-// whether anything was replaced. A body that is not valid JSON is redacted as far as
-// its quoted "password" and "file" values can be found.
+// whether anything was replaced. A body that is not valid JSON cannot be redacted
+// reliably: if it may hold a secret, all of it is replaced.
 func RedactSecrets(body []byte) ([]byte, bool) {
 	if !json.Valid(body) {
 		return redactInvalid(body)
@@ -48,7 +52,7 @@ func RedactSecrets(body []byte) ([]byte, bool) {
 			stack[n-1].keyNext = true
 			continue
 		}
-		if key, _ := tok.(string); secretFields[key] {
+		if key, _ := tok.(string); isSecretField(key) {
 			start := dec.InputOffset()
 			var value json.RawMessage
 			if dec.Decode(&value) != nil {
@@ -78,9 +82,13 @@ func RedactSecrets(body []byte) ([]byte, bool) {
 	return append(out, body[prev:]...), true
 }
 
-var quotedSecret = regexp.MustCompile(`"(password|file)"(\s*:\s*)"(?:[^"\\]|\\.)*"?`)
+// invalidJSONRedacted replaces a body that is not JSON and may hold a secret.
+var invalidJSONRedacted = []byte(`"[REDACTED: not valid JSON, and it may hold a secret]"`)
 
 func redactInvalid(body []byte) ([]byte, bool) {
-	out := quotedSecret.ReplaceAll(body, []byte(`"$1"$2`+string(redactedJSON)))
-	return out, !bytes.Equal(out, body)
+	lower := bytes.ToLower(body)
+	if bytes.Contains(lower, []byte("password")) || bytes.Contains(lower, []byte("file")) || bytes.Contains(body, []byte(`\u`)) {
+		return invalidJSONRedacted, true
+	}
+	return body, false
 }

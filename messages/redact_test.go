@@ -19,8 +19,11 @@ func TestRedactSecrets(t *testing.T) {
 			`{"password":"[REDACTED]","a":[{"file":"[REDACTED]"}],"b":{"c":{"password":"[REDACTED]"}}}`, true},
 		{"escaped key", `{"pass\u0077ord":"pw"}`, `{"pass\u0077ord":"[REDACTED]"}`, true},
 		{"already redacted", `{"password":"[REDACTED]"}`, `{"password":"[REDACTED]"}`, false},
-		{"invalid JSON", `{"id":"a","params":{"file":"QUJD","password":"p\"w"`, `{"id":"a","params":{"file":"[REDACTED]","password":"[REDACTED]"`, true},
-		{"invalid JSON, cut in a secret", `{"password": "abc`, `{"password": "[REDACTED]"`, true},
+		{"capitalised keys", `{"Password":"pw","params":{"FILE":"QUJD"}}`, `{"Password":"[REDACTED]","params":{"FILE":"[REDACTED]"}}`, true},
+		{"invalid JSON with a secret", `{"id":"a","params":{"file":"QUJD","password":"p\"w"`, `"[REDACTED: not valid JSON, and it may hold a secret]"`, true},
+		{"invalid JSON, escaped key", `{"pass\u0077ord":"s3cret"`, `"[REDACTED: not valid JSON, and it may hold a secret]"`, true},
+		{"invalid JSON, number", `{"Password":12345678`, `"[REDACTED: not valid JSON, and it may hold a secret]"`, true},
+		{"invalid JSON without secrets", `{"id":"a","params":{"username":"u"}`, `{"id":"a","params":{"username":"u"}`, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -92,3 +92,16 @@ func (s Subjects) DeadLetterFor(commandSubject string) string {
 func (s Subjects) swapKind(commandSubject, kind string) string {
 	return s.prefix() + "." + kind + "." + strings.TrimPrefix(commandSubject, s.prefix()+".cmd.")
 }
+
+// CheckReplyTo returns what is wrong with a command's replyTo for a worker using these
+// subjects, or "" when nothing is: besides being a valid subject, it must not lie under
+// the worker's own prefix, where a reply would pose as a command, result or dead letter.
+func (s Subjects) CheckReplyTo(replyTo string) string {
+	if problem := checkSubject(replyTo); problem != "" {
+		return problem
+	}
+	if strings.HasPrefix(replyTo, s.prefix()+".") {
+		return "must not be under " + s.prefix() + "., the worker's own subjects"
+	}
+	return ""
+}

@@ -60,6 +60,8 @@ type Config struct {
 	// paused for it, so that a rotated token file is read again. May be nil.
 	RefreshToken func()
 	Logger       *zap.Logger
+	// Observer is told what happens, for metrics; nil means NopObserver.
+	Observer Observer
 	// Clock is the time source of retries and probes; nil means the real clock.
 	Clock Clock
 }
@@ -123,6 +125,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Clock == nil {
 		c.Clock = realClock{}
 	}
+	if c.Observer == nil {
+		c.Observer = NopObserver{}
+	}
 	var errs []error
 	check := func(ok bool, format string, args ...any) {
 		if !ok {
@@ -132,7 +137,8 @@ func (c Config) withDefaults() (Config, error) {
 	check(c.Concurrency > 0, "concurrency must be positive, not %d", c.Concurrency)
 	check(c.MaxAttempts > 0, "max-attempts must be positive, not %d", c.MaxAttempts)
 	check(c.RetryInitial > 0 && c.RetryMax >= c.RetryInitial, "retry-max (%v) must be at least retry-initial (%v), both positive", c.RetryMax, c.RetryInitial)
-	check(c.OutageThreshold > 0, "outage threshold must be positive, not %d", c.OutageThreshold)
+	check(c.OutageThreshold > 0 && c.OutageThreshold <= c.MaxAttempts,
+		"outage-threshold (%d) must be from 1 to max-attempts (%d): else an outage could use up a command's retries before it pauses the worker", c.OutageThreshold, c.MaxAttempts)
 	check(c.ShutdownTimeout > 0, "shutdown-timeout must be positive, not %v", c.ShutdownTimeout)
 	check(c.AckWait >= time.Second, "ack wait must be at least 1s, not %v", c.AckWait)
 	check(c.Replicas > 0 && c.Replicas <= 5, "replicas must be 1 to 5, not %d", c.Replicas)

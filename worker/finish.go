@@ -1,11 +1,13 @@
 package worker
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
@@ -20,18 +22,21 @@ const maxHeaderValue = 1024
 // that no outcome can skip a stage: it stores the outcome under the command's id, then
 // the dead letter (unless succeeded), then the result, each acknowledged by JetStream;
 // then it replies to replyTo and acknowledges the command. When a step fails the
-// command is not acknowledged and comes back; the steps already done are harmless to
-// repeat (the id's record is overwritten, publishes carry Nats-Msg-Id).
-func (w *Worker) finish(t *task, res *messages.Result) error {
+// caller runs finish again: the outcome is stored once (another delivery of the id
+// that stored first wins), and the publishes carry Nats-Msg-Id, so JetStream drops
+// what it already has.
+func (w *Worker) finish(ctx context.Context, t *task, res *messages.Result) error {
 	body, err := json.Marshal(res)
 	if err != nil {
 		return fmt.Errorf("encode result: %w", err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), finishTimeout)
-	defer cancel()
 	if res.ID != "" {
-		if err := w.store.finish(ctx, res.ID, finished{Seq: t.seq, Result: body}); err != nil {
+		stored, err := w.store.finishOnce(ctx, res.ID, finished{Seq: t.seq, Result: body})
+		if err != nil {
 			return err
+		}
+		if stored.Seq != t.seq || !bytes.Equal(stored.Result, body) {
+			return w.finishAgain(ctx, t, stored)
 		}
 	}
 	return w.publishOutcome(ctx, t, res, body)
@@ -42,13 +47,11 @@ func (w *Worker) finish(t *task, res *messages.Result) error {
 // it), the remaining steps are done again; JetStream drops the copies it already has.
 // Otherwise the id was published again: its stored result goes to the new replyTo
 // only, and APIOPS_RESULTS keeps its one copy.
-func (w *Worker) finishAgain(t *task, done *finished) error {
+func (w *Worker) finishAgain(ctx context.Context, t *task, done *finished) error {
 	var res messages.Result
 	if err := json.Unmarshal(done.Result, &res); err != nil {
 		return fmt.Errorf("decode stored result of %s: %w", t.cmd.ID, err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), finishTimeout)
-	defer cancel()
 	if done.Seq == t.seq {
 		return w.publishOutcome(ctx, t, &res, done.Result)
 	}
@@ -60,13 +63,25 @@ func (w *Worker) finishAgain(t *task, done *finished) error {
 
 func (w *Worker) publishOutcome(ctx context.Context, t *task, res *messages.Result, body []byte) error {
 	if res.Status != messages.StatusSucceeded {
-		if _, err := w.js.PublishMsg(ctx, w.deadLetter(t, res)); err != nil {
+		ack, err := w.js.PublishMsg(ctx, w.deadLetter(t, res))
+		if err != nil {
 			return fmt.Errorf("publish dead letter: %w", err)
+		}
+		if !ack.Duplicate {
+			w.observer.DeadLetter(metricType(res.Type), res.Status)
 		}
 	}
 	msg := &nats.Msg{Subject: w.subjects.ResultFor(t.msg.Subject()), Header: resultHeaders(res), Data: body}
-	if _, err := w.js.PublishMsg(ctx, msg); err != nil {
+	ack, err := w.js.PublishMsg(ctx, msg)
+	if err != nil {
 		return fmt.Errorf("publish result: %w", err)
+	}
+	if !ack.Duplicate {
+		sincePublish := time.Duration(0)
+		if meta, err := t.msg.Metadata(); err == nil {
+			sincePublish = res.FinishedAt.Sub(meta.Timestamp)
+		}
+		w.observer.CommandFinished(metricType(res.Type), res.Status, sincePublish)
 	}
 	w.reply(t, res, body)
 	w.ack(t)
@@ -87,8 +102,8 @@ func resultHeaders(res *messages.Result) nats.Header {
 func (w *Worker) deadLetter(t *task, res *messages.Result) *nats.Msg {
 	body, redacted := messages.RedactSecrets(t.msg.Data())
 	h := nats.Header{}
-	for k, v := range t.msg.Headers() {
-		if !strings.HasPrefix(k, "Nats-") {
+	for k, v := range t.msg.Headers() { // the publisher's own headers, not ours
+		if !strings.HasPrefix(k, "Nats-") && !strings.HasPrefix(k, "Apiops-") || k == messages.HeaderReplayOf {
 			h[k] = v
 		}
 	}
@@ -118,7 +133,7 @@ func headerValue(s string) string {
 		return r
 	}, s)
 	if len(s) > maxHeaderValue {
-		s = s[:maxHeaderValue]
+		s = strings.ToValidUTF8(s[:maxHeaderValue], "")
 	}
 	return s
 }

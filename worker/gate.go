@@ -23,6 +23,7 @@ type gate struct {
 	threshold int
 	log       *zap.Logger
 	clock     Clock
+	onChange  func(PauseReason)
 
 	mu       sync.Mutex
 	reason   PauseReason
@@ -34,8 +35,9 @@ type gate struct {
 	probe chan struct{}
 }
 
-func newGate(threshold int, log *zap.Logger, clock Clock) *gate {
-	return &gate{threshold: threshold, log: log, clock: clock, resumed: closedChan(), paused: make(chan struct{}), probe: make(chan struct{}, 1)}
+func newGate(threshold int, log *zap.Logger, clock Clock, onChange func(PauseReason)) *gate {
+	return &gate{threshold: threshold, log: log, clock: clock, onChange: onChange,
+		resumed: closedChan(), paused: make(chan struct{}), probe: make(chan struct{}, 1)}
 }
 
 func closedChan() chan struct{} {
@@ -65,6 +67,7 @@ func (g *gate) answered() {
 	g.reason = Running
 	close(g.resumed)
 	g.paused = make(chan struct{})
+	g.onChange(Running)
 }
 
 // transientFailure records a failure that may be APIOps's; it reports whether the
@@ -100,4 +103,5 @@ func (g *gate) pauseLocked(reason PauseReason, err error) {
 		g.since = g.clock.Now()
 	}
 	g.reason = reason
+	g.onChange(reason)
 }

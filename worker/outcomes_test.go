@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -151,20 +152,36 @@ func TestDeadLettersAndRedaction(t *testing.T) {
 	}
 }
 
+// TestRetriesExhausted fails one command's requests while other commands succeed: the
+// failures are the command's, not an outage, and use up its budget.
 func TestRetriesExhausted(t *testing.T) {
 	e := newEnv(t)
 	e.cfg.MaxAttempts = 3
-	e.cfg.OutageThreshold = 100 // one command failing is not an outage here
 	e.failFor("/credentials/partner-b/", 500)
 	e.start(nil)
 	cmd := e.publishLine([]byte(`{"id":"poison","type":"credential.truststore.remove","project":"MyProject","params":{"username":"partner-b"}}`))
-	res := e.awaitResults(1, 10*time.Second)[cmd.ID]
-	if res.Status != messages.StatusFailed || res.Error.Code != messages.CodeRetriesExhausted || res.Attempts != 3 {
-		t.Fatalf("result %s", res.raw)
-	}
-	dead := e.streamMsgs("APIOPS_DEAD")
-	if len(dead) != 1 || dead[0].Headers().Get(messages.HeaderAttempts) != "3" || dead[0].Headers().Get(messages.HeaderErrorCode) != messages.CodeRetriesExhausted {
-		t.Errorf("dead letter %v", dead)
+	deadline := time.After(20 * time.Second)
+	for i := 0; ; i++ {
+		// Successes between the poison's failures keep the worker from pausing.
+		e.publishLine(fmt.Appendf(nil, `{"id":"healthy-%d","type":"credential.truststore.set","project":"MyProject","params":{"username":"api-user","keystoreName":"trust-2026"}}`, i))
+		select {
+		case msg := <-e.results:
+			r := decodeResult(t, msg)
+			if r.ID != cmd.ID {
+				continue
+			}
+			if r.Status != messages.StatusFailed || r.Error.Code != messages.CodeRetriesExhausted || r.Attempts < 3 {
+				t.Fatalf("result %s", r.raw)
+			}
+			eventually(t, 5*time.Second, "the dead letter", func() bool { return len(e.streamMsgs("APIOPS_DEAD")) == 1 })
+			dead := e.streamMsgs("APIOPS_DEAD")[0]
+			if dead.Headers().Get(messages.HeaderErrorCode) != messages.CodeRetriesExhausted || dead.Headers().Get(messages.HeaderAttempts) != fmt.Sprint(r.Attempts) {
+				t.Errorf("dead letter headers %v", dead.Headers())
+			}
+			return
+		case <-deadline:
+			t.Fatalf("the poison command did not finish; logs:\n%s", e.logs.String())
+		}
 	}
 }
 

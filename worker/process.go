@@ -16,9 +16,11 @@ import (
 // errHandBack means the command goes back to the stream unfinished (shutdown).
 var errHandBack = errors.New("handed back")
 
-// finishTimeout bounds storing and publishing a command's outcome, which must not be
-// cut short by shutdown once APIOps has been called.
+// finishTimeout bounds one attempt to read or store the worker's own records.
 const finishTimeout = 10 * time.Second
+
+// maxRetryAfter bounds how long a Retry-After may hold a command.
+const maxRetryAfter = 15 * time.Minute
 
 // process takes one command from delivery to acknowledgement.
 func (w *Worker) process(ctx context.Context, t *task) {
@@ -27,16 +29,11 @@ func (w *Worker) process(ctx context.Context, t *task) {
 		w.handBack(t)
 		return
 	}
+	w.observer.CommandStarted()
+	defer w.observer.CommandDone()
 	res, err := w.outcome(ctx, t)
-	if errors.Is(err, errHandBack) {
+	if err != nil { // errHandBack: shutting down
 		w.handBack(t)
-		return
-	}
-	if err != nil {
-		// The outcome is unknown or could not be stored: the command stays in the
-		// stream and comes back.
-		w.log.Error("command not finished; it stays in the stream", zap.String("id", t.cmd.ID), zap.Uint64("seq", t.seq), zap.Error(err))
-		_ = t.msg.NakWithDelay(w.cfg.RetryInitial)
 		return
 	}
 	if res != nil {
@@ -45,36 +42,74 @@ func (w *Worker) process(ctx context.Context, t *task) {
 }
 
 // outcome decides the command's result and makes it final (see finish); res is nil
-// when an earlier delivery already did.
+// when the id had finished before.
 func (w *Worker) outcome(ctx context.Context, t *task) (*messages.Result, error) {
-	if t.decodeErr != nil {
-		res := messages.Rejection(t.cmd, t.decodeErr, t.received)
-		return res, w.finish(t, res)
-	}
-	lookupCtx, cancel := context.WithTimeout(ctx, finishTimeout)
-	done, err := w.store.finished(lookupCtx, t.cmd.ID)
-	if err == nil && done == nil && t.delivered > 1 {
-		t.attempts, err = w.store.attempts(lookupCtx, t.cmd.ID)
-	}
-	cancel()
-	if err != nil {
-		return nil, err
+	var done *finished
+	if t.cmd.ID != "" { // also for an invalid command: its id may have finished before
+		err := w.persistently(t, "look up the command id", func(ctx context.Context) (err error) {
+			done, err = w.store.finished(ctx, t.cmd.ID)
+			if err == nil && done == nil && t.decodeErr == nil && t.delivered > 1 {
+				t.attempts, err = w.store.attempts(ctx, t.cmd.ID)
+			}
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
 	}
 	if done != nil {
-		return nil, w.finishAgain(t, done)
+		return nil, w.persistently(t, "send the stored result again", func(ctx context.Context) error {
+			return w.finishAgain(ctx, t, done)
+		})
 	}
-	if na := t.cmd.NotAfter; na != nil && t.attempts.Requests == 0 && w.cfg.Clock.Now().After(*na) {
-		res := w.result(t, outcome{status: messages.StatusExpired, err: &messages.Error{
-			Code: messages.CodeExpired, Field: "notAfter", Message: "notAfter " + na.Format(time.RFC3339) + " passed before the command could run",
-		}})
-		return res, w.finish(t, res)
+	var res *messages.Result
+	if t.decodeErr != nil {
+		res = messages.Rejection(t.cmd, t.decodeErr, t.received)
+	} else if o, expired := w.expired(t); expired {
+		res = w.result(t, o)
+	} else {
+		o, err := w.execute(ctx, t)
+		if err != nil {
+			return nil, err
+		}
+		res = w.result(t, o)
 	}
-	o, err := w.execute(ctx, t)
-	if err != nil {
-		return nil, err
+	return res, w.persistently(t, "store the outcome", func(ctx context.Context) error {
+		return w.finish(ctx, t, res)
+	})
+}
+
+// persistently runs fn, which reads or stores the worker's own records in NATS, until
+// it succeeds, with backoff. The command stays held meanwhile, so the commands for its
+// resource wait behind it and nothing runs twice or out of order. Only shutdown ends
+// the retries, handing the command back.
+func (w *Worker) persistently(t *task, what string, fn func(context.Context) error) error {
+	wait := w.newBackoff(0)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), finishTimeout)
+		err := fn(ctx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		w.log.Error("cannot "+what+"; retrying, the command waits", zap.String("id", t.cmd.ID), zap.Uint64("seq", t.seq), zap.Error(err))
+		select {
+		case <-w.cfg.Clock.After(wait.NextBackOff()):
+		case <-w.waitCtx.Done():
+			return errHandBack
+		}
 	}
-	res := w.result(t, o)
-	return res, w.finish(t, res)
+}
+
+// expired reports whether the command's notAfter passed before its first request.
+func (w *Worker) expired(t *task) (outcome, bool) {
+	na := t.cmd.NotAfter
+	if na == nil || t.attempts.Requests > 0 || !w.cfg.Clock.Now().After(*na) {
+		return outcome{}, false
+	}
+	return outcome{status: messages.StatusExpired, err: &messages.Error{
+		Code: messages.CodeExpired, Field: "notAfter", Message: "notAfter " + na.Format(time.RFC3339) + " passed before the command could run",
+	}}, true
 }
 
 // outcome is what executing a command came to.
@@ -103,10 +138,20 @@ func (w *Worker) execute(ctx context.Context, t *task) (outcome, error) {
 	req := t.cmd.APIRequest()
 	wait := w.newBackoff(t.attempts.Charged)
 	for {
-		probing, err := w.awaitTurn(ctx)
+		probing, err := w.awaitTurn(w.waitCtx)
 		if err != nil {
 			return outcome{}, errHandBack
 		}
+		if o, expired := w.expired(t); expired { // it waited out a pause
+			if probing {
+				<-w.gate.probe
+			}
+			return o, nil
+		}
+		if t.attempts.Requests > 0 {
+			w.observer.Retry(metricType(t.cmd.Type))
+		}
+		started := w.cfg.Clock.Now()
 		resp, err := w.api.Do(ctx, req)
 		if probing {
 			<-w.gate.probe
@@ -115,6 +160,14 @@ func (w *Worker) execute(ctx context.Context, t *task) (outcome, error) {
 		errors.As(err, &apiErr)
 		if apiErr == nil || apiErr.Kind != apiops.Unauthorized || apiErr.StatusCode != 0 {
 			t.attempts.Requests++ // else the token could not be read: nothing was sent
+			status := 0
+			switch {
+			case resp != nil:
+				status = resp.StatusCode
+			case apiErr != nil:
+				status = apiErr.StatusCode
+			}
+			w.observer.APIOpsRequest(metricType(t.cmd.Type), status, w.cfg.Clock.Now().Sub(started))
 		}
 		switch {
 		case err == nil:
@@ -147,11 +200,11 @@ func (w *Worker) execute(ctx context.Context, t *task) (outcome, error) {
 		}
 		delay := wait.NextBackOff()
 		if apiErr != nil && apiErr.RetryAfter > delay {
-			delay = apiErr.RetryAfter
+			delay = min(apiErr.RetryAfter, maxRetryAfter)
 		}
 		select {
 		case <-w.cfg.Clock.After(delay):
-		case <-ctx.Done():
+		case <-w.waitCtx.Done():
 			return outcome{}, errHandBack
 		}
 	}

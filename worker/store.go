@@ -8,13 +8,15 @@ import (
 	"fmt"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
 )
 
 // store remembers, in a JetStream key-value bucket whose TTL is the idempotency window,
 // the result of every finished id and the attempts of commands being retried, so that
 // both survive redeliveries and restarts.
 type store struct {
-	kv jetstream.KeyValue
+	kv  jetstream.KeyValue
+	log *zap.Logger
 }
 
 // finished is what the store keeps of a finished command.
@@ -49,8 +51,27 @@ func (s *store) finished(ctx context.Context, id string) (*finished, error) {
 	return &f, nil
 }
 
-func (s *store) finish(ctx context.Context, id string, f finished) error {
-	return s.put(ctx, resultKey(id), f)
+// finishOnce stores f as id's outcome unless one is stored already, and returns the
+// stored one: two deliveries of an id (published twice, or an ack lost while another
+// instance ran it) cannot overwrite each other's outcome.
+func (s *store) finishOnce(ctx context.Context, id string, f finished) (*finished, error) {
+	data, err := json.Marshal(f)
+	if err != nil {
+		return nil, err
+	}
+	_, err = s.kv.Create(ctx, resultKey(id), data)
+	if err == nil {
+		return &f, nil
+	}
+	if !errors.Is(err, jetstream.ErrKeyExists) {
+		return nil, fmt.Errorf("store the outcome of %s: %w", id, err)
+	}
+	stored, err := s.finished(ctx, id)
+	if err != nil || stored != nil {
+		return stored, err
+	}
+	// The stored record is unreadable: replace it.
+	return &f, s.put(ctx, resultKey(id), f)
 }
 
 func (s *store) attempts(ctx context.Context, id string) (attempts, error) {
@@ -72,7 +93,9 @@ func (s *store) get(ctx context.Context, key string, v any) (bool, error) {
 		return false, fmt.Errorf("read %s from the idempotency bucket: %w", key, err)
 	}
 	if err := json.Unmarshal(entry.Value(), v); err != nil {
-		return false, fmt.Errorf("decode %s from the idempotency bucket: %w", key, err)
+		// Not the worker's record: ignoring it is better than stopping the command.
+		s.log.Warn("ignoring an unreadable record in the idempotency bucket", zap.String("key", key), zap.Error(err))
+		return false, nil
 	}
 	return true, nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
 )
 
 // Setup creates or updates the streams, the idempotency bucket and the consumer (when
@@ -88,6 +89,20 @@ func (w *Worker) Setup(ctx context.Context) error {
 			return fmt.Errorf("consumer %s on %s (managed by an operator): %w", cfg.Consumer, cfg.CommandStream, err)
 		}
 	}
-	w.store = &store{kv: kv}
+	w.store = &store{kv: kv, log: w.log}
+	ackWait := cfg.AckWait
+	if info := w.consumer.CachedInfo(); info != nil {
+		if info.Config.AckWait > 0 {
+			ackWait = info.Config.AckWait
+		}
+		if len(info.Config.BackOff) > 0 {
+			// BackOff replaces AckWait with its first entry.
+			w.log.Warn("the consumer has a BackOff; the worker paces retries itself and keeps commands alive within its first entry",
+				zap.Durations("backoff", info.Config.BackOff))
+			ackWait = min(ackWait, info.Config.BackOff[0])
+		}
+	}
+	w.ackWait.Store(int64(ackWait))
+	w.bound.Store(true)
 	return nil
 }

@@ -18,8 +18,8 @@ import (
 
 // Worker consumes commands and executes them. Create it with New, then call Run.
 //
-// Commands are held from delivery to acknowledgement: at most 2×Concurrency at once,
-// plus at most Concurrency prefetched by the pull, so memory does not grow with the
+// Commands are held from delivery to acknowledgement, at most 2×Concurrency at once,
+// and the worker pulls only what it can hold, so memory does not grow with the
 // backlog. Commands for the same resource run one at a time in delivery order; the
 // others run up to Concurrency at once.
 type Worker struct {
@@ -31,12 +31,18 @@ type Worker struct {
 	log      *zap.Logger
 	gate     *gate
 	store    *store
+	observer Observer
 	consumer jetstream.Consumer
 
 	slots    chan struct{} // one per held command
 	ready    chan *task    // held commands whose resource is free, in delivery order
 	stopping atomic.Bool   // shutting down: hand back commands not yet started
-	loseAcks atomic.Int32  // tests: how many acknowledgements to lose
+	bound    atomic.Bool   // the consumer exists and is bound
+	ackWait  atomic.Int64  // the consumer's AckWait: held commands are kept alive well within it
+	// waitCtx ends when shutdown starts: commands waiting for a retry or the end of a
+	// pause are handed back at once.
+	waitCtx  context.Context
+	loseAcks atomic.Int32 // tests: how many acknowledgements to lose
 
 	mu      sync.Mutex
 	held    map[*task]struct{}
@@ -74,7 +80,8 @@ func New(nc *nats.Conn, api APIOps, cfg Config) (*Worker, error) {
 		api:      api,
 		subjects: messages.Subjects{Prefix: cfg.Prefix},
 		log:      cfg.Logger,
-		gate:     newGate(cfg.OutageThreshold, cfg.Logger, cfg.Clock),
+		gate:     newGate(cfg.OutageThreshold, cfg.Logger, cfg.Clock, cfg.Observer.Paused),
+		observer: cfg.Observer,
 		slots:    make(chan struct{}, held),
 		ready:    make(chan *task, held),
 		held:     make(map[*task]struct{}),
@@ -88,8 +95,8 @@ func (w *Worker) Ready() error {
 	if status := w.nc.Status(); status != nats.CONNECTED {
 		return fmt.Errorf("NATS connection is %v", status)
 	}
-	if w.consumer == nil {
-		return errors.New("consumer not bound yet")
+	if !w.bound.Load() {
+		return errors.New("consumer not bound")
 	}
 	if reason, _, _ := w.gate.state(); reason != Running {
 		return fmt.Errorf("paused: %s", reason)
@@ -106,19 +113,23 @@ func (w *Worker) Paused() PauseReason {
 	return reason
 }
 
-// Run takes commands until ctx ends, then shuts down: it stops pulling, lets commands
-// in flight finish for up to ShutdownTimeout, and hands the rest back to the stream
-// (Nak) so that another instance takes them at once. It returns nil after a clean
-// shutdown.
+// Run takes commands until ctx ends, then shuts down: it stops pulling, hands back
+// (Nak) the commands that have not started, lets those in flight finish for up to
+// ShutdownTimeout, and hands the rest back too, so that another instance takes them
+// at once. It returns nil after a clean shutdown.
 func (w *Worker) Run(ctx context.Context) error {
 	if w.consumer == nil {
 		if err := w.Setup(ctx); err != nil {
 			return err
 		}
 	}
-	// Commands run on their own context so that shutdown gives them ShutdownTimeout.
+	// APIOps requests run on their own context so that shutdown gives them
+	// ShutdownTimeout; waits for a retry or a pause end as soon as shutdown starts.
 	runCtx, cancelRun := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelRun()
+	var cancelWaits context.CancelFunc
+	w.waitCtx, cancelWaits = context.WithCancel(runCtx)
+	defer cancelWaits()
 	quit := make(chan struct{})
 	var wg sync.WaitGroup
 	for range w.cfg.Concurrency {
@@ -139,6 +150,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	w.pull(ctx)
 
 	w.stopping.Store(true)
+	cancelWaits()
 	w.mu.Lock()
 	w.idle = make(chan struct{})
 	if len(w.held) == 0 {
@@ -148,6 +160,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	inFlight := len(w.held)
 	w.mu.Unlock()
 	w.log.Info("shutting down: no new commands; waiting for those in flight", zap.Int("held", inFlight), zap.Duration("timeout", w.cfg.ShutdownTimeout))
+	w.handBackReady()
 	select {
 	case <-idle:
 	case <-time.After(w.cfg.ShutdownTimeout):
@@ -161,8 +174,35 @@ func (w *Worker) Run(ctx context.Context) error {
 	return nil
 }
 
-// pull delivers commands into the worker until ctx ends. While the worker is paused it
-// takes none: it drains what the pull prefetched and hands it back.
+// handBackReady returns the commands waiting for a free goroutine to the stream now,
+// rather than when a command in flight ends. Commands queued behind one for the same
+// resource follow when that one is done, in order.
+func (w *Worker) handBackReady() {
+	for {
+		select {
+		case t := <-w.ready:
+			w.handBack(t)
+			w.release(t)
+		default:
+			return
+		}
+	}
+}
+
+const (
+	// pullWait bounds one pull request: how long an idle worker waits for commands,
+	// and how long shutdown may wait for a pull already sent.
+	pullWait = time.Second
+	// gatherWait is how long a pull waits for more room before asking, so that a busy
+	// worker asks for commands in batches rather than one at a time.
+	gatherWait = 2 * time.Millisecond
+)
+
+// pull delivers commands into the worker until ctx ends. It asks the server only for
+// as many commands as it has room to hold, so that every command delivered is held,
+// and kept alive, from its arrival; a command waiting unseen in a client buffer would
+// be redelivered to another instance after AckWait and run twice. While the worker is
+// paused it asks for none.
 func (w *Worker) pull(ctx context.Context) {
 	for ctx.Err() == nil {
 		reason, resumed, paused := w.gate.state()
@@ -173,78 +213,115 @@ func (w *Worker) pull(ctx context.Context) {
 			}
 			continue
 		}
-		it, err := w.consumer.Messages(jetstream.PullMaxMessages(w.cfg.Concurrency))
-		if err != nil {
-			w.log.Error("cannot pull commands; retrying", zap.Error(err))
-			select {
-			case <-w.cfg.Clock.After(w.cfg.RetryInitial):
-			case <-ctx.Done():
-			}
+		if !w.bound.Load() {
+			w.rebind(ctx)
 			continue
 		}
-		w.consume(ctx, it, paused)
+		n := w.reserve(ctx, paused)
+		if n == 0 {
+			continue
+		}
+		batch, err := w.consumer.Fetch(n, jetstream.FetchMaxWait(pullWait))
+		if err != nil {
+			w.releaseSlots(n)
+			w.pullFailed(ctx, err)
+			continue
+		}
+		got := 0
+		for msg := range batch.Messages() {
+			got++
+			if ctx.Err() != nil || isClosed(paused) {
+				// Arrived while stopping or pausing: back to the stream, untouched.
+				if err := msg.Nak(); err != nil {
+					w.log.Warn("handing a command back", zap.Error(err))
+				}
+				w.releaseSlots(1)
+				continue
+			}
+			w.admit(msg)
+		}
+		w.releaseSlots(n - got)
+		if err := batch.Error(); err != nil {
+			w.pullFailed(ctx, err)
+		}
 	}
 }
 
-func (w *Worker) consume(ctx context.Context, it jetstream.MessagesContext, paused <-chan struct{}) {
-	done := make(chan struct{})
-	defer close(done)
-	go func() {
-		select {
-		case <-ctx.Done():
-		case <-paused:
-		case <-done:
-		}
-		it.Drain()
-	}()
-	stopped := func() bool {
-		select {
-		case <-ctx.Done():
-			return true
-		case <-paused:
-			return true
-		default:
-			return false
-		}
+// reserve takes room for at least one command, and for more if it comes within
+// gatherWait, up to half the worker's room; 0 when ctx ends or the worker pauses.
+func (w *Worker) reserve(ctx context.Context, paused <-chan struct{}) int {
+	select {
+	case w.slots <- struct{}{}:
+	case <-ctx.Done():
+		return 0
+	case <-paused:
+		return 0
 	}
-	for {
-		draining := stopped()
-		if !draining {
+	n, enough := 1, max(1, cap(w.slots)/4)
+	gather := time.NewTimer(gatherWait)
+	defer gather.Stop()
+	for n < cap(w.slots) {
+		if n < enough {
 			select {
 			case w.slots <- struct{}{}:
-			case <-ctx.Done():
+				n++
 				continue
-			case <-paused:
+			case <-gather.C:
+				enough = 0
 				continue
 			}
 		}
-		msg, err := it.Next()
-		if err != nil {
-			if !draining {
-				<-w.slots
-			}
-			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-				return
-			}
-			w.log.Warn("pulling commands", zap.Error(err))
-			select { // no busy loop while the server is unreachable
-			case <-w.cfg.Clock.After(w.cfg.RetryInitial):
-			case <-ctx.Done():
-			}
-			continue
+		select {
+		case w.slots <- struct{}{}:
+			n++
+		default:
+			return n
 		}
-		if draining || stopped() {
-			// Prefetched while stopping or pausing: back to the stream, untouched.
-			if err := msg.Nak(); err != nil {
-				w.log.Warn("handing a prefetched command back", zap.Error(err))
-			}
-			if !draining {
-				<-w.slots
-			}
-			continue
-		}
-		w.admit(msg)
 	}
+	return n
+}
+
+func (w *Worker) releaseSlots(n int) {
+	for range n {
+		<-w.slots
+	}
+}
+
+func isClosed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
+
+// pullFailed handles a failed pull: a consumer that is gone is set up again (or bound
+// again, when an operator manages it), and the worker is not ready meanwhile.
+func (w *Worker) pullFailed(ctx context.Context, err error) {
+	if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, nats.ErrNoResponders) {
+		w.log.Error("the consumer is gone; setting it up again", zap.String("consumer", w.cfg.Consumer), zap.Error(err))
+		w.bound.Store(false)
+		return
+	}
+	w.log.Warn("pulling commands", zap.Error(err))
+	select { // no busy loop while the server is unreachable
+	case <-w.cfg.Clock.After(w.cfg.RetryInitial):
+	case <-ctx.Done():
+	}
+}
+
+// rebind runs Setup again after the consumer went away, every RetryMax until it works.
+func (w *Worker) rebind(ctx context.Context) {
+	if err := w.Setup(ctx); err != nil {
+		w.log.Error("cannot set up the consumer; retrying", zap.Error(err))
+		select {
+		case <-w.cfg.Clock.After(w.cfg.RetryMax):
+		case <-ctx.Done():
+		}
+		return
+	}
+	w.log.Info("consumer set up again", zap.String("consumer", w.cfg.Consumer))
 }
 
 // admit decodes a delivered command and queues it behind earlier commands for the same
@@ -260,6 +337,14 @@ func (w *Worker) admit(msg jetstream.Msg) {
 		t.decodeErr = &messages.Error{Code: messages.CodeUnknownType, Field: "type", Message: err.Error()}
 	} else {
 		t.cmd, t.decodeErr = messages.Decode(project, typeName, msg.Data())
+	}
+	if t.cmd.ReplyTo != "" {
+		if problem := w.subjects.CheckReplyTo(t.cmd.ReplyTo); problem != "" {
+			t.cmd.ReplyTo = ""
+			if t.decodeErr == nil {
+				t.decodeErr = &messages.Error{Code: messages.CodeInvalidCommand, Field: "replyTo", Message: problem}
+			}
+		}
 	}
 	if t.decodeErr == nil {
 		t.key = t.cmd.ResourceKey()
@@ -304,11 +389,9 @@ func (w *Worker) release(t *task) {
 // keepAlive extends the ack deadline of every held command, so that commands waiting
 // for their resource, a retry or the end of a pause are not redelivered meanwhile.
 func (w *Worker) keepAlive(quit <-chan struct{}) {
-	ticker := time.NewTicker(w.cfg.AckWait / 3)
-	defer ticker.Stop()
 	for {
 		select {
-		case <-ticker.C:
+		case <-time.After(time.Duration(w.ackWait.Load()) / 3):
 		case <-quit:
 			return
 		}

@@ -1,0 +1,206 @@
+package worker_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/apiops-worker/apiops-worker/apiops"
+	"github.com/apiops-worker/apiops-worker/apiops/apiopstest"
+	"github.com/apiops-worker/apiops-worker/messages"
+	"github.com/apiops-worker/apiops-worker/worker"
+)
+
+func (e *env) consumerInfo() (ackPending int, redelivered int) {
+	e.t.Helper()
+	c, err := e.js.Consumer(context.Background(), worker.DefaultCommandStream, worker.DefaultConsumer)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	info, err := c.Info(context.Background())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return info.NumAckPending, info.NumRedelivered
+}
+
+// TestHeldCommandsKeptAlive runs a command longer than AckWait: InProgress must keep
+// JetStream from redelivering it meanwhile.
+func TestHeldCommandsKeptAlive(t *testing.T) {
+	e := newEnv(t)
+	e.cfg.AckWait = time.Second
+	e.cfg.Concurrency = 1
+	e.sim.SetFaults(apiopstest.Faults{Latency: 1500 * time.Millisecond})
+	e.start(nil)
+	for _, line := range credentialCommands(2, "slow") { // the second waits its turn
+		e.publishLine(line)
+	}
+	e.awaitResults(2, 15*time.Second)
+	if _, redelivered := e.consumerInfo(); redelivered != 0 {
+		t.Errorf("%d commands redelivered while held", redelivered)
+	}
+	if n := e.apiopsRequests(); n != 2 {
+		t.Errorf("APIOps saw %d requests for 2 commands", n)
+	}
+}
+
+// TestTwoInstancesNeverRunACommandTwice shares the consumer between two workers whose
+// commands outlast AckWait.
+func TestTwoInstancesNeverRunACommandTwice(t *testing.T) {
+	e := newEnv(t)
+	e.cfg.AckWait = time.Second
+	e.cfg.Concurrency = 4
+	e.sim.SetFaults(apiopstest.Faults{Latency: 1200 * time.Millisecond})
+	e.start(nil)
+	client, _ := apiops.New(e.apiURL, apiops.StaticToken("sim-token"))
+	second, err := worker.New(e.nc, client, e.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan error)
+	go func() { stopped <- second.Run(ctx) }()
+	defer func() { cancel(); <-stopped }()
+	const n = 24
+	for i := range n {
+		e.publishLine(fmt.Appendf(nil, `{"id":"pair-%d","type":"credential.truststore.set","project":"MyProject","params":{"username":"api-user-%d","keystoreName":"x"}}`, i, i))
+	}
+	e.awaitResults(n, 30*time.Second)
+	if got := e.apiopsRequests(); got != n {
+		t.Errorf("APIOps saw %d requests for %d commands", got, n)
+	}
+}
+
+// TestShutdownHandsBackUnstartedAtOnce: commands that have not started go back to the
+// stream when shutdown starts, not when the one in flight ends: another instance
+// finishes them while the first is still shutting down.
+func TestShutdownHandsBackUnstartedAtOnce(t *testing.T) {
+	e := newEnv(t)
+	e.cfg.Concurrency = 1
+	e.cfg.ShutdownTimeout = 10 * time.Second
+	slow := make(chan struct{}, 1)
+	e.mu.Lock()
+	e.front = func(w http.ResponseWriter, r *http.Request) bool {
+		if strings.Contains(r.URL.Path, "/user-0/") { // the first command is slow
+			slow <- struct{}{}
+			time.Sleep(3 * time.Second)
+		}
+		return false
+	}
+	e.mu.Unlock()
+	e.start(nil)
+	for i := range 3 {
+		e.publishLine(fmt.Appendf(nil, `{"id":"unstarted-%d","type":"credential.truststore.set","project":"MyProject","params":{"username":"user-%d","keystoreName":"x"}}`, i, i))
+	}
+	select {
+	case <-slow:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the first command did not start")
+	}
+	first, firstStopped := e.cancel, e.stopped
+	first()
+	e.cancel = nil
+	client, _ := apiops.New(e.apiURL, apiops.StaticToken("sim-token"))
+	second, _ := worker.New(e.nc, client, e.cfg)
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan error)
+	go func() { stopped <- second.Run(ctx) }()
+	defer func() { cancel(); <-stopped }()
+	got := e.awaitResults(2, 2500*time.Millisecond) // before the slow one is done
+	if got["unstarted-0"] != nil {
+		t.Fatal("the slow command finished too early for this test")
+	}
+	if err := <-firstStopped; err != nil {
+		t.Fatal(err)
+	}
+	if r := e.awaitResults(1, 5*time.Second)["unstarted-0"]; r == nil || r.Attempts != 1 {
+		t.Errorf("the command in flight did not finish: %v", r)
+	}
+}
+
+// TestNotAfterPassesWhilePaused: a command waiting out a pause expires when its
+// notAfter passes before it could make a request.
+func TestNotAfterPassesWhilePaused(t *testing.T) {
+	e := newEnv(t)
+	tokenFile := filepath.Join(t.TempDir(), "missing-token")
+	e.start(apiops.NewFileToken(tokenFile))
+	line := withField(t, readExample(t, "credential.truststore.set"), "notAfter", time.Now().Add(700*time.Millisecond).UTC().Format(time.RFC3339Nano))
+	cmd := e.publishLine(line)
+	res := e.awaitResults(1, 10*time.Second)[cmd.ID]
+	if res.Status != messages.StatusExpired || res.Attempts != 0 {
+		t.Errorf("result %s", res.raw)
+	}
+	if e.apiopsRequests() != 0 {
+		t.Error("APIOps was called")
+	}
+	_ = os.Remove(tokenFile)
+}
+
+// TestInvalidCopyOfAFinishedIDChangesNothing: an invalid message reusing a finished id
+// gets the stored result and leaves it as it was.
+func TestInvalidCopyOfAFinishedIDChangesNothing(t *testing.T) {
+	e := newEnv(t)
+	e.start(nil)
+	valid := readExample(t, "credential.truststore.set")
+	cmd := e.publishLine(valid)
+	e.awaitResults(1, 10*time.Second)
+	inbox := e.nc.NewRespInbox()
+	replies, _ := e.nc.SubscribeSync(inbox)
+	broken := withField(t, withField(t, valid, "replyTo", inbox), "extra", true)
+	e.publish("MyProject", cmd.Type, "", broken)
+	reply, err := replies.NextMsg(10 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := decodeResult(t, reply); r.Status != messages.StatusSucceeded {
+		t.Errorf("reply %s, want the stored success", reply.Data)
+	}
+	e.publish("MyProject", cmd.Type, "", withField(t, valid, "replyTo", inbox))
+	reply, err = replies.NextMsg(10 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := decodeResult(t, reply); r.Status != messages.StatusSucceeded {
+		t.Errorf("the stored result was overwritten: %s", reply.Data)
+	}
+	if n := len(e.streamMsgs("APIOPS_DEAD")); n != 0 {
+		t.Errorf("%d dead letters", n)
+	}
+}
+
+// TestReplyToUnderOwnPrefixRejected: a reply must not pose as a command or result.
+func TestReplyToUnderOwnPrefixRejected(t *testing.T) {
+	e := newEnv(t)
+	e.start(nil)
+	cmd := e.publishLine(withField(t, readExample(t, "keystore.delete"), "replyTo", "apiops.cmd.TeamA.keystore.delete"))
+	res := e.awaitResults(1, 10*time.Second)[cmd.ID]
+	if res.Status != messages.StatusRejected || res.Error.Field != "replyTo" {
+		t.Fatalf("result %s", res.raw)
+	}
+	eventually(t, 5*time.Second, "the command acknowledged", func() bool { return e.pending() == 0 })
+	if e.apiopsRequests() != 0 {
+		t.Error("APIOps was called")
+	}
+}
+
+// TestConsumerDeletedIsSetUpAgain: the worker notices its consumer is gone, reports
+// not ready, and sets it up again.
+func TestConsumerDeletedIsSetUpAgain(t *testing.T) {
+	e := newEnv(t)
+	w := e.start(nil)
+	if err := e.js.DeleteConsumer(context.Background(), worker.DefaultCommandStream, worker.DefaultConsumer); err != nil {
+		t.Fatal(err)
+	}
+	cmd := e.publishLine(readExample(t, "credential.truststore.set"))
+	if r := e.awaitResults(1, 15*time.Second)[cmd.ID]; r.Status != messages.StatusSucceeded {
+		t.Errorf("result %s", r.raw)
+	}
+	if err := w.Ready(); err != nil {
+		t.Errorf("not ready after the consumer came back: %v", err)
+	}
+}
