@@ -54,3 +54,22 @@ fuzz:
 
 clean:
 	rm -rf $(BIN)
+
+## bench: the full benchmark (under 8 minutes): the worker against a minimal baseline,
+## with nats-server and the simulator in their own processes. BENCH_FLAGS adds flags
+## (e.g. BENCH_FLAGS='--scenarios 1 --cpuprofile cpu.pprof'); see bin/apiops-bench -h.
+## bench-quick: a smoke run with small sizes that checks the harness.
+.PHONY: bench bench-quick bench-tools
+BENCH_FLAGS ?=
+BENCH := $(BIN)/apiops-bench --nats-server $(BIN)/nats-server --sim $(BIN)/apiops-sim
+
+bench: bench-tools
+	$(BENCH) $(BENCH_FLAGS)
+
+bench-quick: bench-tools
+	$(BENCH) --quick $(BENCH_FLAGS)
+
+bench-tools:
+	$(GO) build -o $(BIN)/nats-server github.com/nats-io/nats-server/v2
+	$(GO) build -o $(BIN)/apiops-sim ./cmd/apiops-sim
+	$(GO) build -o $(BIN)/apiops-bench ./cmd/apiops-bench

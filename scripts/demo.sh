@@ -8,7 +8,7 @@ data=$(mktemp -d)
 log="$data/worker.log"
 trap 'kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$data"' EXIT
 
-bin/apiops-worker --demo --listen "127.0.0.1:$port" --data-dir "$data/jetstream" --log-format console >"$log" 2>&1 &
+bin/apiops-worker --demo --http-addr 127.0.0.1:0 --listen "127.0.0.1:$port" --data-dir "$data/jetstream" --log-format console >"$log" 2>&1 &
 pid=$!
 for _ in $(seq 100); do
 	grep -q "worker started" "$log" && break

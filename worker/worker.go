@@ -406,3 +406,15 @@ func (w *Worker) keepAlive(quit <-chan struct{}) {
 		}
 	}
 }
+
+// Pending reports how many commands wait in the stream for the worker's consumer.
+func (w *Worker) Pending(ctx context.Context) (uint64, error) {
+	if !w.bound.Load() {
+		return 0, errors.New("consumer not bound")
+	}
+	info, err := w.consumer.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("consumer info: %w", err)
+	}
+	return info.NumPending, nil
+}

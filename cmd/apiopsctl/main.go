@@ -9,6 +9,10 @@ import (
 	"os/signal"
 	"syscall"
 
+	// CA roots for images without a system trust store (FROM scratch): used only when
+	// the system has none.
+	_ "golang.org/x/crypto/x509roots/fallback"
+
 	"github.com/apiops-worker/apiops-worker/internal/ctl"
 )
 

@@ -12,12 +12,16 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
 	"github.com/apiops-worker/apiops-worker/apiops"
 	"github.com/apiops-worker/apiops-worker/apiops/apiopstest"
+	"github.com/apiops-worker/apiops-worker/internal/metrics"
 	"github.com/apiops-worker/apiops-worker/internal/natsserver"
+	"github.com/apiops-worker/apiops-worker/internal/natsurl"
 	"github.com/apiops-worker/apiops-worker/worker"
 )
 
@@ -96,18 +100,33 @@ func run(ctx context.Context, s *settings, log *zap.Logger) error {
 
 	nc, err := nats.Connect(natsURL, natsOptions(s, log)...)
 	if err != nil {
-		return fmt.Errorf("connect to NATS at %s: %w", natsURL, err)
+		return fmt.Errorf("connect to NATS at %s: %w", natsurl.Redact(natsURL), err)
 	}
 	defer nc.Close()
 
-	s.worker.Logger = log
-	w, err := worker.New(nc, client, s.worker)
-	if err != nil {
+	var w *worker.Worker
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := metrics.New(reg, func(ctx context.Context) (uint64, error) { return w.Pending(ctx) })
+	s.worker.Logger, s.worker.Observer = log, m
+	if w, err = worker.New(nc, client, s.worker); err != nil {
 		return err
+	}
+	if s.httpAddr != "" {
+		stop, err := startHTTP(s.httpAddr, reg, w, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	if err := w.Setup(ctx); err != nil {
 		return err
 	}
+	svc, err := addService(nc, s.worker.Prefix, w, m)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = svc.Stop() }()
 	if err := w.Run(ctx); err != nil {
 		return err
 	}

@@ -6,8 +6,10 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -89,51 +91,147 @@ func (b *lockedBuffer) lines() []map[string]any {
 }
 
 // TestDemoSingleBinary runs the program as `apiops-worker --demo`: embedded NATS with
-// JetStream and the simulator, a command in, its result out, a clean exit on cancel.
+// JetStream and the simulator, commands in, results out, metrics, health and NATS
+// service discovery that match what happened, a clean exit on cancel.
 func TestDemoSingleBinary(t *testing.T) {
 	logs := &lockedBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	exit := make(chan int, 1)
 	go func() {
-		exit <- Run(ctx, []string{"--demo", "--demo-seed", "../../testdata/apiops-seed.json", "--listen", "127.0.0.1:-1", "--data-dir", t.TempDir()}, envFrom(nil), logs)
+		exit <- Run(ctx, []string{"--demo", "--demo-seed", "../../testdata/apiops-seed.json", "--listen", "127.0.0.1:-1",
+			"--http-addr", "127.0.0.1:0", "--data-dir", t.TempDir()}, envFrom(nil), logs)
 	}()
-	var url string
+	var natsURL, httpAddr string
 	deadline := time.Now().Add(10 * time.Second)
-	for url == "" {
-		started, embeddedURL := false, ""
+	for natsURL == "" || httpAddr == "" {
+		started := false
 		for _, l := range logs.lines() {
 			started = started || l["msg"] == "worker started"
 			if u, ok := l["url"].(string); ok && strings.HasPrefix(u, "nats://") {
-				embeddedURL = u
+				natsURL = u
+			}
+			if a, ok := l["addr"].(string); ok {
+				httpAddr = a
 			}
 		}
-		if started {
-			url = embeddedURL
+		if !started {
+			natsURL = ""
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("the worker did not start; logs: %+v", logs.lines())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	nc, err := nats.Connect(url)
+	nc, err := nats.Connect(natsURL)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nc.Close()
 	inbox := nats.NewInbox()
 	replies, _ := nc.SubscribeSync(inbox)
-	body := `{"id":"demo-1","replyTo":"` + inbox + `","params":{"username":"api-user","keystoreName":"trust-2026"}}`
-	if _, err := nc.Request("apiops.cmd.MyProject.credential.truststore.set", []byte(body), 5*time.Second); err != nil {
-		t.Fatalf("publish to the command stream: %v", err)
+	for _, c := range []struct{ subject, body string }{
+		{"apiops.cmd.MyProject.credential.truststore.set", `{"id":"demo-ok","replyTo":"` + inbox + `","params":{"username":"api-user","keystoreName":"trust-2026"}}`},
+		{"apiops.cmd.MyProject.credential.truststore.set", `{"id":"demo-failed","replyTo":"` + inbox + `","params":{"username":"nobody","keystoreName":"trust-2026"}}`},
+		{"apiops.cmd.MyProject.keystore.delete", `{"id":"demo-rejected","replyTo":"` + inbox + `","params":{}}`},
+	} {
+		if _, err := nc.Request(c.subject, []byte(c.body), 5*time.Second); err != nil {
+			t.Fatalf("publish to the command stream: %v", err)
+		}
 	}
-	reply, err := replies.NextMsg(10 * time.Second)
+	statuses := map[string]messages.Status{}
+	for range 3 {
+		reply, err := replies.NextMsg(10 * time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var res messages.Result
+		if err := json.Unmarshal(reply.Data, &res); err != nil {
+			t.Fatal(err)
+		}
+		statuses[res.ID] = res.Status
+	}
+	if statuses["demo-ok"] != messages.StatusSucceeded || statuses["demo-failed"] != messages.StatusFailed || statuses["demo-rejected"] != messages.StatusRejected {
+		t.Fatalf("statuses %v", statuses)
+	}
+
+	get := func(path string) (int, string) {
+		t.Helper()
+		resp, err := http.Get("http://" + httpAddr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	if code, _ := get("/healthz"); code != 200 {
+		t.Errorf("/healthz %d", code)
+	}
+	if code, body := get("/readyz"); code != 200 {
+		t.Errorf("/readyz %d %s", code, body)
+	}
+	// The results are published before the ack and the metrics; wait until the
+	// counters caught up rather than guessing a time.
+	want := map[string]float64{
+		`apiops_worker_commands_finished_total{status="succeeded",type="credential.truststore.set"}`:       1,
+		`apiops_worker_commands_finished_total{status="failed",type="credential.truststore.set"}`:          1,
+		`apiops_worker_commands_finished_total{status="rejected",type="keystore.delete"}`:                  1,
+		`apiops_worker_dead_letters_total{status="failed",type="credential.truststore.set"}`:               1,
+		`apiops_worker_dead_letters_total{status="rejected",type="keystore.delete"}`:                       1,
+		`apiops_worker_apiops_request_duration_seconds_count{code="2xx",type="credential.truststore.set"}`: 1,
+		`apiops_worker_apiops_request_duration_seconds_count{code="4xx",type="credential.truststore.set"}`: 1,
+		`apiops_worker_publish_to_result_seconds_count`:                                                    3,
+		`apiops_worker_commands_in_flight`:                                                                 0,
+		`apiops_worker_paused{reason="outage"}`:                                                            0,
+		`apiops_worker_paused{reason="unauthorized"}`:                                                      0,
+		`apiops_worker_consumer_pending_commands`:                                                          0,
+	}
+	var scraped map[string]float64
+	for end := time.Now().Add(5 * time.Second); ; {
+		_, body := get("/metrics")
+		scraped = parseMetrics(body)
+		if matches(scraped, want) || time.Now().After(end) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for k, v := range want {
+		if got, ok := scraped[k]; !ok || got != v {
+			t.Errorf("%s = %v (present %v), want %v", k, got, ok, v)
+		}
+	}
+	if _, ok := scraped[`apiops_worker_retries_total{type="credential.truststore.set"}`]; ok {
+		t.Error("retries counted where there were none")
+	}
+
+	// NATS service discovery: the instance answers PING and STATS with its counts.
+	if _, err := nc.Request("$SRV.PING.apiops-worker", nil, 2*time.Second); err != nil {
+		t.Errorf("$SRV.PING: %v", err)
+	}
+	stats, err := nc.Request("$SRV.STATS.apiops-worker", nil, 2*time.Second)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("$SRV.STATS: %v", err)
 	}
-	var res messages.Result
-	if err := json.Unmarshal(reply.Data, &res); err != nil || res.Status != messages.StatusSucceeded {
-		t.Fatalf("result %s", reply.Data)
+	var st struct {
+		Name      string `json:"name"`
+		Endpoints []struct {
+			Data struct {
+				Ready    string `json:"ready"`
+				Finished int    `json:"commands_finished"`
+				Failed   int    `json:"commands_not_succeeded"`
+			} `json:"data"`
+		} `json:"endpoints"`
 	}
+	if err := json.Unmarshal(stats.Data, &st); err != nil || st.Name != "apiops-worker" || len(st.Endpoints) != 1 {
+		t.Fatalf("stats %s", stats.Data)
+	}
+	if d := st.Endpoints[0].Data; d.Ready != "yes" || d.Finished != 3 || d.Failed != 2 {
+		t.Errorf("stats data %+v", d)
+	}
+	if status, err := nc.Request("apiops.worker.status", nil, 2*time.Second); err != nil || !strings.Contains(string(status.Data), `"commands_finished":3`) {
+		t.Errorf("status endpoint: %v %s", err, status.Data)
+	}
+
 	cancel()
 	select {
 	case code := <-exit:
@@ -143,4 +241,34 @@ func TestDemoSingleBinary(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("no exit after cancel")
 	}
+}
+
+// parseMetrics reads Prometheus text: "name{labels} value" lines by name and labels.
+func parseMetrics(body string) map[string]float64 {
+	out := map[string]float64{}
+	for line := range strings.Lines(body) {
+		if strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			continue
+		}
+		if v, err := strconv.ParseFloat(strings.TrimSpace(line[i+1:]), 64); err == nil {
+			out[line[:i]] = v
+		}
+	}
+	return out
+}
+
+func matches(got, want map[string]float64) bool {
+	for k, v := range want {
+		if got[k] != v {
+			return false
+		}
+		if _, ok := got[k]; !ok {
+			return false
+		}
+	}
+	return true
 }

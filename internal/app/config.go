@@ -30,6 +30,7 @@ type settings struct {
 	demoSeed string
 
 	logFormat, logLevel string
+	httpAddr            string
 
 	worker worker.Config
 }
@@ -70,6 +71,13 @@ func parseSettings(args []string, getenv func(string) string, stderr io.Writer) 
 	fs.StringVar(&s.demoSeed, "demo-seed", "testdata/apiops-seed.json", "the simulator's seed, with --demo")
 	fs.StringVar(&s.logFormat, "log-format", "json", "json, or console for people")
 	fs.StringVar(&s.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&s.httpAddr, "http-addr", ":9090", "address of /metrics, /healthz and /readyz; empty switches them off")
+	fs.StringVar(&w.CommandStream, "command-stream", worker.DefaultCommandStream, "stream of the commands")
+	fs.StringVar(&w.ResultStream, "result-stream", worker.DefaultResultStream, "stream of the results")
+	fs.StringVar(&w.DeadStream, "dead-stream", worker.DefaultDeadStream, "stream of the dead letters")
+	fs.StringVar(&w.IdempotencyBucket, "idempotency-bucket", worker.DefaultIdempotencyBucket, "key-value bucket of finished ids")
+	fs.DurationVar(&w.ResultMaxAge, "result-max-age", worker.DefaultResultMaxAge, "how long results are kept")
+	fs.DurationVar(&w.DeadMaxAge, "dead-max-age", worker.DefaultDeadMaxAge, "how long dead letters are kept")
 	fs.StringVar(&w.Prefix, "prefix", messages.DefaultPrefix, "first token(s) of every subject")
 	fs.IntVar(&w.Concurrency, "concurrency", worker.DefaultConcurrency, "commands executed at once")
 	fs.IntVar(&w.MaxAttempts, "max-attempts", worker.DefaultMaxAttempts, "transient failures a command may have, across redeliveries")

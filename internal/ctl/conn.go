@@ -5,12 +5,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
-	"strings"
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/apiops-worker/apiops-worker/internal/natsurl"
 	"github.com/apiops-worker/apiops-worker/messages"
 )
 
@@ -99,26 +98,9 @@ func (f *connFlags) connect() (*nats.Conn, error) {
 	}
 	nc, err := nats.Connect(f.url, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("connect to %s: %w", redactURLs(f.url), err)
+		return nil, fmt.Errorf("connect to %s: %w", natsurl.Redact(f.url), err)
 	}
 	return nc, nil
-}
-
-// redactURLs hides the password of every URL in a comma-separated list.
-func redactURLs(list string) string {
-	parts := strings.Split(list, ",")
-	for i, p := range parts {
-		p = strings.TrimSpace(p)
-		if u, err := url.Parse(p); err == nil && u.User != nil {
-			if _, has := u.User.Password(); has {
-				p = u.Redacted()
-			}
-		} else if err != nil && strings.Contains(p, "@") {
-			p = "(a URL that does not parse)"
-		}
-		parts[i] = p
-	}
-	return strings.Join(parts, ",")
 }
 
 // parseArgs parses flags that may come before or after the positional arguments;

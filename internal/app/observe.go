@@ -1,0 +1,97 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
+
+	"github.com/apiops-worker/apiops-worker/internal/metrics"
+)
+
+// Version is the worker's version, set at build time with
+// -ldflags "-X github.com/apiops-worker/apiops-worker/internal/app.Version=…".
+var Version = "0.1.0"
+
+// readiness is what the health endpoints and the service status ask.
+type readiness interface{ Ready() error }
+
+// startHTTP serves /metrics, /healthz and /readyz on addr until stop is called.
+func startHTTP(addr string, reg *prometheus.Registry, ready readiness, log *zap.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--http-addr (APIOPS_WORKER_HTTP_ADDR): %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if err := ready.Ready(); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("HTTP server stopped", zap.Error(err))
+		}
+	}()
+	log.Info("serving metrics and health", zap.String("addr", ln.Addr().String()))
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	}, nil
+}
+
+// serviceStatus is the body of the service's status endpoint and its statistics.
+type serviceStatus struct {
+	Ready string `json:"ready"`
+	metrics.Stats
+}
+
+// addService registers the worker for NATS service discovery ($SRV), so that
+// `nats micro ls` and `nats micro stats apiops-worker` show every instance with its
+// counts. Its one endpoint, <prefix>.worker.status, answers with readiness and counts.
+func addService(nc *nats.Conn, prefix string, ready readiness, m *metrics.Metrics) (micro.Service, error) {
+	status := func() serviceStatus {
+		s := serviceStatus{Ready: "yes", Stats: m.Stats()}
+		if err := ready.Ready(); err != nil {
+			s.Ready = err.Error()
+		}
+		return s
+	}
+	svc, err := micro.AddService(nc, micro.Config{
+		Name:        "apiops-worker",
+		Version:     Version,
+		Description: "Executes APIOps commands from JetStream",
+		StatsHandler: func(*micro.Endpoint) any {
+			return status()
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("register the NATS service: %w", err)
+	}
+	err = svc.AddEndpoint("status", micro.HandlerFunc(func(req micro.Request) {
+		body, _ := json.Marshal(status())
+		_ = req.Respond(body)
+	}), micro.WithEndpointSubject(prefix+".worker.status"))
+	if err != nil {
+		_ = svc.Stop()
+		return nil, fmt.Errorf("register the NATS service's status endpoint: %w", err)
+	}
+	return svc, nil
+}

@@ -1,0 +1,169 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/apiops-worker/apiops-worker/messages"
+)
+
+// baseline is the least a consumer can do with the worker's guarantees: inFlight
+// goroutines share one pull iterator; each takes a command, sends one PUT to APIOps,
+// stores a small result (awaiting JetStream's ack) and acknowledges the command
+// synchronously. It has no validation, retries, idempotency store or ordering.
+type baseline struct {
+	js      jetstream.JetStream
+	cons    jetstream.Consumer
+	http    *http.Client
+	apiURL  string
+	latency []time.Duration // receipt → APIOps answered, one per command
+	count   atomic.Int64    // commands finished
+	errMu   sync.Mutex
+	err     error // the first failure
+
+	it jetstream.MessagesContext
+	wg sync.WaitGroup
+}
+
+func newBaseline(js jetstream.JetStream, cons jetstream.Consumer, apiURL string, inFlight, commands int) *baseline {
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	transport.MaxIdleConns = inFlight
+	transport.MaxIdleConnsPerHost = inFlight
+	return &baseline{
+		js: js, cons: cons, apiURL: apiURL,
+		http:    &http.Client{Transport: transport},
+		latency: make([]time.Duration, commands),
+	}
+}
+
+// start starts inFlight goroutines taking commands until stop.
+func (b *baseline) start(ctx context.Context, inFlight int) error {
+	it, err := b.cons.Messages(jetstream.PullMaxMessages(inFlight))
+	if err != nil {
+		return fmt.Errorf("baseline: pull: %w", err)
+	}
+	b.it = it
+	for range inFlight {
+		b.wg.Go(func() {
+			for {
+				msg, err := it.Next()
+				if errors.Is(err, jetstream.ErrNoHeartbeat) {
+					continue // the iterator goes on
+				}
+				if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+					return
+				}
+				if err != nil {
+					b.fail(fmt.Errorf("pull: %w", err))
+					return
+				}
+				if err := b.handle(ctx, msg); err != nil {
+					b.fail(err)
+					_ = msg.Nak()
+				}
+			}
+		})
+	}
+	return nil
+}
+
+// stop stops taking commands and waits for those in flight.
+func (b *baseline) stop() {
+	b.it.Stop()
+	b.wg.Wait()
+	b.http.CloseIdleConnections()
+}
+
+// failure returns the first error a command met, if any.
+func (b *baseline) failure() error {
+	b.errMu.Lock()
+	defer b.errMu.Unlock()
+	return b.err
+}
+
+func (b *baseline) fail(err error) {
+	b.errMu.Lock()
+	defer b.errMu.Unlock()
+	if b.err == nil {
+		b.err = fmt.Errorf("baseline: %w", err)
+	}
+}
+
+// latencies returns receipt → APIOps answered for every finished command.
+func (b *baseline) latencies() []time.Duration {
+	return b.latency[:min(int(b.count.Load()), len(b.latency))]
+}
+
+func (b *baseline) handle(ctx context.Context, msg jetstream.Msg) error {
+	received := time.Now()
+	var cmd struct {
+		ID     string `json:"id"`
+		Params struct {
+			Username     string `json:"username"`
+			KeystoreName string `json:"keystoreName"`
+		} `json:"params"`
+	}
+	if err := json.Unmarshal(msg.Data(), &cmd); err != nil {
+		return fmt.Errorf("decode command: %w", err)
+	}
+	project, _, err := subjects.ParseCommand(msg.Subject())
+	if err != nil {
+		return err
+	}
+	if err := b.put(ctx, project, cmd.Params.Username, cmd.Params.KeystoreName); err != nil {
+		return err
+	}
+	finished := time.Now()
+
+	result := fmt.Appendf(nil, `{"id":%q,"status":"succeeded","receivedAt":%q,"finishedAt":%q}`,
+		cmd.ID, received.UTC().Format(time.RFC3339Nano), finished.UTC().Format(time.RFC3339Nano))
+	subject := strings.Replace(msg.Subject(), ".cmd.", ".result.", 1)
+	out := &nats.Msg{Subject: subject, Header: nats.Header{messages.HeaderMsgID: {cmd.ID}}, Data: result}
+	if _, err := b.js.PublishMsg(ctx, out); err != nil {
+		return fmt.Errorf("publish result: %w", err)
+	}
+	if err := msg.DoubleAck(ctx); err != nil {
+		return fmt.Errorf("ack: %w", err)
+	}
+	if i := b.count.Add(1) - 1; i < int64(len(b.latency)) {
+		b.latency[i] = finished.Sub(received)
+	}
+	return nil
+}
+
+// put sets the credential's truststore: PUT …/credentials/{username}/truststore/{keystore}/.
+func (b *baseline) put(ctx context.Context, project, user, keystore string) error {
+	u := b.apiURL + "/apiops/projects/" + url.PathEscape(project) + "/credentials/" +
+		url.PathEscape(user) + "/truststore/" + url.PathEscape(keystore) + "/"
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, u, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Accept", "application/json")
+	resp, err := b.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("APIOps: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return fmt.Errorf("APIOps: read answer: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("APIOps: PUT %s: %s: %s", u, resp.Status, body)
+	}
+	return nil
+}

@@ -1,0 +1,199 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/apiops-worker/apiops-worker/apiops/apiopstest"
+	"github.com/apiops-worker/apiops-worker/messages"
+	"github.com/apiops-worker/apiops-worker/worker"
+)
+
+// The benchmark's commands: credential.truststore.set of keystore bench-trust, each on
+// its own credential of project Bench, so that per-resource ordering never serialises
+// them.
+const (
+	project     = "Bench"
+	commandType = "credential.truststore.set"
+	keystore    = "bench-trust"
+	token       = "bench-token"
+)
+
+var subjects = messages.Subjects{}
+
+func username(i int) string  { return fmt.Sprintf("user-%06d", i) }
+func commandID(i int) string { return fmt.Sprintf("bench-%06d", i) }
+
+// writeSeed writes a simulator seed with credentials user-000001 … user-<n> into dir.
+func writeSeed(dir string, n int) (string, error) {
+	creds := make(map[string]apiopstest.CredentialState, n)
+	for i := 1; i <= n; i++ {
+		creds[username(i)] = apiopstest.CredentialState{}
+	}
+	seed := apiopstest.Seed{Token: token, Projects: map[string]apiopstest.ProjectSeed{project: {
+		Environments: []string{"production", "staging"},
+		Credentials:  creds,
+		Keystores:    []string{keystore},
+		Keys:         map[string]string{},
+		APIProxies:   map[string]apiopstest.MTLSSettings{},
+	}}}
+	data, err := json.Marshal(seed)
+	if err != nil {
+		return "", fmt.Errorf("encode seed: %w", err)
+	}
+	path := filepath.Join(dir, "bench-seed.json")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		return "", fmt.Errorf("write seed: %w", err)
+	}
+	return path, nil
+}
+
+// createStreams creates the command stream, the result stream and the durable consumer
+// as the worker does (Setup), for the baseline.
+func createStreams(ctx context.Context, js jetstream.JetStream) (jetstream.Consumer, error) {
+	for _, sc := range []jetstream.StreamConfig{{
+		Name:       worker.DefaultCommandStream,
+		Subjects:   []string{subjects.AllCommands()},
+		Retention:  jetstream.WorkQueuePolicy,
+		Storage:    jetstream.FileStorage,
+		Duplicates: 10 * time.Minute,
+	}, {
+		Name:       worker.DefaultResultStream,
+		Subjects:   []string{subjects.AllResults()},
+		Retention:  jetstream.LimitsPolicy,
+		Storage:    jetstream.FileStorage,
+		MaxAge:     worker.DefaultResultMaxAge,
+		Duplicates: 10 * time.Minute,
+	}} {
+		if _, err := js.CreateStream(ctx, sc); err != nil {
+			return nil, fmt.Errorf("create stream %s: %w", sc.Name, err)
+		}
+	}
+	cons, err := js.CreateConsumer(ctx, worker.DefaultCommandStream, jetstream.ConsumerConfig{
+		Durable:       worker.DefaultConsumer,
+		FilterSubject: subjects.AllCommands(),
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       worker.DefaultAckWait,
+		MaxDeliver:    -1,
+		MaxAckPending: 10000,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create consumer: %w", err)
+	}
+	return cons, nil
+}
+
+// publishBacklog publishes commands 1…n asynchronously and waits until JetStream has
+// stored every one of them.
+func publishBacklog(ctx context.Context, nc *nats.Conn, n int) error {
+	var (
+		mu       sync.Mutex
+		firstErr error
+	)
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(2048),
+		jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, _ *nats.Msg, err error) {
+			mu.Lock()
+			defer mu.Unlock()
+			if firstErr == nil {
+				firstErr = err
+			}
+		}))
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	subject := subjects.Command(project, commandType)
+	for i := 1; i <= n; i++ {
+		id := commandID(i)
+		data := fmt.Appendf(nil, `{"id":%q,"params":{"username":%q,"keystoreName":%q}}`, id, username(i), keystore)
+		msg := &nats.Msg{Subject: subject, Header: nats.Header{messages.HeaderMsgID: {id}}, Data: data}
+		if _, err := js.PublishMsgAsync(msg, jetstream.WithStallWait(time.Minute)); err != nil {
+			return fmt.Errorf("publish command %d: %w", i, err)
+		}
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if firstErr != nil {
+		return fmt.Errorf("publish commands: %w", firstErr)
+	}
+	got, err := streamMsgs(ctx, js, worker.DefaultCommandStream)
+	if err != nil {
+		return err
+	}
+	if got != uint64(n) {
+		return fmt.Errorf("published %d commands but %s holds %d", n, worker.DefaultCommandStream, got)
+	}
+	return nil
+}
+
+// streamMsgs returns how many messages a stream holds.
+func streamMsgs(ctx context.Context, js jetstream.JetStream, name string) (uint64, error) {
+	s, err := js.Stream(ctx, name)
+	if err != nil {
+		return 0, fmt.Errorf("stream %s: %w", name, err)
+	}
+	return s.CachedInfo().State.Msgs, nil
+}
+
+// storedResult is what the benchmark reads of a stored result.
+type storedResult struct {
+	ID         string          `json:"id"`
+	Status     messages.Status `json:"status"`
+	ReceivedAt time.Time       `json:"receivedAt"`
+	FinishedAt time.Time       `json:"finishedAt"`
+}
+
+// resultLatencies reads every result in the result stream and returns, for each,
+// finishedAt − receivedAt. Any result that did not succeed is an error: the benchmark
+// measures successful work.
+func resultLatencies(ctx context.Context, js jetstream.JetStream) ([]time.Duration, error) {
+	n, err := streamMsgs(ctx, js, worker.DefaultResultStream)
+	if err != nil || n == 0 {
+		return nil, err
+	}
+	cons, err := js.OrderedConsumer(ctx, worker.DefaultResultStream, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		return nil, fmt.Errorf("read results: %w", err)
+	}
+	out := make([]time.Duration, 0, n)
+	var failed []string
+	for uint64(len(out)) < n {
+		batch, err := cons.Fetch(int(min(1000, n-uint64(len(out)))), jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			return nil, fmt.Errorf("read results: %w", err)
+		}
+		before := len(out)
+		for msg := range batch.Messages() {
+			var r storedResult
+			if err := json.Unmarshal(msg.Data(), &r); err != nil {
+				return nil, fmt.Errorf("decode result %q: %w", msg.Data(), err)
+			}
+			if r.Status != messages.StatusSucceeded {
+				failed = append(failed, string(msg.Data()))
+			}
+			out = append(out, r.FinishedAt.Sub(r.ReceivedAt))
+		}
+		if err := batch.Error(); err != nil {
+			return nil, fmt.Errorf("read results: %w", err)
+		}
+		if len(out) == before {
+			return nil, fmt.Errorf("read results: got %d of %d", len(out), n)
+		}
+	}
+	if len(failed) > 0 {
+		return nil, fmt.Errorf("%d of %d results did not succeed; first: %s", len(failed), n, failed[0])
+	}
+	return out, nil
+}
