@@ -3,9 +3,11 @@ GO            ?= go
 BIN           := $(CURDIR)/bin
 STATICCHECK   := $(BIN)/staticcheck
 STATICCHECK_VERSION := v0.8.2
+KUSTOMIZE     := $(BIN)/kustomize
+KUSTOMIZE_VERSION := v5.8.1
 export GOFLAGS ?= -buildvcs=false
 
-.PHONY: all build demo run test unit lint vet staticcheck validate-samples schema fuzz clean
+.PHONY: all build demo run test unit lint vet staticcheck validate-samples schema fuzz clean check-deploy container-images
 
 all: build
 
@@ -20,8 +22,10 @@ demo: build
 run: build
 	bin/apiops-worker --demo --log-format console
 
-## test: everything CI checks: formatting, vet, staticcheck, samples, all tests with -race.
-test: lint validate-samples unit
+## test: everything CI checks: formatting, vet, staticcheck, samples, the rendered
+## Kubernetes manifests, the container images, and all tests with -race (the container
+## tests skip, saying why, where no Docker engine runs).
+test: lint validate-samples check-deploy container-images unit
 
 unit:
 	$(GO) test -race -count=1 ./...
@@ -39,6 +43,18 @@ staticcheck: $(STATICCHECK)
 $(STATICCHECK):
 	GOBIN=$(BIN) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
+$(KUSTOMIZE):
+	GOBIN=$(BIN) $(GO) install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
+
+## check-deploy: render the kustomize base (deploy/deploy_test.go checks its content).
+check-deploy: $(KUSTOMIZE)
+	$(KUSTOMIZE) build deploy/base > /dev/null
+
+## container-images: the images the container tests run, where a Docker engine runs.
+container-images:
+	@if docker info >/dev/null 2>&1; then $(MAKE) --no-print-directory image nats-image; \
+	else echo "no Docker engine: skipping the images; the container tests will skip"; fi
+
 ## validate-samples: check every example command and the rotation scenario.
 validate-samples:
 	cat testdata/commands/*.json testdata/rotation.jsonl | $(GO) run ./cmd/apiopsctl validate -
@@ -53,7 +69,29 @@ fuzz:
 	$(GO) test ./messages -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME)
 
 clean:
-	rm -rf $(BIN)
+	rm -rf $(BIN) build
+
+## image: the worker image (apiopsctl and apiops-sim inside too), FROM scratch, from
+## static binaries built here: no base image is pulled.
+## nats-image: a NATS server image from nats-server compiled here, for NATS_IMAGE where
+## the official image cannot be pulled.
+.PHONY: image nats-image
+IMAGE ?= apiops-worker:latest
+NATS_LOCAL_IMAGE ?= apiops-nats:local
+STATIC := CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w"
+
+image:
+	rm -rf build/image
+	mkdir -p build/image/usr/local/bin build/image/usr/share/apiops-worker
+	$(STATIC) -o build/image/usr/local/bin/ ./cmd/apiops-worker ./cmd/apiopsctl ./cmd/apiops-sim
+	cp testdata/apiops-seed.json build/image/usr/share/apiops-worker/
+	docker build -q -t $(IMAGE) .
+
+nats-image:
+	rm -rf build/nats
+	mkdir -p build/nats
+	$(STATIC) -o build/nats/nats-server github.com/nats-io/nats-server/v2
+	docker build -q -t $(NATS_LOCAL_IMAGE) -f deploy/docker/nats/Dockerfile build/nats
 
 ## bench: the full benchmark (under 8 minutes): the worker against a minimal baseline,
 ## with nats-server and the simulator in their own processes. BENCH_FLAGS adds flags

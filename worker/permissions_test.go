@@ -102,3 +102,20 @@ func TestDeployedNATSPermissions(t *testing.T) {
 		t.Errorf("worker not ready: %v", err)
 	}
 }
+
+// TestClusterConfigParses checks the 3-node example with the same accounts.
+func TestClusterConfigParses(t *testing.T) {
+	for k, v := range map[string]string{
+		"SERVER_NAME": "nats-0", "APIOPS_WORKER_NATS_PASSWORD": "w", "TEAM_A_NATS_PASSWORD": "a",
+		"APIOPS_ADMIN_NATS_PASSWORD": "adm", "SYS_NATS_PASSWORD": "s",
+	} {
+		t.Setenv(k, v)
+	}
+	opts, err := server.ProcessConfigFile("../deploy/nats/nats-cluster.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !opts.JetStream || !opts.SyncAlways || len(opts.Routes) != 3 || opts.Cluster.Name != "apiops" {
+		t.Errorf("cluster options: jetstream %v sync %v routes %d cluster %q", opts.JetStream, opts.SyncAlways, len(opts.Routes), opts.Cluster.Name)
+	}
+}
