@@ -6,8 +6,10 @@ STATICCHECK_VERSION := v0.8.2
 KUSTOMIZE     := $(BIN)/kustomize
 KUSTOMIZE_VERSION := v5.8.1
 export GOFLAGS ?= -buildvcs=false
+SHELL         := bash
+.SHELLFLAGS   := -o pipefail -c
 
-.PHONY: all build demo run test unit lint vet staticcheck validate-samples schema fuzz clean check-deploy container-images
+.PHONY: all build demo run test unit e2e lint vet staticcheck validate-samples schema fuzz clean check-deploy container-images
 
 all: build
 
@@ -25,10 +27,14 @@ run: build
 ## test: everything CI checks: formatting, vet, staticcheck, samples, the rendered
 ## Kubernetes manifests, the container images, and all tests with -race (the container
 ## tests skip, saying why, where no Docker engine runs).
-test: lint validate-samples check-deploy container-images unit
+test: lint validate-samples check-deploy container-images unit e2e
 
 unit:
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /e2e)
+
+## e2e: the container tests, verbosely, so that a skip shows.
+e2e:
+	$(GO) test -count=1 -v ./e2e | grep -E '^(=== RUN|--- |\s+\w+_test\.go|PASS|FAIL|ok)'
 
 lint: vet staticcheck
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

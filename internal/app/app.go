@@ -21,7 +21,7 @@ import (
 	"github.com/apiops-worker/apiops-worker/apiops/apiopstest"
 	"github.com/apiops-worker/apiops-worker/internal/metrics"
 	"github.com/apiops-worker/apiops-worker/internal/natsserver"
-	"github.com/apiops-worker/apiops-worker/internal/natsurl"
+	"github.com/apiops-worker/apiops-worker/internal/natsconn"
 	"github.com/apiops-worker/apiops-worker/worker"
 )
 
@@ -100,7 +100,7 @@ func run(ctx context.Context, s *settings, log *zap.Logger) error {
 
 	nc, err := nats.Connect(natsURL, natsOptions(s, log)...)
 	if err != nil {
-		return fmt.Errorf("connect to NATS at %s: %w", natsurl.Redact(natsURL), err)
+		return fmt.Errorf("connect to NATS at %s: %w", natsconn.Redact(natsURL), err)
 	}
 	defer nc.Close()
 
@@ -149,19 +149,8 @@ func natsOptions(s *settings, log *zap.Logger) []nats.Option {
 			log.Info("reconnected to NATS", zap.String("url", nc.ConnectedUrlRedacted()))
 		}),
 	}
-	if s.natsCreds != "" {
-		opts = append(opts, nats.UserCredentials(s.natsCreds))
-	}
-	if s.natsUser != "" {
-		opts = append(opts, nats.UserInfo(s.natsUser, s.natsPassword))
-	}
-	if s.natsCA != "" {
-		opts = append(opts, nats.RootCAs(s.natsCA))
-	}
-	if s.natsCert != "" {
-		opts = append(opts, nats.ClientCert(s.natsCert, s.natsKey))
-	}
-	return opts
+	auth := natsconn.Auth{Creds: s.natsCreds, User: s.natsUser, Password: s.natsPassword, CA: s.natsCA, Cert: s.natsCert, Key: s.natsKey}
+	return append(opts, auth.Options()...)
 }
 
 // startSimulator serves the APIOps simulator on a free loopback port.

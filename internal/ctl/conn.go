@@ -9,7 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/apiops-worker/apiops-worker/internal/natsurl"
+	"github.com/apiops-worker/apiops-worker/internal/natsconn"
 	"github.com/apiops-worker/apiops-worker/messages"
 )
 
@@ -86,19 +86,10 @@ func (f *connFlags) check() error {
 
 // connect connects to NATS. The error names the server(s) without any password.
 func (f *connFlags) connect() (*nats.Conn, error) {
-	opts := []nats.Option{nats.Name("apiopsctl")}
-	if f.creds != "" {
-		opts = append(opts, nats.UserCredentials(f.creds))
-	}
-	if f.user != "" {
-		opts = append(opts, nats.UserInfo(f.user, f.password))
-	}
-	if f.ca != "" {
-		opts = append(opts, nats.RootCAs(f.ca))
-	}
-	nc, err := nats.Connect(f.url, opts...)
+	auth := natsconn.Auth{Creds: f.creds, User: f.user, Password: f.password, CA: f.ca}
+	nc, err := nats.Connect(f.url, append(auth.Options(), nats.Name("apiopsctl"))...)
 	if err != nil {
-		return nil, fmt.Errorf("connect to %s: %w", natsurl.Redact(f.url), err)
+		return nil, fmt.Errorf("connect to %s: %w", natsconn.Redact(f.url), err)
 	}
 	return nc, nil
 }

@@ -96,17 +96,7 @@ func DLQ(ctx context.Context, args []string, env IO) int {
 			return fail(env, name, err)
 		}
 	}
-	if *statusList != "" {
-		if sel.statuses, err = parseStatuses(*statusList); err != nil {
-			return fail(env, name, err)
-		}
-	}
-	if *project != "" {
-		if problem := messages.CheckProject(*project); problem != "" {
-			return fail(env, name, fmt.Errorf("--project %q %s", *project, problem))
-		}
-	}
-	if err := checkTypeFilter(*typeName); err != nil {
+	if sel.statuses, err = parseFilters(*project, *typeName, *statusList); err != nil {
 		return fail(env, name, err)
 	}
 	if err := conn.check(); err != nil {

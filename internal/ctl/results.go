@@ -80,18 +80,8 @@ func results(ctx context.Context, args []string, env IO, ready func()) int {
 	case *stream == "":
 		return fail(env, name, errors.New("--stream must not be empty"))
 	}
-	if *project != "" {
-		if problem := messages.CheckProject(*project); problem != "" {
-			return fail(env, name, fmt.Errorf("--project %q %s", *project, problem))
-		}
-	}
-	if err := checkTypeFilter(*typeName); err != nil {
+	if filter.statuses, err = parseFilters(*project, *typeName, *statusList); err != nil {
 		return fail(env, name, err)
-	}
-	if *statusList != "" {
-		if filter.statuses, err = parseStatuses(*statusList); err != nil {
-			return fail(env, name, err)
-		}
 	}
 	if err := conn.check(); err != nil {
 		return fail(env, name, err)
@@ -202,6 +192,23 @@ func orWildcard(s, wildcard string) string {
 		return wildcard
 	}
 	return s
+}
+
+// parseFilters checks the --project, --type and --status flags that select results or
+// dead letters, and returns the statuses (nil: any).
+func parseFilters(project, typeName, statusList string) (map[messages.Status]bool, error) {
+	if project != "" {
+		if problem := messages.CheckProject(project); problem != "" {
+			return nil, fmt.Errorf("--project %q %s", project, problem)
+		}
+	}
+	if err := checkTypeFilter(typeName); err != nil {
+		return nil, err
+	}
+	if statusList == "" {
+		return nil, nil
+	}
+	return parseStatuses(statusList)
 }
 
 // checkTypeFilter accepts a command type, or a subject pattern of types with NATS

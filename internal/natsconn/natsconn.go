@@ -1,0 +1,54 @@
+// Package natsconn turns what users give to reach NATS (URLs, credentials, TLS files)
+// into connection options, and keeps passwords out of messages.
+package natsconn
+
+import (
+	"net/url"
+	"strings"
+
+	"github.com/nats-io/nats.go"
+)
+
+// Auth is how to authenticate and verify the server; empty fields are not used.
+type Auth struct {
+	Creds          string // credentials file (JWT and nkey)
+	User, Password string
+	CA             string // CA certificates (PEM) for the server's certificate
+	Cert, Key      string // client certificate and key (PEM)
+}
+
+// Options returns the nats.Options for a.
+func (a Auth) Options() []nats.Option {
+	var opts []nats.Option
+	if a.Creds != "" {
+		opts = append(opts, nats.UserCredentials(a.Creds))
+	}
+	if a.User != "" {
+		opts = append(opts, nats.UserInfo(a.User, a.Password))
+	}
+	if a.CA != "" {
+		opts = append(opts, nats.RootCAs(a.CA))
+	}
+	if a.Cert != "" {
+		opts = append(opts, nats.ClientCert(a.Cert, a.Key))
+	}
+	return opts
+}
+
+// Redact hides the password of every URL in a comma-separated list of NATS URLs,
+// for error messages and logs.
+func Redact(list string) string {
+	parts := strings.Split(list, ",")
+	for i, p := range parts {
+		p = strings.TrimSpace(p)
+		if u, err := url.Parse(p); err == nil && u.User != nil {
+			if _, has := u.User.Password(); has {
+				p = u.Redacted()
+			}
+		} else if err != nil && strings.Contains(p, "@") {
+			p = "(a URL that does not parse)"
+		}
+		parts[i] = p
+	}
+	return strings.Join(parts, ",")
+}
