@@ -20,8 +20,8 @@ import (
 	"github.com/apiops-worker/apiops-worker/apiops"
 	"github.com/apiops-worker/apiops-worker/apiops/apiopstest"
 	"github.com/apiops-worker/apiops-worker/internal/metrics"
-	"github.com/apiops-worker/apiops-worker/internal/natsserver"
 	"github.com/apiops-worker/apiops-worker/internal/natsconn"
+	"github.com/apiops-worker/apiops-worker/internal/natsserver"
 	"github.com/apiops-worker/apiops-worker/worker"
 )
 
