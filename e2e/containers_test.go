@@ -87,18 +87,25 @@ func startStack(t *testing.T, ctx context.Context, simArgs ...string) *stack {
 	return s
 }
 
+// connect connects to NATS through its mapped port. Docker's port proxy accepts
+// connections before the server in the container does, so a refused handshake is
+// tried again for a while.
 func (s *stack) connect(t *testing.T, ctx context.Context) *nats.Conn {
 	t.Helper()
 	url, err := s.nats.PortEndpoint(ctx, "4222/tcp", "nats")
 	if err != nil {
 		t.Fatal(err)
 	}
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		nc, err := nats.Connect(url)
+		if err == nil {
+			t.Cleanup(nc.Close)
+			return nc
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("connect to %s: %v", url, err)
+		}
 	}
-	t.Cleanup(nc.Close)
-	return nc
 }
 
 func TestContainerRoundTrip(t *testing.T) {
