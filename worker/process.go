@@ -65,10 +65,8 @@ func (w *Worker) outcome(ctx context.Context, t *task) (*messages.Result, error)
 	var res *messages.Result
 	if t.decodeErr != nil {
 		res = messages.Rejection(t.cmd, t.decodeErr, t.received)
-	} else if o, expired := w.expired(t); expired {
-		res = w.result(t, o)
 	} else {
-		o, err := w.execute(ctx, t)
+		o, err := w.execute(ctx, t) // expired, or executed
 		if err != nil {
 			return nil, err
 		}
@@ -142,7 +140,7 @@ func (w *Worker) execute(ctx context.Context, t *task) (outcome, error) {
 		if err != nil {
 			return outcome{}, errHandBack
 		}
-		if o, expired := w.expired(t); expired { // it waited out a pause
+		if o, expired := w.expired(t); expired { // before its first request, or while paused
 			if probing {
 				<-w.gate.probe
 			}

@@ -240,26 +240,28 @@ func TestSubmitSequentialWaitsForEachResult(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var waiting []uint64 // commands in the stream as each one is handled
+	// The stream's last sequence as each command is handled: with --sequential, no
+	// later command has been published yet (the handled one may still await its ack).
+	var lastSeq []uint64
 	fakeworker.Start(t, e.nc, fakeworker.Options{Outcome: func(*messages.Command, *messages.Result) bool {
 		info, err := commands.Info(testContext(t))
 		if err != nil {
 			t.Error(err)
 			return true
 		}
-		waiting = append(waiting, info.State.Msgs)
+		lastSeq = append(lastSeq, info.State.LastSeq)
 		return true
 	}})
 	var out output
 	if code := Submit(testContext(t), []string{"--sequential", "-"}, e.io(strings.Join(rotationLines(t), "\n"), &out)); code != 0 {
 		t.Fatalf("exit %d; stderr:\n%s", code, out.stderr.String())
 	}
-	if len(waiting) != len(rotationLines(t)) {
-		t.Fatalf("handled %d commands", len(waiting))
+	if len(lastSeq) != len(rotationLines(t)) {
+		t.Fatalf("handled %d commands", len(lastSeq))
 	}
-	for i, n := range waiting {
-		if n != 1 {
-			t.Errorf("command %d was handled with %d commands in the stream, want only itself", i, n)
+	for i, seq := range lastSeq {
+		if seq != uint64(i+1) {
+			t.Errorf("command %d was handled when %d commands had been published", i+1, seq)
 		}
 	}
 }
