@@ -35,7 +35,8 @@ type Config struct {
 	// Consumer is the durable pull consumer all instances share.
 	Consumer string
 
-	// Concurrency bounds the commands executed at once.
+	// Concurrency bounds the commands executing against APIOps at once; twice as many
+	// are held, the others looking up or storing their outcome.
 	Concurrency int
 	// MaxAttempts bounds the APIOps requests that may fail transiently for one command,
 	// across redeliveries; requests made while the worker is paused do not count.

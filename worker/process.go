@@ -66,7 +66,13 @@ func (w *Worker) outcome(ctx context.Context, t *task) (*messages.Result, error)
 	if t.decodeErr != nil {
 		res = messages.Rejection(t.cmd, t.decodeErr, t.received)
 	} else {
+		select {
+		case w.execSlots <- struct{}{}:
+		case <-w.waitCtx.Done():
+			return nil, errHandBack
+		}
 		o, err := w.execute(ctx, t) // expired, or executed
+		<-w.execSlots
 		if err != nil {
 			return nil, err
 		}

@@ -21,7 +21,9 @@ import (
 // Commands are held from delivery to acknowledgement, at most 2×Concurrency at once,
 // and the worker pulls only what it can hold, so memory does not grow with the
 // backlog. Commands for the same resource run one at a time in delivery order; the
-// others run up to Concurrency at once.
+// others run in parallel, with at most Concurrency of them executing against APIOps
+// (waiting for a retry or the end of a pause included) while the rest look up or store
+// their outcome.
 type Worker struct {
 	cfg      Config
 	nc       *nats.Conn
@@ -34,11 +36,12 @@ type Worker struct {
 	observer Observer
 	consumer jetstream.Consumer
 
-	slots    chan struct{} // one per held command
-	ready    chan *task    // held commands whose resource is free, in delivery order
-	stopping atomic.Bool   // shutting down: hand back commands not yet started
-	bound    atomic.Bool   // the consumer exists and is bound
-	ackWait  atomic.Int64  // the consumer's AckWait: held commands are kept alive well within it
+	slots     chan struct{} // one per held command
+	execSlots chan struct{} // one per APIOps request in flight: Concurrency
+	ready     chan *task    // held commands whose resource is free, in delivery order
+	stopping  atomic.Bool   // shutting down: hand back commands not yet started
+	bound     atomic.Bool   // the consumer exists and is bound
+	ackWait   atomic.Int64  // the consumer's AckWait: held commands are kept alive well within it
 	// waitCtx ends when shutdown starts: commands waiting for a retry or the end of a
 	// pause are handed back at once.
 	waitCtx  context.Context
@@ -74,18 +77,19 @@ func New(nc *nats.Conn, api APIOps, cfg Config) (*Worker, error) {
 	}
 	held := 2 * cfg.Concurrency
 	return &Worker{
-		cfg:      cfg,
-		nc:       nc,
-		js:       js,
-		api:      api,
-		subjects: messages.Subjects{Prefix: cfg.Prefix},
-		log:      cfg.Logger,
-		gate:     newGate(cfg.OutageThreshold, cfg.Logger, cfg.Clock, cfg.Observer.Paused),
-		observer: cfg.Observer,
-		slots:    make(chan struct{}, held),
-		ready:    make(chan *task, held),
-		held:     make(map[*task]struct{}),
-		waiting:  make(map[string][]*task),
+		cfg:       cfg,
+		nc:        nc,
+		js:        js,
+		api:       api,
+		subjects:  messages.Subjects{Prefix: cfg.Prefix},
+		log:       cfg.Logger,
+		gate:      newGate(cfg.OutageThreshold, cfg.Logger, cfg.Clock, cfg.Observer.Paused),
+		observer:  cfg.Observer,
+		slots:     make(chan struct{}, held),
+		execSlots: make(chan struct{}, cfg.Concurrency),
+		ready:     make(chan *task, held),
+		held:      make(map[*task]struct{}),
+		waiting:   make(map[string][]*task),
 	}, nil
 }
 
@@ -132,7 +136,9 @@ func (w *Worker) Run(ctx context.Context) error {
 	defer cancelWaits()
 	quit := make(chan struct{})
 	var wg sync.WaitGroup
-	for range w.cfg.Concurrency {
+	// A goroutine for every command held: looking up and storing outcomes in NATS need
+	// not wait for a free APIOps request, which execSlots bound.
+	for range cap(w.slots) {
 		wg.Go(func() {
 			for {
 				select {
