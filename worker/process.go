@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -29,6 +30,15 @@ func (w *Worker) process(ctx context.Context, t *task) {
 		w.handBack(t)
 		return
 	}
+	if t.cmd.ID != "" {
+		// Two messages with one id (published twice, an invalid copy) never run at
+		// once, whatever their resources: the second finds the first's outcome.
+		defer w.lockID(t.cmd.ID)()
+		if w.stopping.Load() {
+			w.handBack(t)
+			return
+		}
+	}
 	w.observer.CommandStarted()
 	defer w.observer.CommandDone()
 	res, err := w.outcome(ctx, t)
@@ -46,7 +56,7 @@ func (w *Worker) process(ctx context.Context, t *task) {
 func (w *Worker) outcome(ctx context.Context, t *task) (*messages.Result, error) {
 	var done *finished
 	if t.cmd.ID != "" { // also for an invalid command: its id may have finished before
-		err := w.persistently(t, "look up the command id", func(ctx context.Context) (err error) {
+		err := w.persistently(w.waitCtx, t, "look up the command id", func(ctx context.Context) (err error) {
 			done, err = w.store.finished(ctx, t.cmd.ID)
 			if err == nil && done == nil && t.decodeErr == nil && t.delivered > 1 {
 				t.attempts, err = w.store.attempts(ctx, t.cmd.ID)
@@ -58,7 +68,7 @@ func (w *Worker) outcome(ctx context.Context, t *task) (*messages.Result, error)
 		}
 	}
 	if done != nil {
-		return nil, w.persistently(t, "send the stored result again", func(ctx context.Context) error {
+		return nil, w.persistently(ctx, t, "send the stored result again", func(ctx context.Context) error {
 			return w.finishAgain(ctx, t, done)
 		})
 	}
@@ -66,6 +76,9 @@ func (w *Worker) outcome(ctx context.Context, t *task) (*messages.Result, error)
 	if t.decodeErr != nil {
 		res = messages.Rejection(t.cmd, t.decodeErr, t.received)
 	} else {
+		if w.waitCtx.Err() != nil { // shutting down: not started, so not to start
+			return nil, errHandBack
+		}
 		select {
 		case w.execSlots <- struct{}{}:
 		case <-w.waitCtx.Done():
@@ -78,16 +91,18 @@ func (w *Worker) outcome(ctx context.Context, t *task) (*messages.Result, error)
 		}
 		res = w.result(t, o)
 	}
-	return res, w.persistently(t, "store the outcome", func(ctx context.Context) error {
+	// Once APIOps has answered, storing keeps trying until the shutdown deadline: a
+	// command handed back now would be executed again.
+	return res, w.persistently(ctx, t, "store the outcome", func(ctx context.Context) error {
 		return w.finish(ctx, t, res)
 	})
 }
 
 // persistently runs fn, which reads or stores the worker's own records in NATS, until
 // it succeeds, with backoff. The command stays held meanwhile, so the commands for its
-// resource wait behind it and nothing runs twice or out of order. Only shutdown ends
-// the retries, handing the command back.
-func (w *Worker) persistently(t *task, what string, fn func(context.Context) error) error {
+// resource wait behind it and nothing runs twice or out of order. Only the end of
+// until ends the retries, handing the command back.
+func (w *Worker) persistently(until context.Context, t *task, what string, fn func(context.Context) error) error {
 	wait := w.newBackoff(0)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), finishTimeout)
@@ -99,7 +114,7 @@ func (w *Worker) persistently(t *task, what string, fn func(context.Context) err
 		w.log.Error("cannot "+what+"; retrying, the command waits", zap.String("id", t.cmd.ID), zap.Uint64("seq", t.seq), zap.Error(err))
 		select {
 		case <-w.cfg.Clock.After(wait.NextBackOff()):
-		case <-w.waitCtx.Done():
+		case <-until.Done():
 			return errHandBack
 		}
 	}
@@ -219,6 +234,9 @@ func (w *Worker) execute(ctx context.Context, t *task) (outcome, error) {
 // RetryMax; probing is then true and the caller returns the probe token.
 func (w *Worker) awaitTurn(ctx context.Context) (probing bool, err error) {
 	for {
+		if ctx.Err() != nil {
+			return false, ctx.Err()
+		}
 		reason, resumed, _ := w.gate.state()
 		if reason == Running {
 			return false, nil
@@ -318,5 +336,32 @@ func (w *Worker) logOutcome(t *task, res *messages.Result) {
 		w.log.Info("command finished", fields...)
 	} else {
 		w.log.Warn("command finished", fields...)
+	}
+}
+
+// idLock serialises the commands of one id within the process.
+type idLock struct {
+	sync.Mutex
+	users int
+}
+
+// lockID waits until no other command with id runs, and returns the unlock.
+func (w *Worker) lockID(id string) (unlock func()) {
+	w.mu.Lock()
+	l := w.idLocks[id]
+	if l == nil {
+		l = &idLock{}
+		w.idLocks[id] = l
+	}
+	l.users++
+	w.mu.Unlock()
+	l.Lock()
+	return func() {
+		l.Unlock()
+		w.mu.Lock()
+		if l.users--; l.users == 0 {
+			delete(w.idLocks, id)
+		}
+		w.mu.Unlock()
 	}
 }

@@ -204,3 +204,40 @@ func TestConsumerDeletedIsSetUpAgain(t *testing.T) {
 		t.Errorf("not ready after the consumer came back: %v", err)
 	}
 }
+
+// TestInvalidCopyWaitsForTheRunningID: an invalid copy of an id that is still running
+// waits for it and gets its outcome, instead of claiming the id with a rejection.
+func TestInvalidCopyWaitsForTheRunningID(t *testing.T) {
+	e := newEnv(t)
+	slow := make(chan struct{}, 1)
+	e.mu.Lock()
+	e.front = func(w http.ResponseWriter, r *http.Request) bool {
+		select {
+		case slow <- struct{}{}:
+			time.Sleep(time.Second)
+		default:
+		}
+		return false
+	}
+	e.mu.Unlock()
+	e.start(nil)
+	valid := readExample(t, "credential.truststore.set")
+	cmd := e.publishLine(valid)
+	<-slow
+	inbox := e.nc.NewRespInbox()
+	replies, _ := e.nc.SubscribeSync(inbox)
+	e.publish("MyProject", cmd.Type, "", withField(t, withField(t, valid, "replyTo", inbox), "extra", true))
+	reply, err := replies.NextMsg(10 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := decodeResult(t, reply); r.Status != messages.StatusSucceeded || r.Attempts != 1 {
+		t.Errorf("the invalid copy got %s, want the running command's success", reply.Data)
+	}
+	if res := e.awaitResults(1, 10*time.Second)[cmd.ID]; res == nil || res.Status != messages.StatusSucceeded {
+		t.Errorf("result %v", res)
+	}
+	if n := len(e.streamMsgs("APIOPS_DEAD")); n != 0 {
+		t.Errorf("%d dead letters", n)
+	}
+}

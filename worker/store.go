@@ -48,6 +48,10 @@ func (s *store) finished(ctx context.Context, id string) (*finished, error) {
 	if !ok || err != nil {
 		return nil, err
 	}
+	if len(f.Result) == 0 {
+		s.log.Warn("ignoring a record without a result in the idempotency bucket", zap.String("id", id))
+		return nil, nil
+	}
 	return &f, nil
 }
 

@@ -12,6 +12,15 @@ import (
 // ManageStreams is set), or binds to them as an operator made them. Run calls it when
 // it has not been called.
 func (w *Worker) Setup(ctx context.Context) error {
+	kv, err := w.setupStreams(ctx)
+	if err != nil {
+		return err
+	}
+	w.store = &store{kv: kv, log: w.log}
+	return w.setupConsumer(ctx)
+}
+
+func (w *Worker) setupStreams(ctx context.Context) (jetstream.KeyValue, error) {
 	cfg := w.cfg
 	streams := []jetstream.StreamConfig{{
 		Name:        cfg.CommandStream,
@@ -40,28 +49,47 @@ func (w *Worker) Setup(ctx context.Context) error {
 		Duplicates:  duplicateWindow,
 		Replicas:    cfg.Replicas,
 	}}
-	var (
-		kv  jetstream.KeyValue
-		err error
-	)
-	if cfg.ManageStreams {
+	if !cfg.ManageStreams {
 		for _, sc := range streams {
-			if _, err := w.js.CreateOrUpdateStream(ctx, sc); err != nil {
-				return fmt.Errorf("create or update stream %s: %w", sc.Name, err)
+			if _, err := w.js.Stream(ctx, sc.Name); err != nil {
+				return nil, fmt.Errorf("stream %s (managed by an operator): %w", sc.Name, err)
 			}
 		}
-		kv, err = w.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket:      cfg.IdempotencyBucket,
-			Description: "apiops-worker: results of finished command ids, attempts of retried ones",
-			History:     1,
-			TTL:         cfg.IdempotencyWindow,
-			Storage:     jetstream.FileStorage,
-			Replicas:    cfg.Replicas,
-		})
+		kv, err := w.js.KeyValue(ctx, cfg.IdempotencyBucket)
 		if err != nil {
-			return fmt.Errorf("create or update key-value bucket %s: %w", cfg.IdempotencyBucket, err)
+			return nil, fmt.Errorf("key-value bucket %s (managed by an operator): %w", cfg.IdempotencyBucket, err)
 		}
-		w.consumer, err = w.js.CreateOrUpdateConsumer(ctx, cfg.CommandStream, jetstream.ConsumerConfig{
+		return kv, nil
+	}
+	for _, sc := range streams {
+		if _, err := w.js.CreateOrUpdateStream(ctx, sc); err != nil {
+			return nil, fmt.Errorf("create or update stream %s: %w", sc.Name, err)
+		}
+	}
+	kv, err := w.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      cfg.IdempotencyBucket,
+		Description: "apiops-worker: results of finished command ids, attempts of retried ones",
+		History:     1,
+		TTL:         cfg.IdempotencyWindow,
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create or update key-value bucket %s: %w", cfg.IdempotencyBucket, err)
+	}
+	return kv, nil
+}
+
+// setupConsumer creates (or binds) the consumer and publishes it to the pull loop and
+// Pending, which may run meanwhile.
+func (w *Worker) setupConsumer(ctx context.Context) error {
+	cfg := w.cfg
+	var (
+		consumer jetstream.Consumer
+		err      error
+	)
+	if cfg.ManageStreams {
+		consumer, err = w.js.CreateOrUpdateConsumer(ctx, cfg.CommandStream, jetstream.ConsumerConfig{
 			Durable:       cfg.Consumer,
 			Description:   "apiops-worker instances share this consumer",
 			FilterSubject: w.subjects.AllCommands(),
@@ -76,22 +104,11 @@ func (w *Worker) Setup(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("create or update consumer %s on %s: %w", cfg.Consumer, cfg.CommandStream, err)
 		}
-	} else {
-		for _, sc := range streams {
-			if _, err := w.js.Stream(ctx, sc.Name); err != nil {
-				return fmt.Errorf("stream %s (managed by an operator): %w", sc.Name, err)
-			}
-		}
-		if kv, err = w.js.KeyValue(ctx, cfg.IdempotencyBucket); err != nil {
-			return fmt.Errorf("key-value bucket %s (managed by an operator): %w", cfg.IdempotencyBucket, err)
-		}
-		if w.consumer, err = w.js.Consumer(ctx, cfg.CommandStream, cfg.Consumer); err != nil {
-			return fmt.Errorf("consumer %s on %s (managed by an operator): %w", cfg.Consumer, cfg.CommandStream, err)
-		}
+	} else if consumer, err = w.js.Consumer(ctx, cfg.CommandStream, cfg.Consumer); err != nil {
+		return fmt.Errorf("consumer %s on %s (managed by an operator): %w", cfg.Consumer, cfg.CommandStream, err)
 	}
-	w.store = &store{kv: kv, log: w.log}
 	ackWait := cfg.AckWait
-	if info := w.consumer.CachedInfo(); info != nil {
+	if info := consumer.CachedInfo(); info != nil {
 		if info.Config.AckWait > 0 {
 			ackWait = info.Config.AckWait
 		}
@@ -103,6 +120,7 @@ func (w *Worker) Setup(ctx context.Context) error {
 		}
 	}
 	w.ackWait.Store(int64(ackWait))
+	w.consumer.Store(&consumer)
 	w.bound.Store(true)
 	return nil
 }

@@ -34,7 +34,7 @@ type Worker struct {
 	gate     *gate
 	store    *store
 	observer Observer
-	consumer jetstream.Consumer
+	consumer atomic.Pointer[jetstream.Consumer] // replaced when set up again
 
 	slots     chan struct{} // one per held command
 	execSlots chan struct{} // one per APIOps request in flight: Concurrency
@@ -50,6 +50,7 @@ type Worker struct {
 	mu      sync.Mutex
 	held    map[*task]struct{}
 	waiting map[string][]*task // by resource key; present while one of the key runs
+	idLocks map[string]*idLock // by command id, while a command with the id runs
 	idle    chan struct{}      // closed when nothing is held, while shutting down
 }
 
@@ -90,6 +91,7 @@ func New(nc *nats.Conn, api APIOps, cfg Config) (*Worker, error) {
 		ready:     make(chan *task, held),
 		held:      make(map[*task]struct{}),
 		waiting:   make(map[string][]*task),
+		idLocks:   make(map[string]*idLock),
 	}, nil
 }
 
@@ -122,7 +124,7 @@ func (w *Worker) Paused() PauseReason {
 // ShutdownTimeout, and hands the rest back too, so that another instance takes them
 // at once. It returns nil after a clean shutdown.
 func (w *Worker) Run(ctx context.Context) error {
-	if w.consumer == nil {
+	if w.consumer.Load() == nil {
 		if err := w.Setup(ctx); err != nil {
 			return err
 		}
@@ -169,7 +171,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	w.handBackReady()
 	select {
 	case <-idle:
-	case <-time.After(w.cfg.ShutdownTimeout):
+	case <-w.cfg.Clock.After(w.cfg.ShutdownTimeout):
 		w.log.Warn("shutdown timeout: handing the remaining commands back")
 		cancelRun()
 		<-idle
@@ -227,7 +229,7 @@ func (w *Worker) pull(ctx context.Context) {
 		if n == 0 {
 			continue
 		}
-		batch, err := w.consumer.Fetch(n, jetstream.FetchMaxWait(pullWait))
+		batch, err := (*w.consumer.Load()).Fetch(n, jetstream.FetchMaxWait(pullWait))
 		if err != nil {
 			w.releaseSlots(n)
 			w.pullFailed(ctx, err)
@@ -253,8 +255,9 @@ func (w *Worker) pull(ctx context.Context) {
 	}
 }
 
-// reserve takes room for at least one command, and for more if it comes within
-// gatherWait, up to half the worker's room; 0 when ctx ends or the worker pauses.
+// reserve takes room for at least one command; it waits up to gatherWait for room for
+// a quarter of the worker's commands, then takes whatever else is free. It returns 0
+// when ctx ends or the worker pauses.
 func (w *Worker) reserve(ctx context.Context, paused <-chan struct{}) int {
 	select {
 	case w.slots <- struct{}{}:
@@ -317,9 +320,16 @@ func (w *Worker) pullFailed(ctx context.Context, err error) {
 	}
 }
 
-// rebind runs Setup again after the consumer went away, every RetryMax until it works.
+// rebind sets the consumer up again after it went away (and the streams, when the
+// worker manages them), every RetryMax until it works.
 func (w *Worker) rebind(ctx context.Context) {
-	if err := w.Setup(ctx); err != nil {
+	err := w.setupConsumer(ctx)
+	if err != nil && w.cfg.ManageStreams {
+		if _, err = w.setupStreams(ctx); err == nil {
+			err = w.setupConsumer(ctx)
+		}
+	}
+	if err != nil {
 		w.log.Error("cannot set up the consumer; retrying", zap.Error(err))
 		select {
 		case <-w.cfg.Clock.After(w.cfg.RetryMax):
@@ -397,7 +407,7 @@ func (w *Worker) release(t *task) {
 func (w *Worker) keepAlive(quit <-chan struct{}) {
 	for {
 		select {
-		case <-time.After(time.Duration(w.ackWait.Load()) / 3):
+		case <-w.cfg.Clock.After(time.Duration(w.ackWait.Load()) / 3):
 		case <-quit:
 			return
 		}
@@ -418,7 +428,7 @@ func (w *Worker) Pending(ctx context.Context) (uint64, error) {
 	if !w.bound.Load() {
 		return 0, errors.New("consumer not bound")
 	}
-	info, err := w.consumer.Info(ctx)
+	info, err := (*w.consumer.Load()).Info(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("consumer info: %w", err)
 	}
