@@ -47,9 +47,6 @@ func NewFileToken(path string) *FileToken {
 	return &FileToken{path: path, maxAge: DefaultTokenMaxAge, now: time.Now}
 }
 
-// Path is the file the token is read from.
-func (f *FileToken) Path() string { return f.path }
-
 func (f *FileToken) Token(context.Context) (string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

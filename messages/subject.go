@@ -50,13 +50,9 @@ func (s Subjects) ParseCommand(subject string) (project, typeName string, err er
 	return s.parse("cmd", subject)
 }
 
-// ParseResult and ParseDeadLetter do the same for result and dead-letter subjects.
+// ParseResult does the same for a result subject.
 func (s Subjects) ParseResult(subject string) (project, typeName string, err error) {
 	return s.parse("result", subject)
-}
-
-func (s Subjects) ParseDeadLetter(subject string) (project, typeName string, err error) {
-	return s.parse("dlq", subject)
 }
 
 func (s Subjects) parse(kind, subject string) (project, typeName string, err error) {

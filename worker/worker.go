@@ -120,9 +120,10 @@ func (w *Worker) Paused() PauseReason {
 }
 
 // Run takes commands until ctx ends, then shuts down: it stops pulling, hands back
-// (Nak) the commands that have not started, lets those in flight finish for up to
-// ShutdownTimeout, and hands the rest back too, so that another instance takes them
-// at once. It returns nil after a clean shutdown.
+// (Nak) the commands that have not started (each has its goroutine, which sees the
+// shutdown at once), lets those in flight finish for up to ShutdownTimeout, and hands
+// the rest back too, so that another instance takes them at once. It returns nil after
+// a clean shutdown.
 func (w *Worker) Run(ctx context.Context) error {
 	if w.consumer.Load() == nil {
 		if err := w.Setup(ctx); err != nil {
@@ -168,7 +169,6 @@ func (w *Worker) Run(ctx context.Context) error {
 	inFlight := len(w.held)
 	w.mu.Unlock()
 	w.log.Info("shutting down: no new commands; waiting for those in flight", zap.Int("held", inFlight), zap.Duration("timeout", w.cfg.ShutdownTimeout))
-	w.handBackReady()
 	select {
 	case <-idle:
 	case <-w.cfg.Clock.After(w.cfg.ShutdownTimeout):
@@ -180,21 +180,6 @@ func (w *Worker) Run(ctx context.Context) error {
 	wg.Wait()
 	w.log.Info("worker stopped")
 	return nil
-}
-
-// handBackReady returns the commands waiting for a free goroutine to the stream now,
-// rather than when a command in flight ends. Commands queued behind one for the same
-// resource follow when that one is done, in order.
-func (w *Worker) handBackReady() {
-	for {
-		select {
-		case t := <-w.ready:
-			w.handBack(t)
-			w.release(t)
-		default:
-			return
-		}
-	}
 }
 
 const (
