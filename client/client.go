@@ -4,6 +4,15 @@
 // A Client validates every command before it publishes it, so an invalid command never
 // reaches the stream; the error is then a *messages.Error naming the code and field.
 // Errors never hold a command's secrets (passwords, keystore files).
+//
+// # Inboxes
+//
+// Results come back on the connection's inbox, and so do JetStream's acknowledgements
+// of every publish. Where teams share a NATS account, each team may subscribe only
+// under its own inbox prefix (see deploy/nats/accounts.conf), so connect with
+// nats.CustomInboxPrefix("_INBOX.<team>") and name the same prefix with
+// WithInboxPrefix: New then refuses a connection made without it, instead of every
+// publish timing out.
 package client
 
 import (
@@ -13,6 +22,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -23,6 +33,9 @@ import (
 // maxInFlight bounds the asynchronous publishes of one Submit awaiting JetStream's ack.
 const maxInFlight = 256
 
+// flushTimeout bounds the wait for the server to take a reply subscription.
+const flushTimeout = 10 * time.Second
+
 // Client publishes commands to the worker's command stream. It is safe for concurrent
 // use; it does not own the connection.
 type Client struct {
@@ -32,7 +45,7 @@ type Client struct {
 }
 
 type options struct {
-	prefix string
+	prefix, inboxPrefix string
 }
 
 // Option configures a Client.
@@ -42,6 +55,14 @@ type Option func(*options)
 // messages.DefaultPrefix, "apiops"). It may hold dots.
 func WithPrefix(prefix string) Option {
 	return func(o *options) { o.prefix = prefix }
+}
+
+// WithInboxPrefix names the inbox prefix this publisher's permissions allow it to
+// subscribe under, e.g. "_INBOX.TeamA". The connection must have been made with
+// nats.CustomInboxPrefix(prefix): JetStream's acknowledgements use the connection's
+// prefix, which a client cannot change. New reports a connection that differs.
+func WithInboxPrefix(prefix string) Option {
+	return func(o *options) { o.inboxPrefix = prefix }
 }
 
 // New returns a Client that publishes on nc.
@@ -56,6 +77,11 @@ func New(nc *nats.Conn, opts ...Option) (*Client, error) {
 	if problem := messages.CheckPrefix(o.prefix); problem != "" {
 		return nil, fmt.Errorf("client: prefix %q %s", o.prefix, problem)
 	}
+	if o.inboxPrefix != "" {
+		if got := inboxPrefixOf(nc); got != o.inboxPrefix {
+			return nil, fmt.Errorf("client: the connection's inbox prefix is %q, not %q: connect with nats.CustomInboxPrefix(%q)", got, o.inboxPrefix, o.inboxPrefix)
+		}
+	}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("client: %w", err)
@@ -65,12 +91,16 @@ func New(nc *nats.Conn, opts ...Option) (*Client, error) {
 
 // Publish validates cmd and publishes its wire form to the command subject of its
 // project and type (Type may be left empty: it follows from Params) with the header
-// Nats-Msg-Id set to cmd.ID, and waits for JetStream to store it.
+// Nats-Msg-Id set to <project>/<id> (messages.MsgID), and waits for JetStream to
+// store it.
 //
-// duplicate is true when JetStream dropped the message because a command with the same
-// id was published within the stream's duplicate window; the worker then sees nothing
-// new (Request and Submit publish such a command again, to get its stored result). An
-// invalid command is not published; the error wraps its *messages.Error.
+// duplicate is true when JetStream dropped the message because a message with the same
+// Nats-Msg-Id was published within the stream's duplicate window; the worker then sees
+// nothing new. That message may be this command published before, or another
+// publisher's that reused the Nats-Msg-Id: publish the command again without
+// Nats-Msg-Id, as Request and Submit do, and the worker executes it or answers from
+// the result it stored for this project and id. An invalid command is not published;
+// the error wraps its *messages.Error.
 func (c *Client) Publish(ctx context.Context, cmd *messages.Command) (duplicate bool, err error) {
 	var replyTo string
 	if cmd != nil {
@@ -82,44 +112,49 @@ func (c *Client) Publish(ctx context.Context, cmd *messages.Command) (duplicate 
 	}
 	ack, err := c.js.PublishMsg(ctx, msg)
 	if err != nil {
-		return false, fmt.Errorf("publish %s: %w", label(cmd), err)
+		return false, c.publishError(cmd, err)
 	}
 	return ack.Duplicate, nil
 }
 
 // Request publishes cmd with a fresh inbox as its replyTo (replacing any replyTo it
-// has; cmd itself is not changed) and waits for its result until ctx ends.
+// has; cmd itself is not changed) and waits for its result until ctx ends. A message on
+// the inbox that is not a result of cmd's project, type and id is ignored.
 //
-// When JetStream reports the publish as a duplicate (the id was published within the
-// duplicate window, so nothing new reaches the worker), Request publishes the command
-// once more without Nats-Msg-Id: the worker does not execute an id twice, it answers
-// from the result it stored.
+// When JetStream reports the publish as a duplicate (the Nats-Msg-Id was published
+// within the duplicate window, so nothing new reaches the worker), Request publishes
+// the command once more without Nats-Msg-Id: the worker does not execute an id twice,
+// it answers from the result it stored.
 func (c *Client) Request(ctx context.Context, cmd *messages.Command) (*messages.Result, error) {
 	inbox := c.nc.NewInbox()
 	msg, err := c.message(cmd, inbox)
 	if err != nil {
 		return nil, err
 	}
-	sub, err := c.nc.SubscribeSync(inbox)
+	sub, err := c.subscribeInbox(ctx, inbox)
 	if err != nil {
-		return nil, fmt.Errorf("request %s: subscribe to the reply inbox: %w", label(cmd), err)
+		return nil, fmt.Errorf("request %s: %w", label(cmd), err)
 	}
 	defer func() { _ = sub.Unsubscribe() }()
 
 	ack, err := c.js.PublishMsg(ctx, msg)
 	if err != nil {
-		return nil, fmt.Errorf("publish %s: %w", label(cmd), err)
+		return nil, c.publishError(cmd, err)
 	}
 	if ack.Duplicate {
 		if _, err := c.js.PublishMsg(ctx, withoutMsgID(msg)); err != nil {
 			return nil, fmt.Errorf("publish %s again (a duplicate): %w", label(cmd), err)
 		}
 	}
-	reply, err := sub.NextMsgWithContext(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("request %s: no result: %w", label(cmd), err)
+	for {
+		reply, err := sub.NextMsgWithContext(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("request %s: no result: %w", label(cmd), err)
+		}
+		if r, ok := resultOf(cmd, reply); ok {
+			return r, nil
+		}
 	}
-	return decodeResult(cmd, reply)
 }
 
 // Submit publishes many commands with one reply subscription: command i is published
@@ -147,9 +182,9 @@ func (c *Client) Submit(ctx context.Context, cmds []*messages.Command, onResult 
 		}
 		msgs[i] = msg
 	}
-	sub, err := c.nc.SubscribeSync(inbox + ".*")
+	sub, err := c.subscribeInbox(ctx, inbox+".*")
 	if err != nil {
-		return fmt.Errorf("subscribe to the reply inbox: %w", err)
+		return err
 	}
 	defer func() { _ = sub.Unsubscribe() }()
 	// The results of one batch are bounded by its size; never drop one as a slow consumer.
@@ -184,9 +219,9 @@ func (c *Client) Submit(ctx context.Context, cmds []*messages.Command, onResult 
 		if err != nil || i < 0 || i >= len(cmds) || got[i] {
 			continue // not one of ours, or a second copy
 		}
-		r, err := decodeResult(cmds[i], reply)
-		if err != nil {
-			return err
+		r, ok := resultOf(cmds[i], reply)
+		if !ok {
+			continue
 		}
 		got[i] = true
 		missing--
@@ -211,7 +246,7 @@ func (c *Client) publishAll(ctx context.Context, cmds []*messages.Command, msgs 
 	publish := func(i int, msg *nats.Msg, again bool) error {
 		f, err := c.js.PublishMsgAsync(msg)
 		if err != nil {
-			return fmt.Errorf("publish %s: %w", label(cmds[i]), err)
+			return c.publishError(cmds[i], err)
 		}
 		queue = append(queue, pending{i: i, future: f, again: again})
 		return nil
@@ -224,7 +259,7 @@ func (c *Client) publishAll(ctx context.Context, cmds []*messages.Command, msgs 
 		select {
 		case ack = <-p.future.Ok():
 		case err := <-p.future.Err():
-			return fmt.Errorf("publish %s: %w", label(cmds[p.i]), err)
+			return c.publishError(cmds[p.i], err)
 		case <-ctx.Done():
 			return context.Cause(ctx)
 		}
@@ -266,14 +301,9 @@ func (c *Client) message(cmd *messages.Command, replyTo string) (*nats.Msg, erro
 	if err != nil {
 		return nil, fmt.Errorf("publish %s: %w", label(cmd), err)
 	}
-	typeName := cmd.Type
-	if typeName == "" {
-		ct, _ := messages.TypeOf(cmd.Params) // Validate checked it
-		typeName = ct.Name
-	}
-	msg := nats.NewMsg(c.subjects.Command(cmd.Project, typeName))
+	msg := nats.NewMsg(c.subjects.Command(cmd.Project, typeOf(cmd)))
 	msg.Data = data
-	msg.Header.Set(messages.HeaderMsgID, cmd.ID)
+	msg.Header.Set(messages.HeaderMsgID, messages.MsgID(cmd.Project, cmd.ID))
 	return msg, nil
 }
 
@@ -289,12 +319,74 @@ func withoutMsgID(msg *nats.Msg) *nats.Msg {
 	return again
 }
 
-func decodeResult(cmd *messages.Command, reply *nats.Msg) (*messages.Result, error) {
+// resultOf decodes reply as the result of cmd. Anything else that reaches the inbox (a
+// message that is not a result, or the result of another command that named this
+// inbox as its replyTo) is not cmd's result.
+func resultOf(cmd *messages.Command, reply *nats.Msg) (*messages.Result, bool) {
 	var r messages.Result
-	if err := json.Unmarshal(reply.Data, &r); err != nil {
-		return nil, fmt.Errorf("result of %s is not a result: %w", label(cmd), err)
+	if json.Unmarshal(reply.Data, &r) != nil {
+		return nil, false
 	}
-	return &r, nil
+	return &r, r.ID == cmd.ID && r.Project == cmd.Project && r.Type == typeOf(cmd)
+}
+
+// typeOf is cmd's type, from Params when Type is empty.
+func typeOf(cmd *messages.Command) string {
+	if cmd.Type != "" {
+		return cmd.Type
+	}
+	ct, _ := messages.TypeOf(cmd.Params)
+	return ct.Name
+}
+
+// subscribeInbox subscribes to a reply inbox and waits for the server to take the
+// subscription, so that an inbox outside this publisher's permissions is an error now,
+// not a wait for a result that cannot arrive.
+func (c *Client) subscribeInbox(ctx context.Context, subject string) (*nats.Subscription, error) {
+	sub, err := c.nc.SubscribeSync(subject)
+	if err == nil {
+		flushCtx, cancel := context.WithTimeout(ctx, flushTimeout)
+		err = c.nc.FlushWithContext(flushCtx)
+		cancel()
+	}
+	if err == nil {
+		err = c.inboxRefused(subject)
+	}
+	if err != nil {
+		if sub != nil {
+			_ = sub.Unsubscribe()
+		}
+		return nil, fmt.Errorf("subscribe to the reply inbox: %w", err)
+	}
+	return sub, nil
+}
+
+// inboxRefused returns the server's refusal of a subscription to subject, if it
+// refused one; the server reports it before it answers the flush that follows.
+func (c *Client) inboxRefused(subject string) error {
+	if err := c.nc.LastError(); errors.Is(err, nats.ErrPermissionViolation) && strings.Contains(err.Error(), `"`+subject+`"`) {
+		return fmt.Errorf("%w: this user may not subscribe under the inbox prefix %q; connect with nats.CustomInboxPrefix set to one it may (apiopsctl: --inbox-prefix, NATS_INBOX_PREFIX)",
+			err, inboxPrefixOf(c.nc))
+	}
+	return nil
+}
+
+// publishError explains a failed publish: when JetStream's acknowledgement could not
+// reach this connection's inbox, waiting longer would not help.
+func (c *Client) publishError(cmd *messages.Command, err error) error {
+	if last := c.nc.LastError(); errors.Is(last, nats.ErrPermissionViolation) && strings.Contains(last.Error(), inboxPrefixOf(c.nc)+".") {
+		return fmt.Errorf("publish %s: %w (JetStream's acknowledgement is sent to the connection's inbox, and %v; connect with nats.CustomInboxPrefix set to a prefix this user may subscribe under)",
+			label(cmd), err, last)
+	}
+	return fmt.Errorf("publish %s: %w", label(cmd), err)
+}
+
+// inboxPrefixOf is the prefix of nc's inboxes.
+func inboxPrefixOf(nc *nats.Conn) string {
+	if p := nc.Opts.InboxPrefix; p != "" {
+		return p
+	}
+	return strings.TrimSuffix(nats.InboxPrefix, ".")
 }
 
 // label names a command in an error: its id, quoted and shortened when it is not a

@@ -4,12 +4,14 @@ import (
 	"bufio"
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -97,7 +99,7 @@ func TestPublishSetsSubjectAndHeader(t *testing.T) {
 	if want := "apiops.cmd.MyProject.credential.truststore.set"; m.Subject != want {
 		t.Errorf("subject %q, want %q", m.Subject, want)
 	}
-	if got := m.Header.Get(messages.HeaderMsgID); got != "pub-0001" {
+	if got := m.Header.Get(messages.HeaderMsgID); got != "MyProject/pub-0001" {
 		t.Errorf("Nats-Msg-Id %q", got)
 	}
 	got, err := messages.Decode("MyProject", "credential.truststore.set", m.Data)
@@ -199,7 +201,7 @@ func TestRequest(t *testing.T) {
 		t.Errorf("Request changed the caller's command: replyTo %q", cmd.ReplyTo)
 	}
 	got := w.Received()
-	if len(got) != 1 || got[0].Header.Get(messages.HeaderMsgID) != "req-0001" || strings.Contains(string(got[0].Data), "somewhere.else") {
+	if len(got) != 1 || got[0].Header.Get(messages.HeaderMsgID) != "MyProject/req-0001" || strings.Contains(string(got[0].Data), "somewhere.else") {
 		t.Errorf("worker received %+v", got)
 	}
 }
@@ -414,5 +416,122 @@ func TestSecretsReachTheWire(t *testing.T) {
 	}
 	if !strings.Contains(string(m.Data), `"password":"`+password+`"`) || !strings.Contains(string(m.Data), `"file":"`+file+`"`) {
 		t.Errorf("the wire form lacks the secrets: %s", m.Data)
+	}
+}
+
+// TestRequestIgnoresForeignReplies: whatever else reaches the reply inbox (garbage, or
+// the result of another command that named this inbox as its replyTo) is not taken
+// for the command's result.
+func TestRequestIgnoresForeignReplies(t *testing.T) {
+	e := setup(t)
+	forger := e.nc
+	sub, err := forger.Subscribe("apiops.cmd.>", func(m *nats.Msg) {
+		var cmd struct {
+			ID, ReplyTo string
+		}
+		if json.Unmarshal(m.Data, &cmd) != nil || cmd.ReplyTo == "" {
+			return
+		}
+		for _, forged := range []string{
+			`not json`,
+			`{"id":"other","type":"credential.truststore.set","project":"MyProject","status":"failed"}`,
+			`{"id":"` + cmd.ID + `","type":"credential.truststore.set","project":"TeamA","status":"failed"}`,
+			`{"id":"` + cmd.ID + `","type":"keystore.delete","project":"MyProject","status":"failed"}`,
+			`{"id":"` + cmd.ID + `","type":"credential.truststore.set","project":"MyProject","status":"succeeded","attempts":1}`,
+		} {
+			_ = forger.Publish(cmd.ReplyTo, []byte(forged))
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	r, err := e.client.Request(ctx, truststoreSet("mine-1", "api-user"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Status != messages.StatusSucceeded || r.Attempts != 1 {
+		t.Errorf("Request took a foreign reply: %+v", r)
+	}
+}
+
+// TestWithInboxPrefixChecksTheConnection: a client told its team's inbox prefix
+// refuses a connection made without it.
+func TestWithInboxPrefixChecksTheConnection(t *testing.T) {
+	srv := natstest.Start(t)
+	if _, err := client.New(srv.Connect(t), client.WithInboxPrefix("_INBOX.TeamA")); err == nil ||
+		!strings.Contains(err.Error(), `nats.CustomInboxPrefix("_INBOX.TeamA")`) {
+		t.Errorf("a connection with the default inbox: %v", err)
+	}
+	if _, err := client.New(srv.Connect(t, nats.CustomInboxPrefix("_INBOX.TeamA")), client.WithInboxPrefix("_INBOX.TeamA")); err != nil {
+		t.Errorf("a connection with the team's inbox: %v", err)
+	}
+}
+
+// TestRefusedInboxIsExplained: a publisher whose permissions allow only its team's
+// inbox, connected without that prefix, gets an error that says so rather than a
+// timeout.
+func TestRefusedInboxIsExplained(t *testing.T) {
+	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true,
+		Users: []*server.User{
+			{Username: "admin", Password: "a"},
+			{Username: "team", Password: "t", Permissions: &server.Permissions{
+				Publish:   &server.SubjectPermission{Allow: []string{"apiops.cmd.MyProject.>"}},
+				Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX.TeamA.>"}},
+			}},
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Start()
+	t.Cleanup(srv.Shutdown)
+	if !srv.ReadyForConnections(10 * time.Second) {
+		t.Fatal("server not ready")
+	}
+	admin, err := nats.Connect(srv.ClientURL(), nats.UserInfo("admin", "a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	js, _ := jetstream.New(admin)
+	fakeworker.CreateStreams(t, js, "")
+
+	quiet := nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {})
+	nc, err := nats.Connect(srv.ClientURL(), nats.UserInfo("team", "t"), quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	c, _ := client.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err = c.Request(ctx, truststoreSet("inbox-1", "api-user"))
+	if !errors.Is(err, nats.ErrPermissionViolation) || !strings.Contains(err.Error(), "--inbox-prefix") || ctx.Err() != nil {
+		t.Errorf("Request with a refused inbox: %v", err)
+	}
+	// A fresh connection, so that Publish meets the refusal itself.
+	fresh, err := nats.Connect(srv.ClientURL(), nats.UserInfo("team", "t"), quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fresh.Close()
+	freshClient, _ := client.New(fresh)
+	short, cancelShort := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancelShort()
+	if _, err := freshClient.Publish(short, truststoreSet("inbox-2", "api-user")); err == nil || !strings.Contains(err.Error(), "CustomInboxPrefix") {
+		t.Errorf("Publish with a refused inbox: %v", err)
+	}
+
+	// With its prefix, the same user is served.
+	ok, err := nats.Connect(srv.ClientURL(), nats.UserInfo("team", "t"), nats.CustomInboxPrefix("_INBOX.TeamA"), quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ok.Close()
+	okClient, _ := client.New(ok, client.WithInboxPrefix("_INBOX.TeamA"))
+	if dup, err := okClient.Publish(ctx, truststoreSet("inbox-3", "api-user")); err != nil || dup {
+		t.Errorf("Publish with the team's inbox: %v", err)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -132,5 +133,24 @@ func TestKustomizeBase(t *testing.T) {
 	}
 	if get(k["ServiceAccount"], "automountServiceAccountToken") != false {
 		t.Error("the service account token is mounted")
+	}
+}
+
+// TestNATSClusterConfig checks what the 3-node example promises: JetStream with every
+// write synced, three routes, one cluster name.
+func TestNATSClusterConfig(t *testing.T) {
+	for k, v := range map[string]string{
+		"SERVER_NAME": "nats-0", "APIOPS_WORKER_NATS_PASSWORD": "w", "TEAM_A_NATS_PASSWORD": "a",
+		"APIOPS_ADMIN_NATS_PASSWORD": "adm", "SYS_NATS_PASSWORD": "s",
+	} {
+		t.Setenv(k, v)
+	}
+	opts, err := server.ProcessConfigFile("nats/nats-cluster.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !opts.JetStream || !opts.SyncAlways || len(opts.Routes) != 3 || opts.Cluster.Name != "apiops" || opts.ServerName != "nats-0" {
+		t.Errorf("cluster options: jetstream %v sync %v routes %d cluster %q name %q",
+			opts.JetStream, opts.SyncAlways, len(opts.Routes), opts.Cluster.Name, opts.ServerName)
 	}
 }

@@ -23,6 +23,9 @@ const (
 	CodeExpired          = "expired"
 	CodeRetriesExhausted = "retries_exhausted"
 	CodeDeployFailed     = "deploy_failed"
+	// CodeIDReused rejects a command whose id finished, in the same project, as a
+	// command of another type.
+	CodeIDReused = "id_reused"
 )
 
 // Headers of results and dead letters.
@@ -37,6 +40,11 @@ const (
 	HeaderRedacted        = "Apiops-Redacted"
 	HeaderReplayOf        = "Apiops-Replay-Of"
 )
+
+// MsgID is the Nats-Msg-Id of a command and of its result and dead letter: the
+// command's identity, its project and id. "/" separates them because neither may hold
+// it, while both may hold ":".
+func MsgID(project, id string) string { return project + "/" + id }
 
 // Result is the outcome of one command, published once to the result subject and to the
 // command's replyTo. It never holds a secret.

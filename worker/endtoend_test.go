@@ -28,7 +28,7 @@ func TestEveryTypeEndToEnd(t *testing.T) {
 			if res.Type != ct.Name || res.Project != "MyProject" || res.CorrelationID != "examples" || res.ReceivedAt.IsZero() || res.FinishedAt.Before(res.ReceivedAt) {
 				t.Errorf("result %s", res.raw)
 			}
-			if got := res.header.Get(messages.HeaderMsgID); got != cmd.ID {
+			if got := res.header.Get(messages.HeaderMsgID); got != messages.MsgID(cmd.Project, cmd.ID) {
 				t.Errorf("Nats-Msg-Id %q", got)
 			}
 			if res.header.Get(messages.HeaderCommandID) != cmd.ID || res.header.Get(messages.HeaderStatus) != "succeeded" {
@@ -41,7 +41,7 @@ func TestEveryTypeEndToEnd(t *testing.T) {
 			if err != nil {
 				t.Fatalf("no reply on replyTo: %v", err)
 			}
-			if string(reply.Data) != string(res.raw) || reply.Header.Get(messages.HeaderStatus) != "succeeded" || reply.Header.Get(messages.HeaderMsgID) != cmd.ID {
+			if string(reply.Data) != string(res.raw) || reply.Header.Get(messages.HeaderStatus) != "succeeded" || reply.Header.Get(messages.HeaderMsgID) != messages.MsgID(cmd.Project, cmd.ID) {
 				t.Errorf("reply differs from the result: %s %v", reply.Data, reply.Header)
 			}
 			var params map[string]any

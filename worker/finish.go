@@ -19,51 +19,113 @@ import (
 const maxHeaderValue = 1024
 
 // finish is the one terminal step every command goes through, whatever its status, so
-// that no outcome can skip a stage: it stores the outcome under the command's id, then
-// the dead letter (unless succeeded), then the result, each acknowledged by JetStream;
-// then it replies to replyTo and acknowledges the command. When a step fails the
-// caller runs finish again: the outcome is stored once (another delivery of the id
-// that stored first wins), and the publishes carry Nats-Msg-Id, so JetStream drops
-// what it already has.
+// that no outcome can skip a stage: it stores the outcome under the command's project
+// and id, then the dead letter (unless succeeded), then the result, each acknowledged
+// by JetStream; then it replies to replyTo and acknowledges the command. When a step
+// fails the caller runs finish again: the outcome is stored once (another delivery of
+// the id that stored first wins), and the publishes carry Nats-Msg-Id, so JetStream
+// drops what it already has.
 func (w *Worker) finish(ctx context.Context, t *task, res *messages.Result) error {
 	body, err := json.Marshal(res)
 	if err != nil {
 		return fmt.Errorf("encode result: %w", err)
 	}
-	if res.ID != "" {
-		stored, err := w.store.finishOnce(ctx, res.ID, finished{Seq: t.seq, Result: body})
-		if err != nil {
-			return err
-		}
-		if stored.Seq != t.seq || !bytes.Equal(stored.Result, body) {
-			return w.finishAgain(ctx, t, stored)
-		}
+	if res.ID == "" {
+		return w.publishOutcome(ctx, t, res, body, "")
 	}
-	return w.publishOutcome(ctx, t, res, body)
+	stored, err := w.store.finishOnce(ctx, t.commandKey(), finished{Seq: t.seq, Result: body})
+	if err != nil {
+		return err
+	}
+	if stored.Seq == t.seq && bytes.Equal(stored.Result, body) {
+		return w.publishOutcome(ctx, t, res, body, t.msgID())
+	}
+	if stored.Seq != t.seq && storedType(stored) != res.Type {
+		// Another message reused the id for another type and stored first while this
+		// one ran (on another instance): report what this one did, under a record and
+		// an id of its own, rather than claim the other's outcome.
+		w.log.Warn("command id finished meanwhile as another type: this outcome is kept under the message's own id",
+			zap.String("id", res.ID), zap.String("project", res.Project), zap.String("type", res.Type), zap.Uint64("seq", t.seq))
+		return w.finishMessage(ctx, t, res, body)
+	}
+	_, err = w.finishAgain(ctx, t, stored)
+	return err
 }
 
-// finishAgain handles a command whose id already finished. If this is the very
-// message that finished (its acknowledgement was lost, or the worker stopped before
-// it), the remaining steps are done again; JetStream drops the copies it already has.
-// Otherwise the id was published again: its stored result goes to the new replyTo
-// only, and APIOPS_RESULTS keeps its one copy.
-func (w *Worker) finishAgain(ctx context.Context, t *task, done *finished) error {
+// finishMessage stores and publishes an outcome that belongs to this message, not to
+// its id, under the message's own key and Nats-Msg-Id; a redelivery finds it there.
+func (w *Worker) finishMessage(ctx context.Context, t *task, res *messages.Result, body []byte) error {
+	stored, err := w.store.finishMessageOnce(ctx, t.commandKey(), finished{Seq: t.seq, Result: body})
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(stored.Result, body) {
+		if err := json.Unmarshal(stored.Result, res); err != nil {
+			return fmt.Errorf("decode stored result of %s: %w", t.commandKey(), err)
+		}
+	}
+	return w.publishOutcome(ctx, t, res, stored.Result, t.messageMsgID())
+}
+
+// finishAgain handles a command whose id already finished in its project. If this is
+// the very message that finished (its acknowledgement was lost, or the worker stopped
+// before it), the remaining steps are done again; JetStream drops the copies it
+// already has. If the id was published again with the same type, the stored result
+// goes to the new replyTo only, and APIOPS_RESULTS keeps its one copy. If the id is
+// reused for another type, the command is rejected: rejected is returned, for the log.
+func (w *Worker) finishAgain(ctx context.Context, t *task, done *finished) (rejected *messages.Result, err error) {
 	var res messages.Result
 	if err := json.Unmarshal(done.Result, &res); err != nil {
-		return fmt.Errorf("decode stored result of %s: %w", t.cmd.ID, err)
+		return nil, fmt.Errorf("decode stored result of %s: %w", t.commandKey(), err)
 	}
 	if done.Seq == t.seq {
-		return w.publishOutcome(ctx, t, &res, done.Result)
+		msgID := t.msgID()
+		if done.legacy {
+			msgID = t.cmd.ID // as the older worker published it: JetStream drops the copy
+		}
+		return nil, w.publishOutcome(ctx, t, &res, done.Result, msgID)
 	}
-	w.reply(t, &res, done.Result)
+	if res.Type != t.cmd.Type {
+		return w.rejectReusedID(ctx, t, res.Type)
+	}
+	w.reply(t, &res, done.Result, t.msgID())
 	w.ack(t)
-	w.log.Info("command id already finished: stored result sent again", zap.String("id", res.ID), zap.String("status", string(res.Status)), zap.Uint64("seq", t.seq))
-	return nil
+	w.log.Info("command id already finished: stored result sent again", zap.String("id", res.ID), zap.String("project", res.Project),
+		zap.String("status", string(res.Status)), zap.Uint64("seq", t.seq))
+	return nil, nil
 }
 
-func (w *Worker) publishOutcome(ctx context.Context, t *task, res *messages.Result, body []byte) error {
+// rejectReusedID rejects a command whose id finished as a command of another type.
+// The id keeps the first command's outcome; the rejection is stored under the
+// message's own record and Nats-Msg-Id (see finishMessage). If this message already
+// has an outcome of its own there (it ran while the other command stored first, and
+// its ack was lost), that outcome stands and is published again instead.
+func (w *Worker) rejectReusedID(ctx context.Context, t *task, earlierType string) (*messages.Result, error) {
+	res := messages.Rejection(t.cmd, &messages.Error{Code: messages.CodeIDReused, Field: "id",
+		Message: fmt.Sprintf("was already used in project %s by a %s command; give this command a new id", t.cmd.Project, earlierType),
+	}, t.received)
+	res.FinishedAt = w.cfg.Clock.Now().UTC()
+	body, err := json.Marshal(res)
+	if err != nil {
+		return nil, fmt.Errorf("encode result: %w", err)
+	}
+	return res, w.finishMessage(ctx, t, res, body)
+}
+
+// storedType is the command type of a stored result.
+func storedType(f *finished) string {
+	var stored struct {
+		Type string `json:"type"`
+	}
+	_ = json.Unmarshal(f.Result, &stored)
+	return stored.Type
+}
+
+// publishOutcome stores the dead letter (unless succeeded) and the result, each under
+// msgID ("" for a command without a valid id), then replies and acknowledges.
+func (w *Worker) publishOutcome(ctx context.Context, t *task, res *messages.Result, body []byte, msgID string) error {
 	if res.Status != messages.StatusSucceeded {
-		ack, err := w.js.PublishMsg(ctx, w.deadLetter(t, res))
+		ack, err := w.js.PublishMsg(ctx, w.deadLetter(t, res, msgID))
 		if err != nil {
 			return fmt.Errorf("publish dead letter: %w", err)
 		}
@@ -71,7 +133,7 @@ func (w *Worker) publishOutcome(ctx context.Context, t *task, res *messages.Resu
 			w.observer.DeadLetter(metricType(res.Type), res.Status)
 		}
 	}
-	msg := &nats.Msg{Subject: w.subjects.ResultFor(t.msg.Subject()), Header: resultHeaders(res), Data: body}
+	msg := &nats.Msg{Subject: w.subjects.ResultFor(t.msg.Subject()), Header: resultHeaders(res, msgID), Data: body}
 	ack, err := w.js.PublishMsg(ctx, msg)
 	if err != nil {
 		return fmt.Errorf("publish result: %w", err)
@@ -83,15 +145,17 @@ func (w *Worker) publishOutcome(ctx context.Context, t *task, res *messages.Resu
 		}
 		w.observer.CommandFinished(metricType(res.Type), res.Status, sincePublish)
 	}
-	w.reply(t, res, body)
+	w.reply(t, res, body, msgID)
 	w.ack(t)
 	return nil
 }
 
-func resultHeaders(res *messages.Result) nats.Header {
+func resultHeaders(res *messages.Result, msgID string) nats.Header {
 	h := nats.Header{}
+	if msgID != "" {
+		h.Set(messages.HeaderMsgID, msgID)
+	}
 	if res.ID != "" {
-		h.Set(messages.HeaderMsgID, res.ID)
 		h.Set(messages.HeaderCommandID, res.ID)
 	}
 	h.Set(messages.HeaderStatus, string(res.Status))
@@ -99,7 +163,7 @@ func resultHeaders(res *messages.Result) nats.Header {
 }
 
 // deadLetter copies the command, secrets redacted, with headers saying what happened.
-func (w *Worker) deadLetter(t *task, res *messages.Result) *nats.Msg {
+func (w *Worker) deadLetter(t *task, res *messages.Result, msgID string) *nats.Msg {
 	body, redacted := messages.RedactSecrets(t.msg.Data())
 	h := nats.Header{}
 	for k, v := range t.msg.Headers() { // the publisher's own headers, not ours
@@ -107,8 +171,10 @@ func (w *Worker) deadLetter(t *task, res *messages.Result) *nats.Msg {
 			h[k] = v
 		}
 	}
+	if msgID != "" {
+		h.Set(messages.HeaderMsgID, msgID)
+	}
 	if res.ID != "" {
-		h.Set(messages.HeaderMsgID, res.ID)
 		h.Set(messages.HeaderCommandID, res.ID)
 	}
 	h.Set(messages.HeaderStatus, string(res.Status))
@@ -140,11 +206,11 @@ func headerValue(s string) string {
 
 // reply sends the result to the command's replyTo over core NATS: nobody may be
 // listening, and the stored result is the record.
-func (w *Worker) reply(t *task, res *messages.Result, body []byte) {
+func (w *Worker) reply(t *task, res *messages.Result, body []byte, msgID string) {
 	if t.cmd.ReplyTo == "" {
 		return
 	}
-	msg := &nats.Msg{Subject: t.cmd.ReplyTo, Header: resultHeaders(res), Data: body}
+	msg := &nats.Msg{Subject: t.cmd.ReplyTo, Header: resultHeaders(res, msgID), Data: body}
 	if err := w.nc.PublishMsg(msg); err != nil {
 		w.log.Warn("reply to replyTo", zap.String("id", res.ID), zap.Error(err))
 	}

@@ -159,14 +159,15 @@ func (e *env) publish(project, typ, id string, body []byte) {
 	}
 }
 
-// publishLine sends a command that names its type and project, with Nats-Msg-Id = id.
+// publishLine sends a command that names its type and project, with Nats-Msg-Id
+// <project>/<id>, as the contract asks.
 func (e *env) publishLine(line []byte) *messages.Command {
 	e.t.Helper()
 	cmd, err := messages.DecodeLine(line)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	e.publish(cmd.Project, cmd.Type, cmd.ID, line)
+	e.publish(cmd.Project, cmd.Type, messages.MsgID(cmd.Project, cmd.ID), line)
 	return cmd
 }
 

@@ -33,7 +33,7 @@ func (w *Worker) process(ctx context.Context, t *task) {
 	if t.cmd.ID != "" {
 		// Two messages with one id (published twice, an invalid copy) never run at
 		// once, whatever their resources: the second finds the first's outcome.
-		defer w.lockID(t.cmd.ID)()
+		defer w.lockID(t.commandKey().String())()
 		if w.stopping.Load() {
 			w.handBack(t)
 			return
@@ -52,14 +52,14 @@ func (w *Worker) process(ctx context.Context, t *task) {
 }
 
 // outcome decides the command's result and makes it final (see finish); res is nil
-// when the id had finished before.
+// when the id had finished before with the same type.
 func (w *Worker) outcome(ctx context.Context, t *task) (*messages.Result, error) {
 	var done *finished
 	if t.cmd.ID != "" { // also for an invalid command: its id may have finished before
 		err := w.persistently(w.waitCtx, t, "look up the command id", func(ctx context.Context) (err error) {
-			done, err = w.store.finished(ctx, t.cmd.ID)
+			done, err = w.store.finished(ctx, t.commandKey())
 			if err == nil && done == nil && t.decodeErr == nil && t.delivered > 1 {
-				t.attempts, err = w.store.attempts(ctx, t.cmd.ID)
+				t.attempts, err = w.store.attempts(ctx, t.commandKey())
 			}
 			return err
 		})
@@ -68,9 +68,12 @@ func (w *Worker) outcome(ctx context.Context, t *task) (*messages.Result, error)
 		}
 	}
 	if done != nil {
-		return nil, w.persistently(ctx, t, "send the stored result again", func(ctx context.Context) error {
-			return w.finishAgain(ctx, t, done)
+		var rejected *messages.Result
+		err := w.persistently(ctx, t, "send the stored result again", func(ctx context.Context) (err error) {
+			rejected, err = w.finishAgain(ctx, t, done)
+			return err
 		})
+		return rejected, err
 	}
 	var res *messages.Result
 	if t.decodeErr != nil {
@@ -281,7 +284,7 @@ func (w *Worker) newBackoff(charged int) backoff.BackOff {
 func (w *Worker) saveAttempts(t *task) {
 	ctx, cancel := context.WithTimeout(context.Background(), finishTimeout)
 	defer cancel()
-	if err := w.store.saveAttempts(ctx, t.cmd.ID, t.attempts); err != nil {
+	if err := w.store.saveAttempts(ctx, t.commandKey(), t.attempts); err != nil {
 		w.log.Warn("cannot store attempts", zap.String("id", t.cmd.ID), zap.Error(err))
 	}
 }

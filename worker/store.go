@@ -6,17 +6,29 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
+	"sync/atomic"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
+
+	"github.com/apiops-worker/apiops-worker/messages"
 )
 
 // store remembers, in a JetStream key-value bucket whose TTL is the idempotency window,
-// the result of every finished id and the attempts of commands being retried, so that
-// both survive redeliveries and restarts.
+// the result of every finished command and the attempts of commands being retried, so
+// that both survive redeliveries and restarts. A command is known by its project and
+// id: the same id in two projects is two commands.
 type store struct {
-	kv  jetstream.KeyValue
-	log *zap.Logger
+	kv     jetstream.KeyValue
+	stream jetstream.Stream // the bucket's stream, for the legacy check
+	bucket string
+	log    *zap.Logger
+	clock  Clock
+
+	legacy        atomic.Bool  // records from before project-scoped ids may exist
+	legacyChecked atomic.Int64 // unix nanoseconds of the last check
 }
 
 // finished is what the store keeps of a finished command.
@@ -26,6 +38,9 @@ type finished struct {
 	// message with the same id must not publish again.
 	Seq    uint64          `json:"seq"`
 	Result json.RawMessage `json:"result"`
+	// legacy: stored by a worker from before project-scoped ids, whose results
+	// carried the bare id as Nats-Msg-Id.
+	legacy bool
 }
 
 // attempts counts a command's APIOps requests: all of them, and those charged to its
@@ -35,57 +50,150 @@ type attempts struct {
 	Charged  int `json:"charged"`
 }
 
-// Command ids may hold ':' which keys may not; base64url maps ids to valid keys
-// one-to-one.
-func resultKey(id string) string { return "result." + base64.RawURLEncoding.EncodeToString([]byte(id)) }
-func attemptsKey(id string) string {
-	return "attempts." + base64.RawURLEncoding.EncodeToString([]byte(id))
+// commandKey is a command's identity, its project and id. Both may hold characters
+// that keys may not; base64url maps each to a valid token one-to-one.
+type commandKey struct{ project, id string }
+
+func (k commandKey) String() string { return messages.MsgID(k.project, k.id) }
+
+func (k commandKey) tokens() string {
+	return base64.RawURLEncoding.EncodeToString([]byte(k.project)) + "." + base64.RawURLEncoding.EncodeToString([]byte(k.id))
 }
 
-func (s *store) finished(ctx context.Context, id string) (*finished, error) {
+func resultKey(k commandKey) string   { return "result." + k.tokens() }
+func attemptsKey(k commandKey) string { return "attempts." + k.tokens() }
+
+// messageResultKey keeps the outcome of one message whose id another command of
+// another type holds (see finish).
+func messageResultKey(k commandKey, seq uint64) string {
+	return resultKey(k) + "." + strconv.FormatUint(seq, 10)
+}
+
+// legacyResultKey is where workers before project-scoped ids stored an id's result.
+func legacyResultKey(id string) string {
+	return "result." + base64.RawURLEncoding.EncodeToString([]byte(id))
+}
+
+// legacyResultKeys matches every legacy result key and no current one.
+const legacyResultKeys = "result.*"
+
+// legacyRecheck is how often the worker looks again for legacy records: older workers
+// may still write them during a rolling upgrade, and they expire after the window.
+const legacyRecheck = time.Minute
+
+// detectLegacy makes lookups also read legacy records while any may exist: a command
+// that an older worker finished must not be executed again during a rolling upgrade.
+// One message is read, the first under a legacy key, whatever the bucket's size.
+func (s *store) detectLegacy(ctx context.Context) error {
+	_, err := s.stream.GetMsg(ctx, 1, jetstream.WithGetMsgSubject("$KV."+s.bucket+"."+legacyResultKeys))
+	found := err == nil
+	if err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+		return fmt.Errorf("look for legacy idempotency records: %w", err)
+	}
+	if found != s.legacy.Load() {
+		if found {
+			s.log.Info("idempotency records from an older worker found: ids are also looked up under their legacy keys")
+		} else {
+			s.log.Info("no idempotency records from an older worker are left")
+		}
+	}
+	s.legacy.Store(found)
+	s.legacyChecked.Store(s.clock.Now().UnixNano())
+	return nil
+}
+
+func (s *store) finished(ctx context.Context, k commandKey) (*finished, error) {
+	f, err := s.finishedAt(ctx, resultKey(k), k)
+	if f != nil || err != nil {
+		return f, err
+	}
+	if s.clock.Now().Sub(time.Unix(0, s.legacyChecked.Load())) > legacyRecheck {
+		if err := s.detectLegacy(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if !s.legacy.Load() {
+		return nil, nil
+	}
+	f, err = s.finishedAt(ctx, legacyResultKey(k.id), k)
+	if f == nil || err != nil {
+		return nil, err
+	}
+	var stored struct {
+		Project string `json:"project"`
+	}
+	if json.Unmarshal(f.Result, &stored) != nil || stored.Project != k.project {
+		return nil, nil // another project's id
+	}
+	f.legacy = true
+	return f, nil
+}
+
+// finishMessageOnce stores the outcome of one message under its own key, for an
+// outcome that cannot be the id's (see finish), and returns the one stored first.
+func (s *store) finishMessageOnce(ctx context.Context, k commandKey, f finished) (*finished, error) {
+	data, err := json.Marshal(f)
+	if err != nil {
+		return nil, err
+	}
+	key := messageResultKey(k, f.Seq)
+	if _, err = s.kv.Create(ctx, key, data); err == nil {
+		return &f, nil
+	}
+	if !errors.Is(err, jetstream.ErrKeyExists) {
+		return nil, fmt.Errorf("store the outcome of %s, message %d: %w", k, f.Seq, err)
+	}
+	stored, err := s.finishedAt(ctx, key, k)
+	if err != nil || stored != nil {
+		return stored, err
+	}
+	return &f, s.put(ctx, key, f)
+}
+
+func (s *store) finishedAt(ctx context.Context, key string, k commandKey) (*finished, error) {
 	var f finished
-	ok, err := s.get(ctx, resultKey(id), &f)
+	ok, err := s.get(ctx, key, &f)
 	if !ok || err != nil {
 		return nil, err
 	}
 	if len(f.Result) == 0 {
-		s.log.Warn("ignoring a record without a result in the idempotency bucket", zap.String("id", id))
+		s.log.Warn("ignoring a record without a result in the idempotency bucket", zap.Stringer("command", k))
 		return nil, nil
 	}
 	return &f, nil
 }
 
-// finishOnce stores f as id's outcome unless one is stored already, and returns the
-// stored one: two deliveries of an id (published twice, or an ack lost while another
-// instance ran it) cannot overwrite each other's outcome.
-func (s *store) finishOnce(ctx context.Context, id string, f finished) (*finished, error) {
+// finishOnce stores f as the command's outcome unless one is stored already, and
+// returns the stored one: two deliveries of an id (published twice, or an ack lost
+// while another instance ran it) cannot overwrite each other's outcome.
+func (s *store) finishOnce(ctx context.Context, k commandKey, f finished) (*finished, error) {
 	data, err := json.Marshal(f)
 	if err != nil {
 		return nil, err
 	}
-	_, err = s.kv.Create(ctx, resultKey(id), data)
+	_, err = s.kv.Create(ctx, resultKey(k), data)
 	if err == nil {
 		return &f, nil
 	}
 	if !errors.Is(err, jetstream.ErrKeyExists) {
-		return nil, fmt.Errorf("store the outcome of %s: %w", id, err)
+		return nil, fmt.Errorf("store the outcome of %s: %w", k, err)
 	}
-	stored, err := s.finished(ctx, id)
+	stored, err := s.finishedAt(ctx, resultKey(k), k)
 	if err != nil || stored != nil {
 		return stored, err
 	}
 	// The stored record is unreadable: replace it.
-	return &f, s.put(ctx, resultKey(id), f)
+	return &f, s.put(ctx, resultKey(k), f)
 }
 
-func (s *store) attempts(ctx context.Context, id string) (attempts, error) {
+func (s *store) attempts(ctx context.Context, k commandKey) (attempts, error) {
 	var a attempts
-	_, err := s.get(ctx, attemptsKey(id), &a)
+	_, err := s.get(ctx, attemptsKey(k), &a)
 	return a, err
 }
 
-func (s *store) saveAttempts(ctx context.Context, id string, a attempts) error {
-	return s.put(ctx, attemptsKey(id), a)
+func (s *store) saveAttempts(ctx context.Context, k commandKey, a attempts) error {
+	return s.put(ctx, attemptsKey(k), a)
 }
 
 func (s *store) get(ctx context.Context, key string, v any) (bool, error) {

@@ -16,7 +16,14 @@ func (w *Worker) Setup(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	w.store = &store{kv: kv, log: w.log}
+	stream, err := w.js.Stream(ctx, "KV_"+w.cfg.IdempotencyBucket)
+	if err != nil {
+		return fmt.Errorf("key-value bucket %s: %w", w.cfg.IdempotencyBucket, err)
+	}
+	w.store = &store{kv: kv, stream: stream, bucket: w.cfg.IdempotencyBucket, log: w.log, clock: w.cfg.Clock}
+	if err := w.store.detectLegacy(ctx); err != nil {
+		return err
+	}
 	return w.setupConsumer(ctx)
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,18 +31,20 @@ type Worker struct {
 	js       jetstream.JetStream
 	api      APIOps
 	subjects messages.Subjects
+	ownInbox string // "<inbox prefix>." when the connection has an inbox of its own
 	log      *zap.Logger
 	gate     *gate
 	store    *store
 	observer Observer
 	consumer atomic.Pointer[jetstream.Consumer] // replaced when set up again
 
-	slots     chan struct{} // one per held command
-	execSlots chan struct{} // one per APIOps request in flight: Concurrency
-	ready     chan *task    // held commands whose resource is free, in delivery order
-	stopping  atomic.Bool   // shutting down: hand back commands not yet started
-	bound     atomic.Bool   // the consumer exists and is bound
-	ackWait   atomic.Int64  // the consumer's AckWait: held commands are kept alive well within it
+	slots      chan struct{} // one per held command
+	execSlots  chan struct{} // one per APIOps request in flight: Concurrency
+	ready      chan *task    // held commands whose resource is free, in delivery order
+	stopping   atomic.Bool   // shutting down: hand back commands not yet started
+	notedMsgID atomic.Bool   // a Nats-Msg-Id that is not <project>/<id> was logged
+	bound      atomic.Bool   // the consumer exists and is bound
+	ackWait    atomic.Int64  // the consumer's AckWait: held commands are kept alive well within it
 	// waitCtx ends when shutdown starts: commands waiting for a retry or the end of a
 	// pause are handed back at once.
 	waitCtx  context.Context
@@ -62,9 +65,18 @@ type task struct {
 	received  time.Time
 	cmd       *messages.Command // never nil; partly filled when decodeErr is set
 	decodeErr error
-	key       string
+	key       string // the resource: commands with one key run one at a time
 	attempts  attempts
 }
+
+// commandKey is the command's identity: its project and id.
+func (t *task) commandKey() commandKey { return commandKey{project: t.cmd.Project, id: t.cmd.ID} }
+
+// msgID is the Nats-Msg-Id of the command's result and dead letter.
+func (t *task) msgID() string { return messages.MsgID(t.cmd.Project, t.cmd.ID) }
+
+// messageMsgID is a Nats-Msg-Id for an outcome of this message alone, not of its id.
+func (t *task) messageMsgID() string { return t.msgID() + "@" + strconv.FormatUint(t.seq, 10) }
 
 // New returns a worker that reads commands through nc and executes them with api.
 func New(nc *nats.Conn, api APIOps, cfg Config) (*Worker, error) {
@@ -77,7 +89,12 @@ func New(nc *nats.Conn, api APIOps, cfg Config) (*Worker, error) {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
 	held := 2 * cfg.Concurrency
+	ownInbox := ""
+	if p := nc.Opts.InboxPrefix; p != "" && p+"." != nats.InboxPrefix {
+		ownInbox = p + "."
+	}
 	return &Worker{
+		ownInbox:  ownInbox,
 		cfg:       cfg,
 		nc:        nc,
 		js:        js,
@@ -340,7 +357,7 @@ func (w *Worker) admit(msg jetstream.Msg) {
 		t.cmd, t.decodeErr = messages.Decode(project, typeName, msg.Data())
 	}
 	if t.cmd.ReplyTo != "" {
-		if problem := w.subjects.CheckReplyTo(t.cmd.ReplyTo); problem != "" {
+		if problem := w.checkReplyTo(t.cmd.ReplyTo); problem != "" {
 			t.cmd.ReplyTo = ""
 			if t.decodeErr == nil {
 				t.decodeErr = &messages.Error{Code: messages.CodeInvalidCommand, Field: "replyTo", Message: problem}
@@ -349,6 +366,7 @@ func (w *Worker) admit(msg jetstream.Msg) {
 	}
 	if t.decodeErr == nil {
 		t.key = t.cmd.ResourceKey()
+		w.noteMsgID(msg, t)
 	} else {
 		t.key = "invalid:" + strconv.FormatUint(t.seq, 10) // nothing to order against
 	}
@@ -364,6 +382,32 @@ func (w *Worker) admit(msg jetstream.Msg) {
 	if !busy {
 		w.ready <- t // never blocks: ready has a place for every held command
 	}
+}
+
+// noteMsgID logs, once per process, a command whose Nats-Msg-Id is not its
+// project-scoped id: its publisher shares JetStream's duplicate window with every
+// project that uses the same bare ids, and should move to <project>/<id>.
+func (w *Worker) noteMsgID(msg jetstream.Msg, t *task) {
+	if w.notedMsgID.Load() {
+		return
+	}
+	if id := msg.Headers().Get(messages.HeaderMsgID); id != "" && id != t.msgID() && w.notedMsgID.CompareAndSwap(false, true) {
+		w.log.Warn("a publisher sets Nats-Msg-Id to something other than <project>/<id>; JetStream may drop its command as another project's duplicate",
+			zap.String("project", t.cmd.Project), zap.String("id", t.cmd.ID), zap.String("nats_msg_id", id))
+	}
+}
+
+// checkReplyTo returns what is wrong with a command's replyTo, or "": besides the
+// contract's rules, a reply must not land in the worker's own inbox, where it could
+// pose as an answer to the worker's pulls or JetStream requests.
+func (w *Worker) checkReplyTo(replyTo string) string {
+	if problem := w.subjects.CheckReplyTo(replyTo); problem != "" {
+		return problem
+	}
+	if w.ownInbox != "" && (strings.HasPrefix(replyTo, w.ownInbox) || replyTo+"." == w.ownInbox) {
+		return "must not be under " + w.ownInbox + ", the worker's own inbox"
+	}
+	return ""
 }
 
 // release forgets a finished or handed-back command and starts the next one for its

@@ -148,8 +148,17 @@ func natsOptions(s *settings, log *zap.Logger) []nats.Option {
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			log.Info("reconnected to NATS", zap.String("url", nc.ConnectedUrlRedacted()))
 		}),
+		// nats.go's default handler writes to stderr past the logger.
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			fields := []zap.Field{zap.Error(err)}
+			if sub != nil {
+				fields = append(fields, zap.String("subscription", sub.Subject))
+			}
+			log.Error("NATS reported an error", fields...)
+		}),
 	}
-	auth := natsconn.Auth{Creds: s.natsCreds, User: s.natsUser, Password: s.natsPassword, CA: s.natsCA, Cert: s.natsCert, Key: s.natsKey}
+	auth := natsconn.Auth{Creds: s.natsCreds, User: s.natsUser, Password: s.natsPassword, CA: s.natsCA, Cert: s.natsCert, Key: s.natsKey,
+		InboxPrefix: s.natsInboxPrefix}
 	return append(opts, auth.Options()...)
 }
 

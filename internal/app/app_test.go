@@ -39,6 +39,7 @@ func TestSettingsErrorsNameTheSetting(t *testing.T) {
 		{[]string{"--demo", "--apiops-client-cert", "c.pem"}, nil, "--apiops-client-key"},
 		{[]string{"--demo", "--password", "x"}, nil, "flag provided but not defined: -password"},
 		{[]string{"--demo", "extra"}, nil, `unexpected argument "extra"`},
+		{[]string{"--demo"}, map[string]string{"NATS_INBOX_PREFIX": "_INBOX.>"}, `--nats-inbox-prefix (NATS_INBOX_PREFIX) "_INBOX.>" must not hold wildcards`},
 	}
 	for _, tc := range cases {
 		_, err := parseSettings(tc.args, envFrom(tc.env), io.Discard)

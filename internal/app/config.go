@@ -16,10 +16,16 @@ import (
 	"github.com/apiops-worker/apiops-worker/worker"
 )
 
+// DefaultInboxPrefix is the worker's inbox prefix unless configured otherwise. It lies
+// outside _INBOX., where teams get _INBOX.<project>, so that no project name reaches
+// it, and where the shipped permissions let the worker publish replies.
+const DefaultInboxPrefix = "_APIOPS_WORKER_INBOX"
+
 // settings is everything the program can be told.
 type settings struct {
 	natsURL, natsCreds, natsUser, natsPassword string
 	natsCA, natsCert, natsKey                  string
+	natsInboxPrefix                            string
 	listen, dataDir                            string
 
 	apiopsURL, apiopsTokenFile, apiopsToken string
@@ -59,6 +65,7 @@ func parseSettings(args []string, getenv func(string) string, stderr io.Writer) 
 	fs.StringVar(&s.natsCA, "nats-ca", "", "CA certificates (PEM) for the NATS server's certificate")
 	fs.StringVar(&s.natsCert, "nats-cert", "", "client certificate (PEM) for NATS")
 	fs.StringVar(&s.natsKey, "nats-key", "", "client key (PEM) for NATS")
+	fs.StringVar(&s.natsInboxPrefix, "nats-inbox-prefix", DefaultInboxPrefix, "where the worker receives its pulled commands and JetStream answers; give no publisher permission to subscribe under it")
 	fs.StringVar(&s.listen, "listen", "127.0.0.1:4222", "address of the embedded NATS server")
 	fs.StringVar(&s.dataDir, "data-dir", "data", "directory of the embedded NATS server's JetStream data")
 	fs.StringVar(&s.apiopsURL, "apiops-url", "", "APIOps base URL, e.g. https://apinizer.example.com")
@@ -132,6 +139,9 @@ func parseSettings(args []string, getenv func(string) string, stderr io.Writer) 
 	}
 	if s.natsUser != "" && s.natsPassword == "" {
 		errs = append(errs, errors.New("--nats-user (NATS_USER) needs NATS_PASSWORD"))
+	}
+	if problem := messages.CheckPrefix(s.natsInboxPrefix); problem != "" {
+		errs = append(errs, fmt.Errorf("--nats-inbox-prefix (NATS_INBOX_PREFIX) %q %s", s.natsInboxPrefix, problem))
 	}
 	if s.logFormat != "json" && s.logFormat != "console" {
 		errs = append(errs, fmt.Errorf("--log-format (APIOPS_WORKER_LOG_FORMAT) must be json or console, not %q", s.logFormat))

@@ -42,8 +42,8 @@ func OpenInput(name string, stdin io.Reader) (io.Reader, func(), error) {
 
 // connFlags are the flags every subcommand that talks to NATS has.
 type connFlags struct {
-	url, creds, user, ca, prefix string
-	password                     string // from NATS_PASSWORD only, never a flag
+	url, creds, user, ca, prefix, inboxPrefix string
+	password                                  string // from NATS_PASSWORD only, never a flag
 }
 
 const connUsage = `
@@ -53,6 +53,9 @@ connection (flags override the environment):
   --user NAME      NATS user (env NATS_USER); the password comes from env NATS_PASSWORD only
   --tls-ca FILE    CA certificate(s) to verify the server with (env NATS_CA)
   --prefix PREFIX  subject prefix the worker uses (env APIOPS_PREFIX; default apiops)
+  --inbox-prefix P where this user receives replies, e.g. _INBOX.TeamA: the prefix
+                   its NATS permissions let it subscribe under (env NATS_INBOX_PREFIX;
+                   default _INBOX)
 `
 
 func (f *connFlags) register(fs *flag.FlagSet, env IO) {
@@ -67,6 +70,7 @@ func (f *connFlags) register(fs *flag.FlagSet, env IO) {
 	fs.StringVar(&f.user, "user", def("NATS_USER", ""), "")
 	fs.StringVar(&f.ca, "tls-ca", def("NATS_CA", ""), "")
 	fs.StringVar(&f.prefix, "prefix", def("APIOPS_PREFIX", messages.DefaultPrefix), "")
+	fs.StringVar(&f.inboxPrefix, "inbox-prefix", def("NATS_INBOX_PREFIX", ""), "")
 	f.password = env.getenv("NATS_PASSWORD")
 }
 
@@ -74,6 +78,11 @@ func (f *connFlags) register(fs *flag.FlagSet, env IO) {
 func (f *connFlags) check() error {
 	if problem := messages.CheckPrefix(f.prefix); problem != "" {
 		return fmt.Errorf("--prefix %q %s", f.prefix, problem)
+	}
+	if f.inboxPrefix != "" {
+		if problem := messages.CheckPrefix(f.inboxPrefix); problem != "" {
+			return fmt.Errorf("--inbox-prefix (NATS_INBOX_PREFIX) %q %s", f.inboxPrefix, problem)
+		}
 	}
 	if f.creds != "" && f.user != "" {
 		return errors.New("give either --creds (NATS_CREDS) or --user (NATS_USER), not both")
@@ -86,7 +95,7 @@ func (f *connFlags) check() error {
 
 // connect connects to NATS. The error names the server(s) without any password.
 func (f *connFlags) connect() (*nats.Conn, error) {
-	auth := natsconn.Auth{Creds: f.creds, User: f.user, Password: f.password, CA: f.ca}
+	auth := natsconn.Auth{Creds: f.creds, User: f.user, Password: f.password, CA: f.ca, InboxPrefix: f.inboxPrefix}
 	nc, err := nats.Connect(f.url, append(auth.Options(), nats.Name("apiopsctl"))...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", natsconn.Redact(f.url), err)

@@ -135,7 +135,7 @@ func DLQ(ctx context.Context, args []string, env IO) int {
 		}
 	case "replay":
 		var refused int
-		refused, err = replayDeadLetters(ctx, js, s, env, letters)
+		refused, err = replayDeadLetters(ctx, js, s, messages.Subjects{Prefix: conn.prefix}, env, letters)
 		if err == nil && refused > 0 {
 			return 2
 		}
@@ -262,11 +262,12 @@ func replayID(id string) string {
 
 // replayDeadLetters republishes each letter that can be, and removes it once JetStream
 // stored the new command. It returns how many it refused.
-func replayDeadLetters(ctx context.Context, js jetstream.JetStream, s jetstream.Stream, env IO, letters []*deadLetter) (refused int, err error) {
+func replayDeadLetters(ctx context.Context, js jetstream.JetStream, s jetstream.Stream, subjects messages.Subjects, env IO, letters []*deadLetter) (refused int, err error) {
 	for _, d := range letters {
 		id := d.Headers.Get(messages.HeaderCommandID)
 		reason := ""
 		newID := replayID(id)
+		project, _, subjectErr := subjects.ParseCommand(d.Headers.Get(messages.HeaderOriginalSubject))
 		var body map[string]json.RawMessage
 		switch {
 		case d.Headers.Get(messages.HeaderRedacted) == "true":
@@ -275,8 +276,8 @@ func replayDeadLetters(ctx context.Context, js jetstream.JetStream, s jetstream.
 			reason = "it has no valid id; fix it and send it again"
 		case len(newID) > messages.MaxIDLength:
 			reason = fmt.Sprintf("the replay id %q would be longer than %d characters", newID, messages.MaxIDLength)
-		case d.Headers.Get(messages.HeaderOriginalSubject) == "":
-			reason = "it does not name its original subject"
+		case subjectErr != nil:
+			reason = "it does not name its original subject: " + subjectErr.Error()
 		case json.Unmarshal(d.raw, &body) != nil:
 			reason = "it is not a JSON object"
 		}
@@ -291,9 +292,17 @@ func replayDeadLetters(ctx context.Context, js jetstream.JetStream, s jetstream.
 			return refused, err
 		}
 		msg := &nats.Msg{Subject: d.Headers.Get(messages.HeaderOriginalSubject), Data: data, Header: nats.Header{}}
-		msg.Header.Set(messages.HeaderMsgID, newID)
+		msg.Header.Set(messages.HeaderMsgID, messages.MsgID(project, newID))
 		msg.Header.Set(messages.HeaderReplayOf, id)
-		if _, err := js.PublishMsg(ctx, msg); err != nil {
+		ack, err := js.PublishMsg(ctx, msg)
+		if err == nil && ack.Duplicate {
+			// Another message holds this Nats-Msg-Id in the duplicate window (maybe
+			// another project's): without the header the worker still gets the replay,
+			// and answers from its record if this replay id had already run.
+			msg.Header.Del(messages.HeaderMsgID)
+			_, err = js.PublishMsg(ctx, msg)
+		}
+		if err != nil {
 			return refused, fmt.Errorf("replay dead letter %d as %s: %w", d.Seq, newID, err)
 		}
 		if err := s.DeleteMsg(ctx, d.Seq); err != nil {

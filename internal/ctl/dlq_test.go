@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/apiops-worker/apiops-worker/apiops"
@@ -103,6 +104,15 @@ func TestDeadLetterListReplayPurge(t *testing.T) {
 	createLine, _ := os.ReadFile("../../testdata/commands/keystore.create.json")
 	publish("apiops.cmd.MyProject.keystore.create", string(createLine))
 	awaitResult("example-keystore-create")
+	// Another project squats the replay's predictable Nats-Msg-Id first: the replay
+	// must still reach the worker.
+	squat := nats.NewMsg("apiops.cmd.TeamA.credential.truststore.set")
+	squat.Header.Set(messages.HeaderMsgID, messages.MsgID("MyProject", "early:replay-1"))
+	squat.Data = []byte(`{"id":"squat-1","params":{"username":"svc-orders","keystoreName":"team-a-trust"}}`)
+	if _, err := js.PublishMsg(testContext(t), squat); err != nil {
+		t.Fatal(err)
+	}
+	awaitResult("squat-1")
 	out = output{}
 	if code := DLQ(testContext(t), []string{"replay", "--all"}, e.io("", &out)); code != 2 {
 		t.Fatalf("replay: exit %d, want 2 (two refused): %s %s", code, out.stdout.String(), out.stderr.String())

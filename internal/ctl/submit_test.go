@@ -183,6 +183,7 @@ func TestSubmitErrors(t *testing.T) {
 		{"no password flag", []string{"--password", "x", "-"}, nil, valid, 1, "flag provided but not defined: -password"},
 		{"missing file", []string{"/does/not/exist"}, nil, "", 1, "/does/not/exist"},
 		{"bad prefix", []string{"--prefix", "a.*", "-"}, nil, valid, 1, "--prefix"},
+		{"bad inbox prefix", []string{"-"}, map[string]string{"NATS_INBOX_PREFIX": "_INBOX.TeamA."}, valid, 1, `--inbox-prefix (NATS_INBOX_PREFIX) "_INBOX.TeamA."`},
 		{"password without user", []string{"-"}, map[string]string{"NATS_PASSWORD": "hunter2"}, valid, 1, "NATS_PASSWORD is set but no user"},
 		{"no server", []string{"-"}, map[string]string{"NATS_URL": "nats://ops:hunter2@127.0.0.1:1"}, valid, 1,
 			"apiopsctl submit: connect to nats://ops:xxxxx@127.0.0.1:1: "},
@@ -262,6 +263,27 @@ func TestSubmitSequentialWaitsForEachResult(t *testing.T) {
 	for i, seq := range lastSeq {
 		if seq != uint64(i+1) {
 			t.Errorf("command %d was handled when %d commands had been published", i+1, seq)
+		}
+	}
+}
+
+// TestSubmitInboxPrefix: with NATS_INBOX_PREFIX, results come back on that inbox, and
+// every command carries its project-scoped Nats-Msg-Id.
+func TestSubmitInboxPrefix(t *testing.T) {
+	e := newTestEnv(t)
+	w := fakeworker.Start(t, e.nc, fakeworker.Options{})
+	e.vars["NATS_INBOX_PREFIX"] = "_INBOX.TeamA"
+	var out output
+	if code := Submit(testContext(t), []string{rotationFile, "--output", "json"}, e.io("", &out)); code != 0 {
+		t.Fatalf("exit %d; stderr:\n%s", code, out.stderr.String())
+	}
+	for _, m := range w.Received() {
+		var body struct{ ID, Project, ReplyTo string }
+		if err := json.Unmarshal(m.Data, &body); err != nil || !strings.HasPrefix(body.ReplyTo, "_INBOX.TeamA.") {
+			t.Errorf("%s published with replyTo %q, want one under _INBOX.TeamA", m.Subject, body.ReplyTo)
+		}
+		if got := m.Header.Get(messages.HeaderMsgID); got != messages.MsgID(body.Project, body.ID) {
+			t.Errorf("%s published with Nats-Msg-Id %q", m.Subject, got)
 		}
 	}
 }

@@ -197,7 +197,7 @@ func (w *Worker) handle(msg jetstream.Msg) error {
 func (w *Worker) outcomeFor(cmd *messages.Command, decodeErr error) (r *messages.Result, repeat, keep bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if stored, ok := w.results[cmd.ID]; ok && cmd.ID != "" {
+	if stored, ok := w.results[messages.MsgID(cmd.Project, cmd.ID)]; ok && cmd.ID != "" {
 		return stored, true, true
 	}
 	now := time.Now().UTC()
@@ -224,7 +224,7 @@ func (w *Worker) outcomeFor(cmd *messages.Command, decodeErr error) (r *messages
 		}
 	}
 	if r.ID != "" {
-		w.results[r.ID] = r
+		w.results[messages.MsgID(r.Project, r.ID)] = r
 	}
 	return r, false, true
 }
@@ -237,7 +237,7 @@ func (w *Worker) publish(subject string, r *messages.Result, store bool) error {
 		return err
 	}
 	if r.ID != "" {
-		m.Header.Set(messages.HeaderMsgID, r.ID)
+		m.Header.Set(messages.HeaderMsgID, messages.MsgID(r.Project, r.ID))
 		m.Header.Set(messages.HeaderCommandID, r.ID)
 	}
 	m.Header.Set(messages.HeaderStatus, string(r.Status))

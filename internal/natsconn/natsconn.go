@@ -9,17 +9,25 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// Auth is how to authenticate and verify the server; empty fields are not used.
+// Auth is who the connection is and how it verifies the server; empty fields are not
+// used.
 type Auth struct {
 	Creds          string // credentials file (JWT and nkey)
 	User, Password string
 	CA             string // CA certificates (PEM) for the server's certificate
 	Cert, Key      string // client certificate and key (PEM)
+	// InboxPrefix is where the identity receives replies: its pulled messages, its
+	// JetStream answers and results sent to its replyTo. Permissions that let an
+	// identity subscribe only under its own prefix keep others' replies from it.
+	InboxPrefix string
 }
 
 // Options returns the nats.Options for a.
 func (a Auth) Options() []nats.Option {
 	var opts []nats.Option
+	if a.InboxPrefix != "" {
+		opts = append(opts, nats.CustomInboxPrefix(a.InboxPrefix))
+	}
 	if a.Creds != "" {
 		opts = append(opts, nats.UserCredentials(a.Creds))
 	}
