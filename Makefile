@@ -9,7 +9,7 @@ export GOFLAGS ?= -buildvcs=false
 SHELL         := bash
 .SHELLFLAGS   := -o pipefail -c
 
-.PHONY: all build demo run test unit e2e lint vet staticcheck validate-samples schema fuzz clean check-deploy container-images
+.PHONY: all build demo run test unit e2e chaos chaos-short lint vet staticcheck validate-samples schema fuzz clean check-deploy container-images
 
 all: build
 
@@ -25,12 +25,24 @@ run: build
 	bin/apiops-worker --demo --log-format console
 
 ## test: everything CI checks: formatting, vet, staticcheck, samples, the rendered
-## Kubernetes manifests, the container images, and all tests with -race (the container
-## tests skip, saying why, where no Docker engine runs).
-test: lint validate-samples check-deploy container-images unit e2e
+## Kubernetes manifests, the container images, all tests with -race (the container
+## tests skip, saying why, where no Docker engine runs), and a short chaos run.
+test: lint validate-samples check-deploy container-images unit e2e chaos-short
 
 unit:
-	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /e2e)
+	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v -e /e2e -e /internal/chaos)
+
+## chaos: the fleet's chaos test at full length (3,000 commands, 21 faults, several
+## minutes), printing its figures; CHAOS_FLAGS adds flags, e.g. -chaos.seed N.
+## chaos-short: the short run in make test (600 commands, one fault of each kind).
+## Not under -race: three in-process NATS nodes under the race detector would distort
+## the timing the test is about; the worker processes are ordinary builds.
+CHAOS_FLAGS ?=
+chaos:
+	$(GO) test -count=1 -timeout 30m -v -run TestChaos ./internal/chaos -chaos.full $(CHAOS_FLAGS) | grep -v '^=== '
+
+chaos-short:
+	$(GO) test -count=1 -timeout 10m -v -run TestChaos ./internal/chaos $(CHAOS_FLAGS) | grep -v '^=== '
 
 ## e2e: the container tests, verbosely, so that a skip shows.
 e2e:

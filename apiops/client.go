@@ -34,10 +34,11 @@ type Response struct {
 
 // Client calls APIOps. It is safe for concurrent use.
 type Client struct {
-	base    *url.URL
-	tokens  TokenSource
-	http    *http.Client
-	timeout time.Duration
+	base      *url.URL
+	tokens    TokenSource
+	http      *http.Client
+	timeout   time.Duration
+	userAgent string
 }
 
 // Defaults for New.
@@ -52,10 +53,20 @@ type config struct {
 	tls             *tls.Config
 	maxConnsPerHost int
 	httpClient      *http.Client
+	userAgent       string
 }
 
 // Option configures a Client.
 type Option func(*config) error
+
+// WithUserAgent sets the User-Agent of every request, so that APIOps's access log
+// tells which instance called.
+func WithUserAgent(ua string) Option {
+	return func(c *config) error {
+		c.userAgent = ua
+		return nil
+	}
+}
 
 // WithTimeout bounds each request, including reading its response.
 func WithTimeout(d time.Duration) Option {
@@ -152,7 +163,7 @@ func New(baseURL string, tokens TokenSource, opts ...Option) (*Client, error) {
 	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	base.Path = strings.TrimSuffix(base.Path, "/")
 	base.RawPath = ""
-	return &Client{base: base, tokens: tokens, http: hc, timeout: cfg.timeout}, nil
+	return &Client{base: base, tokens: tokens, http: hc, timeout: cfg.timeout, userAgent: cfg.userAgent}, nil
 }
 
 // Do sends req. A 2xx answer returns its decoded body; anything else an *Error.
@@ -183,6 +194,9 @@ func (c *Client) Do(ctx context.Context, req messages.APIRequest) (*Response, er
 	}
 	httpReq.Header.Set("Authorization", "Bearer "+token)
 	httpReq.Header.Set("Accept", "application/json")
+	if c.userAgent != "" {
+		httpReq.Header.Set("User-Agent", c.userAgent)
+	}
 	if req.Body != nil {
 		httpReq.Header.Set("Content-Type", "application/json")
 	}

@@ -7,7 +7,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"time"
+
+	"github.com/nats-io/nuid"
 
 	"go.uber.org/zap"
 
@@ -54,8 +57,17 @@ type Config struct {
 	// IdempotencyWindow is how long a finished id is remembered.
 	IdempotencyWindow time.Duration
 	// AckWait is how long JetStream waits for an ack before redelivering; the worker
-	// extends it with InProgress for commands it holds.
+	// extends it with InProgress for commands it holds. A dead active instance's
+	// commands come back this long after its last sign of life.
 	AckWait time.Duration
+	// LeaseTimeout is how long a standby waits, with no renewal of the active
+	// instance's lease seen, before it takes over; the active instance renews every
+	// quarter of it and starts no APIOps request once three quarters pass without a
+	// successful renewal.
+	LeaseTimeout time.Duration
+
+	// Instance names this instance in the lease and the logs; default InstanceName().
+	Instance string
 
 	// RefreshToken is called when APIOps answers 401 and before each probe while
 	// paused for it, so that a rotated token file is read again. May be nil.
@@ -92,7 +104,8 @@ const (
 	DefaultOutageThreshold   = 3
 	DefaultShutdownTimeout   = 25 * time.Second
 	DefaultIdempotencyWindow = 24 * time.Hour
-	DefaultAckWait           = 30 * time.Second
+	DefaultAckWait           = 5 * time.Second
+	DefaultLeaseTimeout      = 4 * time.Second
 	DefaultResultMaxAge      = 7 * 24 * time.Hour
 	DefaultDeadMaxAge        = 30 * 24 * time.Hour
 	// duplicateWindow is the streams' duplicate window, as the contract states.
@@ -118,6 +131,10 @@ func (c Config) withDefaults() (Config, error) {
 	setDefault(&c.ShutdownTimeout, DefaultShutdownTimeout)
 	setDefault(&c.IdempotencyWindow, DefaultIdempotencyWindow)
 	setDefault(&c.AckWait, DefaultAckWait)
+	setDefault(&c.LeaseTimeout, DefaultLeaseTimeout)
+	if c.Instance == "" {
+		c.Instance = InstanceName()
+	}
 	setDefault(&c.ResultMaxAge, DefaultResultMaxAge)
 	setDefault(&c.DeadMaxAge, DefaultDeadMaxAge)
 	if c.Logger == nil {
@@ -142,9 +159,18 @@ func (c Config) withDefaults() (Config, error) {
 		"outage-threshold (%d) must be from 1 to max-attempts (%d): else an outage could use up a command's retries before it pauses the worker", c.OutageThreshold, c.MaxAttempts)
 	check(c.ShutdownTimeout > 0, "shutdown-timeout must be positive, not %v", c.ShutdownTimeout)
 	check(c.AckWait >= time.Second, "ack wait must be at least 1s, not %v", c.AckWait)
+	check(c.LeaseTimeout >= time.Second, "lease timeout must be at least 1s, not %v", c.LeaseTimeout)
 	check(c.Replicas > 0 && c.Replicas <= 5, "replicas must be 1 to 5, not %d", c.Replicas)
 	check(messages.CheckPrefix(c.Prefix) == "", "prefix %q %s", c.Prefix, messages.CheckPrefix(c.Prefix))
 	return c, errors.Join(errs...)
+}
+
+// InstanceName is a name for this process unique in the fleet: the host (the pod's
+// name in Kubernetes) and a random suffix, since a restarted process is another
+// instance.
+func InstanceName() string {
+	host, _ := os.Hostname()
+	return host + "-" + nuid.Next()
 }
 
 func setDefault[T comparable](v *T, def T) {

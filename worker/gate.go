@@ -54,6 +54,21 @@ func (g *gate) state() (reason PauseReason, resumed, paused <-chan struct{}) {
 	return g.reason, g.resumed, g.paused
 }
 
+// reset forgets a pause whose commands were dropped with a lost lease term: a new
+// term starts running, and its first command finds out whether APIOps answers.
+func (g *gate) reset() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.failures = 0
+	if g.reason == Running {
+		return
+	}
+	g.reason = Running
+	close(g.resumed)
+	g.paused = make(chan struct{})
+	g.onChange(Running)
+}
+
 // answered records that APIOps answered (success, or a refusal that is the command's
 // fault): it works, so a pause ends.
 func (g *gate) answered() {

@@ -24,6 +24,9 @@ type Observer interface {
 	DeadLetter(typeName string, status messages.Status)
 	// Paused reports the worker's state after each change.
 	Paused(reason PauseReason)
+	// Active reports whether this instance is the one taking commands, after each
+	// change.
+	Active(active bool)
 }
 
 // NopObserver ignores everything.
@@ -36,6 +39,7 @@ func (NopObserver) APIOpsRequest(string, int, time.Duration)               {}
 func (NopObserver) Retry(string)                                           {}
 func (NopObserver) DeadLetter(string, messages.Status)                     {}
 func (NopObserver) Paused(PauseReason)                                     {}
+func (NopObserver) Active(bool)                                            {}
 
 // metricType bounds a command's type to the known types: the subject's type token is
 // whatever a publisher sent.

@@ -14,8 +14,13 @@ import (
 	"github.com/apiops-worker/apiops-worker/messages"
 )
 
-// errHandBack means the command goes back to the stream unfinished (shutdown).
-var errHandBack = errors.New("handed back")
+var (
+	// errHandBack means the command goes back to the stream unfinished (shutdown).
+	errHandBack = errors.New("handed back")
+	// errDropped means the command is left unacknowledged: this instance lost the
+	// lease, and the active instance gets the command.
+	errDropped = errors.New("dropped")
+)
 
 // finishTimeout bounds one attempt to read or store the worker's own records.
 const finishTimeout = 10 * time.Second
@@ -26,28 +31,56 @@ const maxRetryAfter = 15 * time.Minute
 // process takes one command from delivery to acknowledgement.
 func (w *Worker) process(ctx context.Context, t *task) {
 	defer w.release(t)
-	if w.stopping.Load() {
-		w.handBack(t)
+	if err := w.mayGoOn(t); err != nil {
+		w.stopped(t, err)
 		return
 	}
 	if t.cmd.ID != "" {
 		// Two messages with one id (published twice, an invalid copy) never run at
 		// once, whatever their resources: the second finds the first's outcome.
 		defer w.lockID(t.commandKey().String())()
-		if w.stopping.Load() {
-			w.handBack(t)
+		if err := w.mayGoOn(t); err != nil {
+			w.stopped(t, err)
 			return
 		}
 	}
 	w.observer.CommandStarted()
 	defer w.observer.CommandDone()
 	res, err := w.outcome(ctx, t)
-	if err != nil { // errHandBack: shutting down
-		w.handBack(t)
+	if err != nil {
+		w.stopped(t, err)
 		return
 	}
 	if res != nil {
 		w.logOutcome(t, res)
+	}
+}
+
+// mayGoOn returns nil while t may be worked on, else why not: its lease term ended
+// (errDropped) or shutdown started (errHandBack).
+func (w *Worker) mayGoOn(t *task) error {
+	switch {
+	case t.term.ended():
+		return errDropped
+	case w.stopping.Load():
+		return errHandBack
+	}
+	return nil
+}
+
+// stopErr is why t's waitCtx ended.
+func (w *Worker) stopErr(t *task) error {
+	if t.term.ended() {
+		return errDropped
+	}
+	return errHandBack
+}
+
+// stopped deals with a command that did not finish: a dropped one is left to the
+// active instance; one handed back goes back to the stream at shutdown, in order.
+func (w *Worker) stopped(t *task, err error) {
+	if errors.Is(err, errHandBack) {
+		w.handBackLater(t)
 	}
 }
 
@@ -56,7 +89,7 @@ func (w *Worker) process(ctx context.Context, t *task) {
 func (w *Worker) outcome(ctx context.Context, t *task) (*messages.Result, error) {
 	var done *finished
 	if t.cmd.ID != "" { // also for an invalid command: its id may have finished before
-		err := w.persistently(w.waitCtx, t, "look up the command id", func(ctx context.Context) (err error) {
+		err := w.persistently(t.waitCtx, t, "look up the command id", func(ctx context.Context) (err error) {
 			done, err = w.store.finished(ctx, t.commandKey())
 			if err == nil && done == nil && t.decodeErr == nil && t.delivered > 1 {
 				t.attempts, err = w.store.attempts(ctx, t.commandKey())
@@ -64,7 +97,7 @@ func (w *Worker) outcome(ctx context.Context, t *task) (*messages.Result, error)
 			return err
 		})
 		if err != nil {
-			return nil, err
+			return nil, w.stopErr(t)
 		}
 	}
 	if done != nil {
@@ -79,13 +112,13 @@ func (w *Worker) outcome(ctx context.Context, t *task) (*messages.Result, error)
 	if t.decodeErr != nil {
 		res = messages.Rejection(t.cmd, t.decodeErr, t.received)
 	} else {
-		if w.waitCtx.Err() != nil { // shutting down: not started, so not to start
-			return nil, errHandBack
+		if t.waitCtx.Err() != nil { // not started, so not to start
+			return nil, w.stopErr(t)
 		}
 		select {
 		case w.execSlots <- struct{}{}:
-		case <-w.waitCtx.Done():
-			return nil, errHandBack
+		case <-t.waitCtx.Done():
+			return nil, w.stopErr(t)
 		}
 		o, err := w.execute(ctx, t) // expired, or executed
 		<-w.execSlots
@@ -104,7 +137,7 @@ func (w *Worker) outcome(ctx context.Context, t *task) (*messages.Result, error)
 // persistently runs fn, which reads or stores the worker's own records in NATS, until
 // it succeeds, with backoff. The command stays held meanwhile, so the commands for its
 // resource wait behind it and nothing runs twice or out of order. Only the end of
-// until ends the retries, handing the command back.
+// until ends the retries (errHandBack).
 func (w *Worker) persistently(until context.Context, t *task, what string, fn func(context.Context) error) error {
 	wait := w.newBackoff(0)
 	for {
@@ -155,14 +188,25 @@ func (w *Worker) result(t *task, o outcome) *messages.Result {
 // execute calls APIOps under the retry policy: permanent answers end the command,
 // transient failures are retried with exponential backoff and jitter (at least
 // Retry-After) until MaxAttempts of them, and while the worker is paused the command
-// waits without using its budget. It returns errHandBack when ctx ends first.
+// waits without using its budget. No request starts unless this instance holds the
+// lease and has renewed it in time (see lease.canStart). It returns errHandBack when
+// ctx ends first, errDropped when the lease is lost.
 func (w *Worker) execute(ctx context.Context, t *task) (outcome, error) {
 	req := t.cmd.APIRequest()
 	wait := w.newBackoff(t.attempts.Charged)
 	for {
-		probing, err := w.awaitTurn(w.waitCtx)
+		if err := w.awaitLease(t); err != nil {
+			return outcome{}, err
+		}
+		probing, err := w.awaitTurn(t.waitCtx)
 		if err != nil {
-			return outcome{}, errHandBack
+			return outcome{}, w.stopErr(t)
+		}
+		if !w.lease.canStart() { // fenced while waiting for a pause to end
+			if probing {
+				<-w.gate.probe
+			}
+			continue
 		}
 		if o, expired := w.expired(t); expired { // before its first request, or while paused
 			if probing {
@@ -226,10 +270,25 @@ func (w *Worker) execute(ctx context.Context, t *task) (outcome, error) {
 		}
 		select {
 		case <-w.cfg.Clock.After(delay):
-		case <-w.waitCtx.Done():
-			return outcome{}, errHandBack
+		case <-t.waitCtx.Done():
+			return outcome{}, w.stopErr(t)
 		}
 	}
+}
+
+// awaitLease returns once this instance may start an APIOps request for t: it holds
+// the lease and has renewed it in time. A fenced instance waits for a renewal; a term
+// that ended drops t.
+func (w *Worker) awaitLease(t *task) error {
+	for !w.lease.canStart() {
+		select {
+		case <-w.lease.awaitChange():
+		case <-t.waitCtx.Done():
+			return w.stopErr(t)
+		case <-w.cfg.Clock.After(w.lease.interval()):
+		}
+	}
+	return nil
 }
 
 // awaitTurn returns at once while the worker runs. While it is paused it waits for the
@@ -310,13 +369,6 @@ func failedOutcome(apiErr *apiops.Error, err error) outcome {
 		status:     messages.StatusFailed,
 		httpStatus: apiErr.StatusCode,
 		err:        &messages.Error{Code: apiErr.ResultCode(), Message: apiErr.Message()},
-	}
-}
-
-// handBack returns an unfinished command to the stream for any instance to take now.
-func (w *Worker) handBack(t *task) {
-	if err := t.msg.Nak(); err != nil {
-		w.log.Warn("handing a command back", zap.String("id", t.cmd.ID), zap.Error(err))
 	}
 }
 

@@ -76,24 +76,33 @@ func TestTwoInstancesNeverRunACommandTwice(t *testing.T) {
 	}
 }
 
-// TestShutdownHandsBackUnstartedAtOnce: commands that have not started go back to the
-// stream when shutdown starts, not when the one in flight ends: another instance
-// finishes them while the first is still shutting down.
-func TestShutdownHandsBackUnstartedAtOnce(t *testing.T) {
+// TestShutdownHandsOverAtOnce: at shutdown the active instance lets the command in
+// flight finish, hands the unstarted ones back and releases its lease, and a standby
+// takes over at once: the lease and AckWait are far longer than this test waits, so
+// only the handover can deliver the commands.
+func TestShutdownHandsOverAtOnce(t *testing.T) {
 	e := newEnv(t)
 	e.cfg.Concurrency = 1
 	e.cfg.ShutdownTimeout = 10 * time.Second
+	e.cfg.LeaseTimeout = time.Minute
+	e.cfg.AckWait = time.Minute
 	slow := make(chan struct{}, 1)
 	e.mu.Lock()
 	e.front = func(w http.ResponseWriter, r *http.Request) bool {
 		if strings.Contains(r.URL.Path, "/user-0/") { // the first command is slow
 			slow <- struct{}{}
-			time.Sleep(3 * time.Second)
+			time.Sleep(time.Second)
 		}
 		return false
 	}
 	e.mu.Unlock()
-	e.start(nil)
+	first := e.start(nil)
+	client, _ := apiops.New(e.apiURL, apiops.StaticToken("sim-token"))
+	second, _ := worker.New(e.nc, client, e.cfg)
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan error)
+	go func() { stopped <- second.Run(ctx) }()
+	defer func() { cancel(); <-stopped }()
 	for i := range 3 {
 		e.publishLine(fmt.Appendf(nil, `{"id":"unstarted-%d","type":"credential.truststore.set","project":"MyProject","params":{"username":"user-%d","keystoreName":"x"}}`, i, i))
 	}
@@ -102,24 +111,19 @@ func TestShutdownHandsBackUnstartedAtOnce(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the first command did not start")
 	}
-	first, firstStopped := e.cancel, e.stopped
-	first()
-	e.cancel = nil
-	client, _ := apiops.New(e.apiURL, apiops.StaticToken("sim-token"))
-	second, _ := worker.New(e.nc, client, e.cfg)
-	ctx, cancel := context.WithCancel(context.Background())
-	stopped := make(chan error)
-	go func() { stopped <- second.Run(ctx) }()
-	defer func() { cancel(); <-stopped }()
-	got := e.awaitResults(2, 2500*time.Millisecond) // before the slow one is done
-	if got["unstarted-0"] != nil {
-		t.Fatal("the slow command finished too early for this test")
+	if !first.Active() || second.Active() {
+		t.Fatalf("active: first %v, second %v", first.Active(), second.Active())
 	}
-	if err := <-firstStopped; err != nil {
-		t.Fatal(err)
-	}
-	if r := e.awaitResults(1, 5*time.Second)["unstarted-0"]; r == nil || r.Attempts != 1 {
+	e.stop()
+	got := e.awaitResults(3, 10*time.Second)
+	if r := got["unstarted-0"]; r == nil || r.Attempts != 1 {
 		t.Errorf("the command in flight did not finish: %v", r)
+	}
+	if !second.Active() {
+		t.Error("the standby did not take over")
+	}
+	if n := e.apiopsRequests(); n != 3 {
+		t.Errorf("%d APIOps requests, want 3", n)
 	}
 }
 

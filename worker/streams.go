@@ -24,6 +24,7 @@ func (w *Worker) Setup(ctx context.Context) error {
 	if err := w.store.detectLegacy(ctx); err != nil {
 		return err
 	}
+	w.lease.setBucket(kv)
 	return w.setupConsumer(ctx)
 }
 
@@ -75,7 +76,7 @@ func (w *Worker) setupStreams(ctx context.Context) (jetstream.KeyValue, error) {
 	}
 	kv, err := w.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      cfg.IdempotencyBucket,
-		Description: "apiops-worker: results of finished command ids, attempts of retried ones",
+		Description: "apiops-worker: outcomes of finished commands, attempts of retried ones, the lease of the active instance",
 		History:     1,
 		TTL:         cfg.IdempotencyWindow,
 		Storage:     jetstream.FileStorage,
@@ -87,34 +88,60 @@ func (w *Worker) setupStreams(ctx context.Context) (jetstream.KeyValue, error) {
 	return kv, nil
 }
 
+// consumerConfig is the consumer as this version sets it up.
+func (w *Worker) consumerConfig() jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:       w.cfg.Consumer,
+		Description:   "apiops-worker: one instance at a time, the lease holder, takes commands",
+		FilterSubject: w.subjects.AllCommands(),
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		// No BackOff: it would silently replace AckWait with its first entry. The
+		// worker paces retries itself and keeps held commands alive with InProgress.
+		AckWait:       w.cfg.AckWait,
+		MaxDeliver:    -1, // a command is never dropped for being redelivered often
+		MaxAckPending: maxAckPending,
+		Replicas:      w.cfg.Replicas,
+		Metadata:      map[string]string{fleetMetadata: "lease"},
+	}
+}
+
 // setupConsumer creates (or binds) the consumer and publishes it to the pull loop and
-// Pending, which may run meanwhile.
+// Pending, which may run meanwhile. A consumer that older instances set up, without the
+// fleet marker, is bound as it is: they may still pull from it, with their AckWait, and
+// the first active instance adopts it once they are gone (see adoptConsumer).
 func (w *Worker) setupConsumer(ctx context.Context) error {
 	cfg := w.cfg
-	var (
-		consumer jetstream.Consumer
-		err      error
-	)
-	if cfg.ManageStreams {
-		consumer, err = w.js.CreateOrUpdateConsumer(ctx, cfg.CommandStream, jetstream.ConsumerConfig{
-			Durable:       cfg.Consumer,
-			Description:   "apiops-worker instances share this consumer",
-			FilterSubject: w.subjects.AllCommands(),
-			AckPolicy:     jetstream.AckExplicitPolicy,
-			// No BackOff: it would silently replace AckWait with its first entry. The
-			// worker paces retries itself and keeps held commands alive with InProgress.
-			AckWait:       cfg.AckWait,
-			MaxDeliver:    -1, // a command is never dropped for being redelivered often
-			MaxAckPending: maxAckPending,
-			Replicas:      cfg.Replicas,
-		})
-		if err != nil {
+	consumer, err := w.js.Consumer(ctx, cfg.CommandStream, cfg.Consumer)
+	switch {
+	case err == nil && consumer.CachedInfo().Config.Metadata[fleetMetadata] == "":
+		if !w.legacyConsumer.Swap(true) {
+			w.log.Info("the consumer was set up by an older version; this instance adopts it when it is active and no older instance pulls from it",
+				zap.String("consumer", cfg.Consumer))
+		}
+	case cfg.ManageStreams:
+		if consumer, err = w.js.CreateOrUpdateConsumer(ctx, cfg.CommandStream, w.consumerConfig()); err != nil {
 			return fmt.Errorf("create or update consumer %s on %s: %w", cfg.Consumer, cfg.CommandStream, err)
 		}
-	} else if consumer, err = w.js.Consumer(ctx, cfg.CommandStream, cfg.Consumer); err != nil {
+		w.legacyConsumer.Store(false)
+	case err != nil:
 		return fmt.Errorf("consumer %s on %s (managed by an operator): %w", cfg.Consumer, cfg.CommandStream, err)
 	}
-	ackWait := cfg.AckWait
+	w.bind(consumer)
+	return nil
+}
+
+// updateConsumer gives an adopted consumer this version's configuration.
+func (w *Worker) updateConsumer(ctx context.Context) error {
+	consumer, err := w.js.CreateOrUpdateConsumer(ctx, w.cfg.CommandStream, w.consumerConfig())
+	if err != nil {
+		return fmt.Errorf("update consumer %s on %s: %w", w.cfg.Consumer, w.cfg.CommandStream, err)
+	}
+	w.bind(consumer)
+	return nil
+}
+
+func (w *Worker) bind(consumer jetstream.Consumer) {
+	ackWait := w.cfg.AckWait
 	if info := consumer.CachedInfo(); info != nil {
 		if info.Config.AckWait > 0 {
 			ackWait = info.Config.AckWait
@@ -129,5 +156,4 @@ func (w *Worker) setupConsumer(ctx context.Context) error {
 	w.ackWait.Store(int64(ackWait))
 	w.consumer.Store(&consumer)
 	w.bound.Store(true)
-	return nil
 }

@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
@@ -19,12 +21,14 @@ import (
 
 // Worker consumes commands and executes them. Create it with New, then call Run.
 //
-// Commands are held from delivery to acknowledgement, at most 2×Concurrency at once,
-// and the worker pulls only what it can hold, so memory does not grow with the
-// backlog. Commands for the same resource run one at a time in delivery order; the
-// others run in parallel, with at most Concurrency of them executing against APIOps
-// (waiting for a retry or the end of a pause included) while the rest look up or store
-// their outcome.
+// Of all instances that share the consumer, one at a time takes commands: the holder
+// of a lease (see lease and docs/design/fleet.md); the others are standbys, ready to
+// take over. The active instance holds commands from delivery to acknowledgement, at
+// most 2×Concurrency at once, and pulls only what it can hold, so memory does not grow
+// with the backlog. Commands for the same resource run one at a time in stream order;
+// the others run in parallel, with at most Concurrency of them executing against
+// APIOps (waiting for a retry or the end of a pause included) while the rest look up
+// or store their outcome.
 type Worker struct {
 	cfg      Config
 	nc       *nats.Conn
@@ -35,26 +39,38 @@ type Worker struct {
 	log      *zap.Logger
 	gate     *gate
 	store    *store
+	lease    *lease
 	observer Observer
 	consumer atomic.Pointer[jetstream.Consumer] // replaced when set up again
 
 	slots      chan struct{} // one per held command
 	execSlots  chan struct{} // one per APIOps request in flight: Concurrency
-	ready      chan *task    // held commands whose resource is free, in delivery order
+	ready      chan *task    // held commands whose resource is free, in stream order
 	stopping   atomic.Bool   // shutting down: hand back commands not yet started
 	notedMsgID atomic.Bool   // a Nats-Msg-Id that is not <project>/<id> was logged
 	bound      atomic.Bool   // the consumer exists and is bound
-	ackWait    atomic.Int64  // the consumer's AckWait: held commands are kept alive well within it
+	setupErr   atomic.Pointer[string]
+	ackWait    atomic.Int64 // the consumer's AckWait: held commands are kept alive well within it
+	// legacyConsumer: the consumer predates the fleet lease (no fleetMetadata), so older
+	// instances may still pull from it; legacyAckWait is its AckWait then.
+	legacyConsumer atomic.Bool
+	legacyAckWait  time.Duration
 	// waitCtx ends when shutdown starts: commands waiting for a retry or the end of a
 	// pause are handed back at once.
 	waitCtx  context.Context
 	loseAcks atomic.Int32 // tests: how many acknowledgements to lose
 
-	mu      sync.Mutex
-	held    map[*task]struct{}
-	waiting map[string][]*task // by resource key; present while one of the key runs
-	idLocks map[string]*idLock // by command id, while a command with the id runs
-	idle    chan struct{}      // closed when nothing is held, while shutting down
+	mu        sync.Mutex
+	held      map[*task]struct{}
+	resources map[string]*resourceQueue // by resource key, while one of the key runs
+	idLocks   map[string]*idLock        // by command id, while a command with the id runs
+	idle      chan struct{}             // closed when nothing is held, while awaited
+	barrier   *barrier                  // while taking over: commands are parked
+	handBacks []*task                   // to hand back in stream order at shutdown
+	// term is the lease term commands are admitted in, and termWait ends when that
+	// term does or shutdown starts.
+	term     *term
+	termWait context.Context
 }
 
 // task is one delivered command.
@@ -67,6 +83,10 @@ type task struct {
 	decodeErr error
 	key       string // the resource: commands with one key run one at a time
 	attempts  attempts
+	// term is the lease term the command was delivered in; waitCtx ends when that
+	// term does (the command is dropped) or when shutdown starts (handed back).
+	term    *term
+	waitCtx context.Context
 }
 
 // commandKey is the command's identity: its project and id.
@@ -77,6 +97,13 @@ func (t *task) msgID() string { return messages.MsgID(t.cmd.Project, t.cmd.ID) }
 
 // messageMsgID is a Nats-Msg-Id for an outcome of this message alone, not of its id.
 func (t *task) messageMsgID() string { return t.msgID() + "@" + strconv.FormatUint(t.seq, 10) }
+
+// resourceQueue is a resource's running command and those waiting behind it, in stream
+// order.
+type resourceQueue struct {
+	running uint64 // stream sequence
+	queued  []*task
+}
 
 // New returns a worker that reads commands through nc and executes them with api.
 func New(nc *nats.Conn, api APIOps, cfg Config) (*Worker, error) {
@@ -94,6 +121,7 @@ func New(nc *nats.Conn, api APIOps, cfg Config) (*Worker, error) {
 		ownInbox = p + "."
 	}
 	return &Worker{
+		lease:     newLease(cfg.Consumer, cfg.Instance, cfg.LeaseTimeout, cfg.Clock, cfg.Logger, cfg.Observer.Active),
 		ownInbox:  ownInbox,
 		cfg:       cfg,
 		nc:        nc,
@@ -107,28 +135,35 @@ func New(nc *nats.Conn, api APIOps, cfg Config) (*Worker, error) {
 		execSlots: make(chan struct{}, cfg.Concurrency),
 		ready:     make(chan *task, held),
 		held:      make(map[*task]struct{}),
-		waiting:   make(map[string][]*task),
+		resources: make(map[string]*resourceQueue),
 		idLocks:   make(map[string]*idLock),
 	}, nil
 }
 
-// Ready returns nil when the worker takes commands: connected to NATS, bound to its
-// consumer and not paused; otherwise an error saying why not.
+// Ready returns nil when the worker is of use: connected to NATS, set up and bound to
+// its consumer, and, when it is the active instance, not paused; otherwise an error
+// saying why not. A standby is ready: it takes over when the active instance goes.
 func (w *Worker) Ready() error {
 	if status := w.nc.Status(); status != nats.CONNECTED {
 		return fmt.Errorf("NATS connection is %v", status)
 	}
+	if problem := w.setupErr.Load(); problem != nil {
+		return fmt.Errorf("setting up: %s", *problem)
+	}
 	if !w.bound.Load() {
 		return errors.New("consumer not bound")
-	}
-	if reason, _, _ := w.gate.state(); reason != Running {
-		return fmt.Errorf("paused: %s", reason)
 	}
 	if w.stopping.Load() {
 		return errors.New("shutting down")
 	}
+	if reason, _, _ := w.gate.state(); reason != Running && w.Active() {
+		return fmt.Errorf("paused: %s", reason)
+	}
 	return nil
 }
+
+// Active reports whether this instance is the one that takes commands now.
+func (w *Worker) Active() bool { return w.lease.current() != nil }
 
 // Paused returns why the worker is paused, or Running.
 func (w *Worker) Paused() PauseReason {
@@ -136,15 +171,16 @@ func (w *Worker) Paused() PauseReason {
 	return reason
 }
 
-// Run takes commands until ctx ends, then shuts down: it stops pulling, hands back
-// (Nak) the commands that have not started (each has its goroutine, which sees the
-// shutdown at once), lets those in flight finish for up to ShutdownTimeout, and hands
-// the rest back too, so that another instance takes them at once. It returns nil after
-// a clean shutdown.
+// Run takes commands until ctx ends, then shuts down. It sets the streams up first,
+// retrying until NATS answers, and waits as a standby whenever another instance holds
+// the lease. At shutdown it stops pulling, lets the commands in flight finish for up
+// to ShutdownTimeout, hands every other command back (Nak) in stream order, and
+// releases the lease, so that a standby takes over at once. It returns nil after a
+// clean shutdown.
 func (w *Worker) Run(ctx context.Context) error {
 	if w.consumer.Load() == nil {
-		if err := w.Setup(ctx); err != nil {
-			return err
+		if err := w.setupPersistently(ctx); err != nil {
+			return nil // ctx ended before NATS answered: nothing to shut down
 		}
 	}
 	// APIOps requests run on their own context so that shutdown gives them
@@ -154,6 +190,8 @@ func (w *Worker) Run(ctx context.Context) error {
 	var cancelWaits context.CancelFunc
 	w.waitCtx, cancelWaits = context.WithCancel(runCtx)
 	defer cancelWaits()
+	leaseCtx, stopLease := context.WithCancel(runCtx)
+	defer stopLease()
 	quit := make(chan struct{})
 	var wg sync.WaitGroup
 	// A goroutine for every command held: looking up and storing outcomes in NATS need
@@ -171,32 +209,107 @@ func (w *Worker) Run(ctx context.Context) error {
 		})
 	}
 	wg.Go(func() { w.keepAlive(quit) })
-	w.log.Info("worker started", zap.Int("concurrency", w.cfg.Concurrency), zap.String("consumer", w.cfg.Consumer), zap.String("stream", w.cfg.CommandStream))
+	leaseDone := make(chan struct{})
+	go func() { defer close(leaseDone); w.lease.run(leaseCtx) }()
+	w.log.Info("worker started", zap.String("role", "standby until it holds the lease"), zap.Int("concurrency", w.cfg.Concurrency),
+		zap.String("consumer", w.cfg.Consumer), zap.String("stream", w.cfg.CommandStream), zap.String("instance", w.cfg.Instance))
 
-	w.pull(ctx)
+	for {
+		t := w.lease.await(ctx)
+		if t == nil {
+			break
+		}
+		w.serve(ctx, t)
+		if ctx.Err() != nil {
+			break
+		}
+		// The lease is lost: every held command is dropped (the active instance gets
+		// it), those executing finish their request first.
+		w.awaitIdle(nil)
+		w.gate.reset()
+		w.lease.standBy(true)
+	}
 
 	w.stopping.Store(true)
 	cancelWaits()
 	w.mu.Lock()
-	w.idle = make(chan struct{})
-	if len(w.held) == 0 {
-		close(w.idle)
-	}
-	idle := w.idle
 	inFlight := len(w.held)
 	w.mu.Unlock()
 	w.log.Info("shutting down: no new commands; waiting for those in flight", zap.Int("held", inFlight), zap.Duration("timeout", w.cfg.ShutdownTimeout))
-	select {
-	case <-idle:
-	case <-w.cfg.Clock.After(w.cfg.ShutdownTimeout):
+	if !w.awaitIdle(w.cfg.Clock.After(w.cfg.ShutdownTimeout)) {
 		w.log.Warn("shutdown timeout: handing the remaining commands back")
 		cancelRun()
-		<-idle
+		w.awaitIdle(nil)
 	}
+	w.handBackInOrder()
+	stopLease() // renewals end before the release, which must not race one
+	<-leaseDone
+	releaseCtx, cancelRelease := context.WithTimeout(context.Background(), finishTimeout)
+	w.lease.release(releaseCtx)
+	cancelRelease()
 	close(quit)
 	wg.Wait()
 	w.log.Info("worker stopped")
 	return nil
+}
+
+// serve takes commands for one lease term, until ctx ends or the term does.
+func (w *Worker) serve(ctx context.Context, t *term) {
+	termCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	termWait, cancelWait := context.WithCancel(w.waitCtx)
+	defer cancelWait()
+	go func() {
+		select {
+		case <-t.lost:
+			cancel()
+			cancelWait()
+		case <-termCtx.Done():
+		}
+	}()
+	w.mu.Lock()
+	w.term, w.termWait = t, termWait
+	w.mu.Unlock()
+	if w.takeOver(termCtx, t) {
+		w.pull(termCtx)
+	}
+	if t.ended() {
+		w.dropParked()
+	}
+}
+
+// setupPersistently sets up until it works or ctx ends, backing off, not ready
+// meanwhile, and logging each new problem once: replicas that start at once against a
+// fresh cluster race to create the streams, and a node or the meta leader may be down.
+func (w *Worker) setupPersistently(ctx context.Context) error {
+	wait := backoff.NewExponentialBackOff()
+	wait.InitialInterval, wait.MaxInterval, wait.MaxElapsedTime = w.cfg.RetryInitial, w.cfg.RetryMax, 0
+	wait.Reset()
+	last := ""
+	for {
+		err := w.Setup(ctx)
+		if err == nil {
+			if last != "" {
+				w.log.Info("set up: the streams, the bucket and the consumer are ready")
+			}
+			w.setupErr.Store(nil)
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		problem := err.Error()
+		w.setupErr.Store(&problem)
+		if problem != last {
+			w.log.Warn("cannot set up the streams, the bucket and the consumer yet; retrying", zap.Error(err))
+			last = problem
+		}
+		select {
+		case <-w.cfg.Clock.After(wait.NextBackOff()):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 const (
@@ -211,10 +324,17 @@ const (
 // pull delivers commands into the worker until ctx ends. It asks the server only for
 // as many commands as it has room to hold, so that every command delivered is held,
 // and kept alive, from its arrival; a command waiting unseen in a client buffer would
-// be redelivered to another instance after AckWait and run twice. While the worker is
-// paused it asks for none.
+// be redelivered after AckWait and run twice. While the worker is paused, or fenced
+// (its lease not renewed in time), it asks for none.
 func (w *Worker) pull(ctx context.Context) {
 	for ctx.Err() == nil {
+		if !w.lease.canStart() {
+			select {
+			case <-w.lease.awaitChange():
+			case <-ctx.Done():
+			}
+			continue
+		}
 		reason, resumed, paused := w.gate.state()
 		if reason != Running {
 			select {
@@ -240,20 +360,13 @@ func (w *Worker) pull(ctx context.Context) {
 		got := 0
 		for msg := range batch.Messages() {
 			got++
-			if ctx.Err() != nil || isClosed(paused) {
-				// Arrived while stopping or pausing: back to the stream, untouched.
-				if err := msg.Nak(); err != nil {
-					w.log.Warn("handing a command back", zap.Error(err))
-				}
-				w.releaseSlots(1)
-				continue
-			}
 			w.admit(msg)
 		}
 		w.releaseSlots(n - got)
 		if err := batch.Error(); err != nil {
 			w.pullFailed(ctx, err)
 		}
+		w.checkBarrier(ctx)
 	}
 }
 
@@ -343,7 +456,7 @@ func (w *Worker) rebind(ctx context.Context) {
 }
 
 // admit decodes a delivered command and queues it behind earlier commands for the same
-// resource.
+// resource, or parks it while the worker takes over.
 func (w *Worker) admit(msg jetstream.Msg) {
 	t := &task{msg: msg, received: w.cfg.Clock.Now().UTC(), delivered: 1}
 	if meta, err := msg.Metadata(); err == nil {
@@ -371,17 +484,45 @@ func (w *Worker) admit(msg jetstream.Msg) {
 		t.key = "invalid:" + strconv.FormatUint(t.seq, 10) // nothing to order against
 	}
 	w.mu.Lock()
+	t.term, t.waitCtx = w.term, w.termWait
 	w.held[t] = struct{}{}
-	queue, busy := w.waiting[t.key]
-	if busy {
-		w.waiting[t.key] = append(queue, t)
-	} else {
-		w.waiting[t.key] = nil
+	if w.barrier != nil {
+		w.barrier.parked = append(w.barrier.parked, t)
+		w.mu.Unlock()
+		return
 	}
+	start := w.enqueueLocked(t)
 	w.mu.Unlock()
-	if !busy {
+	if start {
 		w.ready <- t // never blocks: ready has a place for every held command
 	}
+}
+
+// enqueueLocked queues t behind the commands for its resource, in stream order, and
+// reports whether it may start now.
+func (w *Worker) enqueueLocked(t *task) (start bool) {
+	q := w.resources[t.key]
+	if q == nil {
+		w.resources[t.key] = &resourceQueue{running: t.seq}
+		return true
+	}
+	if t.seq < q.running {
+		w.log.Warn("a command arrived after a later one for its resource started", zap.String("id", t.cmd.ID),
+			zap.Uint64("seq", t.seq), zap.Uint64("running", q.running))
+	}
+	i, _ := slices.BinarySearchFunc(q.queued, t.seq, func(q *task, seq uint64) int { return int64Cmp(q.seq, seq) })
+	q.queued = slices.Insert(q.queued, i, t)
+	return false
+}
+
+func int64Cmp(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
 }
 
 // noteMsgID logs, once per process, a command whose Nats-Msg-Id is not its
@@ -410,29 +551,89 @@ func (w *Worker) checkReplyTo(replyTo string) string {
 	return ""
 }
 
-// release forgets a finished or handed-back command and starts the next one for its
-// resource.
+// release forgets a finished, dropped or handed-back command and starts the next one
+// for its resource.
 func (w *Worker) release(t *task) {
 	w.mu.Lock()
-	delete(w.held, t)
+	w.forgetLocked(t)
 	var next *task
-	if queue := w.waiting[t.key]; len(queue) == 0 {
-		delete(w.waiting, t.key)
-	} else {
-		next, w.waiting[t.key] = queue[0], queue[1:]
-	}
-	if w.idle != nil && len(w.held) == 0 {
-		close(w.idle)
+	if q := w.resources[t.key]; q != nil {
+		if len(q.queued) == 0 {
+			delete(w.resources, t.key)
+		} else {
+			next, q.queued = q.queued[0], q.queued[1:]
+			q.running = next.seq
+		}
 	}
 	w.mu.Unlock()
-	<-w.slots
 	if next != nil {
 		w.ready <- next
 	}
 }
 
+// forgetLocked drops t from the held commands and frees its room.
+func (w *Worker) forgetLocked(t *task) {
+	delete(w.held, t)
+	if w.idle != nil && len(w.held) == 0 {
+		close(w.idle)
+	}
+	<-w.slots
+}
+
+// awaitIdle waits until nothing is held, or until timeout fires (nil: no timeout); it
+// reports whether nothing is held.
+func (w *Worker) awaitIdle(timeout <-chan time.Time) bool {
+	w.mu.Lock()
+	w.idle = make(chan struct{})
+	if len(w.held) == 0 {
+		close(w.idle)
+	}
+	idle := w.idle
+	w.mu.Unlock()
+	defer func() {
+		w.mu.Lock()
+		w.idle = nil
+		w.mu.Unlock()
+	}()
+	select {
+	case <-idle:
+		return true
+	case <-timeout:
+		return false
+	}
+}
+
+// handBackLater keeps t, unfinished, for handBackInOrder.
+func (w *Worker) handBackLater(t *task) {
+	w.mu.Lock()
+	w.handBacks = append(w.handBacks, t)
+	w.mu.Unlock()
+}
+
+// handBackInOrder returns the unfinished commands to the stream at shutdown, in stream
+// order and from one goroutine: the server redelivers Nak'd commands first come,
+// first served, so the next active instance gets them in order.
+func (w *Worker) handBackInOrder() {
+	w.mu.Lock()
+	backs := w.handBacks
+	w.handBacks = nil
+	w.mu.Unlock()
+	slices.SortFunc(backs, func(a, b *task) int { return int64Cmp(a.seq, b.seq) })
+	for _, t := range backs {
+		if err := t.msg.Nak(); err != nil {
+			w.log.Warn("handing a command back", zap.String("id", t.cmd.ID), zap.Error(err))
+		}
+	}
+	if len(backs) > 0 {
+		w.log.Info("handed commands back to the stream, in order", zap.Int("commands", len(backs)))
+	}
+}
+
 // keepAlive extends the ack deadline of every held command, so that commands waiting
-// for their resource, a retry or the end of a pause are not redelivered meanwhile.
+// for their resource, a retry or the end of a pause are not redelivered meanwhile. A
+// fenced instance stops: its commands must come back to the next active instance.
+// Commands are touched in stream order, so that if this instance dies they expire, and
+// come back, in that order.
 func (w *Worker) keepAlive(quit <-chan struct{}) {
 	for {
 		select {
@@ -440,14 +641,19 @@ func (w *Worker) keepAlive(quit <-chan struct{}) {
 		case <-quit:
 			return
 		}
-		w.mu.Lock()
-		msgs := make([]jetstream.Msg, 0, len(w.held))
-		for t := range w.held {
-			msgs = append(msgs, t.msg)
+		if !w.lease.canStart() {
+			continue
 		}
+		w.mu.Lock()
+		tasks := make([]*task, 0, len(w.held)+len(w.handBacks))
+		for t := range w.held {
+			tasks = append(tasks, t)
+		}
+		tasks = append(tasks, w.handBacks...)
 		w.mu.Unlock()
-		for _, m := range msgs {
-			_ = m.InProgress() // fails only for a command acknowledged meanwhile
+		slices.SortFunc(tasks, func(a, b *task) int { return int64Cmp(a.seq, b.seq) })
+		for _, t := range tasks {
+			_ = t.msg.InProgress() // fails only for a command acknowledged meanwhile
 		}
 	}
 }

@@ -22,9 +22,10 @@ func main() {
 	natsServer := flag.String("nats-server", "bin/nats-server", "nats-server binary")
 	sim := flag.String("sim", "bin/apiops-sim", "apiops-sim binary")
 	quick := flag.Bool("quick", false, "small sizes: a smoke run that checks the harness")
-	scenarios := flag.String("scenarios", "1,2,3,4,5", "comma-separated scenarios to run:\n"+
+	scenarios := flag.String("scenarios", "1,2,3,4,5,6", "comma-separated scenarios to run:\n"+
 		"1: latency 0, 8 in flight; 2: latency 0, 64 in flight; 3: latency 50ms, 64 in flight;\n"+
-		"4: latency 50ms, 256 in flight; 5: memory with a small and a large backlog (worker only)")
+		"4: latency 50ms, 256 in flight; 5: memory with a small and a large backlog (worker only);\n"+
+		"6: latency 50ms, 64 in flight, taken by fleets of 1, 2 and 3 instances (worker only)")
 	scale := flag.Float64("scale", 1, "multiply every scenario's number of commands")
 	limit := flag.Duration("limit", 0, "stop timing scenario 5's runs after this long (default 20s, 2s with --quick)")
 	timeout := flag.Duration("timeout", 5*time.Minute, "fail a run that is not done by then")

@@ -86,7 +86,11 @@ func run(ctx context.Context, s *settings, log *zap.Logger) error {
 		fileToken := apiops.NewFileToken(s.apiopsTokenFile)
 		tokens, s.worker.RefreshToken = fileToken, fileToken.Refresh
 	}
-	opts := []apiops.Option{apiops.WithTimeout(s.apiopsTimeout), apiops.WithMaxConnsPerHost(2 * s.worker.Concurrency)}
+	if s.worker.Instance == "" {
+		s.worker.Instance = worker.InstanceName()
+	}
+	opts := []apiops.Option{apiops.WithTimeout(s.apiopsTimeout), apiops.WithMaxConnsPerHost(2 * s.worker.Concurrency),
+		apiops.WithUserAgent("apiops-worker/" + Version + " (" + s.worker.Instance + ")")}
 	if s.apiopsCA != "" {
 		opts = append(opts, apiops.WithCAFile(s.apiopsCA))
 	}
@@ -119,9 +123,6 @@ func run(ctx context.Context, s *settings, log *zap.Logger) error {
 		}
 		defer stop()
 	}
-	if err := w.Setup(ctx); err != nil {
-		return err
-	}
 	svc, err := addService(nc, s.worker.Prefix, w, m)
 	if err != nil {
 		return err
@@ -139,7 +140,19 @@ func run(ctx context.Context, s *settings, log *zap.Logger) error {
 func natsOptions(s *settings, log *zap.Logger) []nats.Option {
 	opts := []nats.Option{
 		nats.Name("apiops-worker"),
+		// Start even while NATS is down: the worker sets up once it answers.
+		nats.RetryOnFailedConnect(true),
 		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		// No acknowledgement or keep-alive sent after a reconnect from a buffer filled
+		// while cut off: it could hold back commands another instance has taken over.
+		nats.ReconnectBufSize(-1),
+		// Notice a dead link well within the lease timeout.
+		nats.PingInterval(2 * time.Second),
+		nats.MaxPingsOutstanding(2),
+		nats.ConnectHandler(func(nc *nats.Conn) {
+			log.Info("connected to NATS", zap.String("url", nc.ConnectedUrlRedacted()))
+		}),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil { // nil: we closed it
 				log.Warn("disconnected from NATS", zap.Error(err))

@@ -94,6 +94,7 @@ func parseSettings(args []string, getenv func(string) string, stderr io.Writer) 
 	fs.DurationVar(&w.ShutdownTimeout, "shutdown-timeout", worker.DefaultShutdownTimeout, "time commands in flight get to finish at shutdown")
 	fs.DurationVar(&w.IdempotencyWindow, "idempotency-window", worker.DefaultIdempotencyWindow, "how long a finished command id is remembered")
 	fs.DurationVar(&w.AckWait, "ack-wait", worker.DefaultAckWait, "how long JetStream waits for an ack before redelivering (a crashed worker's commands come back after it)")
+	fs.DurationVar(&w.LeaseTimeout, "lease-timeout", worker.DefaultLeaseTimeout, "how long standbys wait for the active instance's lease renewal before one takes over")
 	fs.IntVar(&w.Replicas, "replicas", 1, "replicas of the streams and the bucket")
 	fs.BoolVar(&w.ManageStreams, "manage-streams", true, "create or update the streams, bucket and consumer at start; false when an operator manages them")
 	fs.Usage = func() {

@@ -23,7 +23,10 @@ import (
 var Version = "0.1.0"
 
 // readiness is what the health endpoints and the service status ask.
-type readiness interface{ Ready() error }
+type readiness interface {
+	Ready() error
+	Active() bool
+}
 
 // startHTTP serves /metrics, /healthz and /readyz on addr until stop is called.
 func startHTTP(addr string, reg *prometheus.Registry, ready readiness, log *zap.Logger) (stop func(), err error) {
@@ -41,7 +44,7 @@ func startHTTP(addr string, reg *prometheus.Registry, ready readiness, log *zap.
 			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}
-		_, _ = w.Write([]byte("ready\n"))
+		_, _ = w.Write([]byte("ready: " + metrics.Role(ready.Active()) + "\n"))
 	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {

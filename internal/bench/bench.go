@@ -43,6 +43,9 @@ type Scenario struct {
 	Baseline bool
 	// Limit ends the timed part after this long even if commands are left (0: none).
 	Limit time.Duration
+	// Fleet, when set, runs the worker once per entry with that many instances sharing
+	// the consumer, on the first backlog.
+	Fleet []int
 }
 
 // Scenarios returns the standard scenarios; quick ones are small, for a smoke run.
@@ -57,12 +60,14 @@ func Scenarios(quick bool) []Scenario {
 	if quick {
 		memory.Backlogs, memory.Limit = []int{200, 5000}, 2*time.Second
 	}
+	fleet := Scenario{Name: "6", InFlight: 64, Latency: 50 * time.Millisecond, Backlogs: size(5000, 500), Fleet: []int{1, 2, 3}}
 	return []Scenario{
 		{Name: "1", InFlight: 8, Backlogs: size(20000, 500), Baseline: true},
 		{Name: "2", InFlight: 64, Backlogs: size(20000, 500), Baseline: true},
 		{Name: "3", InFlight: 64, Latency: 50 * time.Millisecond, Backlogs: size(5000, 500), Baseline: true},
 		{Name: "4", InFlight: 256, Latency: 50 * time.Millisecond, Backlogs: size(15000, 1000), Baseline: true},
 		memory,
+		fleet,
 	}
 }
 
@@ -118,15 +123,16 @@ type Options struct {
 
 // Measurement is the outcome of one run.
 type Measurement struct {
-	Scenario Scenario
-	System   string        // "worker" or "baseline"
-	Backlog  int           // commands waiting at the start
-	Done     int           // commands finished in the timed part
-	Limited  bool          // the timed part ended at Scenario.Limit
-	Elapsed  time.Duration // the timed part
-	CPU      time.Duration // user + system CPU of this process in the timed part
-	PeakHeap uint64        // bytes in heap objects, sampled every 10 ms
-	P50, P99 time.Duration // receipt → result
+	Scenario  Scenario
+	System    string        // "worker" or "baseline"
+	Instances int           // worker instances sharing the consumer
+	Backlog   int           // commands waiting at the start
+	Done      int           // commands finished in the timed part
+	Limited   bool          // the timed part ended at Scenario.Limit
+	Elapsed   time.Duration // the timed part
+	CPU       time.Duration // user + system CPU of this process in the timed part
+	PeakHeap  uint64        // bytes in heap objects, sampled every 10 ms
+	P50, P99  time.Duration // receipt → result
 }
 
 // Rate returns commands per second.
@@ -178,14 +184,25 @@ func Run(ctx context.Context, opts Options) error {
 	r.printHeader()
 	for _, sc := range opts.Scenarios {
 		var workerRuns, baselineRuns []Measurement
+		for _, instances := range sc.Fleet {
+			m, err := r.run(ctx, sc, "worker", sc.Backlogs[0], instances)
+			if err != nil {
+				return err
+			}
+			workerRuns = append(workerRuns, m)
+		}
+		if len(sc.Fleet) > 0 {
+			r.printFleet(sc, workerRuns)
+			continue
+		}
 		for i, n := range sc.Backlogs {
-			m, err := r.run(ctx, sc, "worker", n)
+			m, err := r.run(ctx, sc, "worker", n, 1)
 			if err != nil {
 				return err
 			}
 			workerRuns = append(workerRuns, m)
 			if sc.Baseline && i == 0 {
-				if m, err = r.run(ctx, sc, "baseline", n); err != nil {
+				if m, err = r.run(ctx, sc, "baseline", n, 1); err != nil {
 					return err
 				}
 				baselineRuns = append(baselineRuns, m)
@@ -205,10 +222,10 @@ type runner struct {
 
 // run starts a fresh nats-server and simulator, publishes the backlog, and measures
 // one system taking it.
-func (r *runner) run(ctx context.Context, sc Scenario, name string, backlog int) (Measurement, error) {
-	label := fmt.Sprintf("scenario %s, %s, %d in flight, latency %v, %d commands", sc.Name, name, sc.InFlight, sc.Latency, backlog)
+func (r *runner) run(ctx context.Context, sc Scenario, name string, backlog, instances int) (Measurement, error) {
+	label := fmt.Sprintf("scenario %s, %s ×%d, %d in flight, latency %v, %d commands", sc.Name, name, instances, sc.InFlight, sc.Latency, backlog)
 	fmt.Fprintf(r.opts.Progress, "running %s\n", label)
-	m, err := r.measure(ctx, sc, name, backlog)
+	m, err := r.measure(ctx, sc, name, backlog, instances)
 	if err != nil {
 		return m, fmt.Errorf("%s: %w", label, err)
 	}
@@ -216,8 +233,8 @@ func (r *runner) run(ctx context.Context, sc Scenario, name string, backlog int)
 	return m, nil
 }
 
-func (r *runner) measure(ctx context.Context, sc Scenario, name string, backlog int) (Measurement, error) {
-	m := Measurement{Scenario: sc, System: name, Backlog: backlog}
+func (r *runner) measure(ctx context.Context, sc Scenario, name string, backlog, instances int) (Measurement, error) {
+	m := Measurement{Scenario: sc, System: name, Backlog: backlog, Instances: instances}
 	dir, err := os.MkdirTemp(r.tmp, "run-")
 	if err != nil {
 		return m, fmt.Errorf("run directory: %w", err)
@@ -243,12 +260,16 @@ func (r *runner) measure(ctx context.Context, sc Scenario, name string, backlog 
 	if err != nil {
 		return m, fmt.Errorf("jetstream: %w", err)
 	}
-	nc, err := nats.Connect(natsURL, nats.Name("apiops-bench "+name))
-	if err != nil {
-		return m, fmt.Errorf("connect to NATS: %w", err)
+	var conns []*nats.Conn
+	for range instances {
+		nc, err := nats.Connect(natsURL, nats.Name("apiops-bench "+name))
+		if err != nil {
+			return m, fmt.Errorf("connect to NATS: %w", err)
+		}
+		defer nc.Close()
+		conns = append(conns, nc)
 	}
-	defer nc.Close()
-	sys, err := newSystem(ctx, name, nc, controlJS, apiURL, sc.InFlight, backlog)
+	sys, err := newSystem(ctx, name, conns, controlJS, apiURL, sc.InFlight, backlog)
 	if err != nil {
 		return m, err
 	}
@@ -274,24 +295,29 @@ func (r *runner) measure(ctx context.Context, sc Scenario, name string, backlog 
 	return m, nil
 }
 
-// newSystem sets up the worker (with its streams, bucket and consumer) or the
-// baseline (with the same streams and consumer) on nc.
-func newSystem(ctx context.Context, name string, nc *nats.Conn, controlJS jetstream.JetStream, apiURL string, inFlight, backlog int) (system, error) {
+// newSystem sets up the worker, one instance per connection (with its streams, bucket
+// and consumer), or the baseline (with the same streams and consumer) on the first.
+func newSystem(ctx context.Context, name string, conns []*nats.Conn, controlJS jetstream.JetStream, apiURL string, inFlight, backlog int) (system, error) {
 	switch name {
 	case "worker":
-		client, err := apiops.New(apiURL, apiops.StaticToken(token), apiops.WithMaxConnsPerHost(2*inFlight))
-		if err != nil {
-			return nil, fmt.Errorf("APIOps client: %w", err)
+		sys := &workerSystem{results: controlJS}
+		for _, nc := range conns {
+			client, err := apiops.New(apiURL, apiops.StaticToken(token), apiops.WithMaxConnsPerHost(2*inFlight))
+			if err != nil {
+				return nil, fmt.Errorf("APIOps client: %w", err)
+			}
+			w, err := worker.New(nc, client, worker.Config{Concurrency: inFlight, ManageStreams: true, Logger: zap.NewNop()})
+			if err != nil {
+				return nil, fmt.Errorf("worker: %w", err)
+			}
+			if err := w.Setup(ctx); err != nil {
+				return nil, fmt.Errorf("worker setup: %w", err)
+			}
+			sys.workers = append(sys.workers, w)
 		}
-		w, err := worker.New(nc, client, worker.Config{Concurrency: inFlight, ManageStreams: true, Logger: zap.NewNop()})
-		if err != nil {
-			return nil, fmt.Errorf("worker: %w", err)
-		}
-		if err := w.Setup(ctx); err != nil {
-			return nil, fmt.Errorf("worker setup: %w", err)
-		}
-		return &workerSystem{w: w, results: controlJS}, nil
+		return sys, nil
 	case "baseline":
+		nc := conns[0]
 		js, err := jetstream.New(nc)
 		if err != nil {
 			return nil, fmt.Errorf("jetstream: %w", err)
@@ -469,9 +495,23 @@ func (r *runner) printRow(m Measurement) {
 	if m.Limited {
 		note = fmt.Sprintf("%d of %d waiting done; timing stopped after %v", m.Done, m.Backlog, m.Elapsed.Round(100*time.Millisecond))
 	}
-	r.row(m.Scenario.Name, m.System, strconv.Itoa(m.Scenario.InFlight), m.Scenario.Latency.String(),
+	system := m.System
+	if m.Instances > 1 {
+		system = fmt.Sprintf("%s ×%d", m.System, m.Instances)
+	}
+	r.row(m.Scenario.Name, system, strconv.Itoa(m.Scenario.InFlight), m.Scenario.Latency.String(),
 		strconv.Itoa(m.Done), fmt.Sprintf("%.0f", m.Rate()), formatMillis(m.P50), formatMillis(m.P99),
 		fmt.Sprintf("%.1f", m.CPUPerCommand()), fmt.Sprintf("%.1f", m.PeakHeapMiB()), note)
+}
+
+// printFleet prints each fleet's rate as a share of one instance's.
+func (r *runner) printFleet(sc Scenario, runs []Measurement) {
+	line := fmt.Sprintf("%-8s one instance takes the commands, the others stand by: rate ÷ one instance's:", sc.Name)
+	for _, m := range runs {
+		line += fmt.Sprintf(" ×%d %s", m.Instances, formatRatio(Ratio(m.Rate(), runs[0].Rate())))
+	}
+	fmt.Fprintln(&r.table, line)
+	fmt.Fprintln(&r.table)
 }
 
 // printSummary prints worker ÷ baseline and, with latency, the ratios to the ideal rate.

@@ -23,34 +23,42 @@ type system interface {
 	latencies(ctx context.Context) ([]time.Duration, error)
 }
 
-// workerSystem runs a worker.Worker; its latencies come from the stored results.
+// workerSystem runs one or more worker.Worker instances sharing the consumer, as a
+// fleet does; its latencies come from the stored results.
 type workerSystem struct {
-	w       *worker.Worker
+	workers []*worker.Worker
 	results jetstream.JetStream // reads the result stream
 
 	cancel   context.CancelFunc
-	done     chan struct{} // closed when Run has returned
-	err      error         // Run's error; read after done
+	done     chan struct{} // closed when every Run has returned
 	stopOnce sync.Once
+
+	mu  sync.Mutex
+	err error // why an instance stopped early
 }
 
 func (s *workerSystem) start(ctx context.Context) error {
 	ctx, s.cancel = context.WithCancel(ctx)
 	s.done = make(chan struct{})
-	go func() {
-		s.err = s.w.Run(ctx)
-		close(s.done)
-	}()
+	var wg sync.WaitGroup
+	for _, w := range s.workers {
+		wg.Go(func() {
+			err := w.Run(ctx)
+			if ctx.Err() == nil {
+				s.mu.Lock()
+				s.err = fmt.Errorf("an instance stopped during the run: %v", err)
+				s.mu.Unlock()
+			}
+		})
+	}
+	go func() { wg.Wait(); close(s.done) }()
 	return nil
 }
 
 func (s *workerSystem) failure() error {
-	select {
-	case <-s.done:
-		return fmt.Errorf("worker stopped during the run: %v", s.err)
-	default:
-		return nil
-	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
 }
 
 func (s *workerSystem) stop() {

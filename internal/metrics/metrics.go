@@ -25,10 +25,12 @@ type Metrics struct {
 	publishResult prometheus.Histogram
 	deadLetters   *prometheus.CounterVec
 	paused        *prometheus.GaugeVec
+	active        prometheus.Gauge
 
 	// Totals for the NATS service statistics.
 	finishedTotal, failedTotal, inFlightNow atomic.Int64
 	pauseReason                             atomic.Value // worker.PauseReason
+	isActive                                atomic.Bool
 }
 
 // PendingFunc reports how many commands wait in the consumer.
@@ -67,12 +69,16 @@ func New(reg prometheus.Registerer, pending PendingFunc) *Metrics {
 			Namespace: namespace, Name: "paused",
 			Help: "1 while the worker is paused for the reason (outage: APIOps unreachable; unauthorized: token refused).",
 		}, []string{"reason"}),
+		active: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "active",
+			Help: "1 while this instance holds the lease and takes the commands; 0 while it is a standby.",
+		}),
 	}
 	for _, reason := range []worker.PauseReason{worker.Outage, worker.Unauthorized} {
 		m.paused.WithLabelValues(string(reason)).Set(0)
 	}
 	m.pauseReason.Store(worker.Running)
-	reg.MustRegister(m.finished, m.requests, m.retries, m.inFlight, m.publishResult, m.deadLetters, m.paused)
+	reg.MustRegister(m.finished, m.requests, m.retries, m.inFlight, m.publishResult, m.deadLetters, m.paused, m.active)
 	if pending != nil {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: namespace, Name: "consumer_pending_commands",
@@ -123,8 +129,18 @@ func (m *Metrics) Paused(reason worker.PauseReason) {
 	}
 }
 
+func (m *Metrics) Active(active bool) {
+	m.isActive.Store(active)
+	if active {
+		m.active.Set(1)
+	} else {
+		m.active.Set(0)
+	}
+}
+
 // Stats are the counts shown by `nats micro stats`.
 type Stats struct {
+	Role         string `json:"role"` // active or standby
 	Finished     int64  `json:"commands_finished"`
 	NotSucceeded int64  `json:"commands_not_succeeded"`
 	InFlight     int64  `json:"commands_in_flight"`
@@ -134,9 +150,18 @@ type Stats struct {
 // Stats returns the counts since start.
 func (m *Metrics) Stats() Stats {
 	return Stats{
+		Role:     Role(m.isActive.Load()),
 		Finished: m.finishedTotal.Load(), NotSucceeded: m.failedTotal.Load(), InFlight: m.inFlightNow.Load(),
 		Paused: string(m.pauseReason.Load().(worker.PauseReason)),
 	}
+}
+
+// Role names an instance's part in the fleet.
+func Role(active bool) string {
+	if active {
+		return "active"
+	}
+	return "standby"
 }
 
 func statusClass(code int) string {

@@ -91,10 +91,20 @@ func (c *Cluster) Server(i int) *server.Server { return c.servers[i] }
 // URLs is every node's client URL, comma-separated, as nats.Connect takes them.
 func (c *Cluster) URLs() string {
 	urls := make([]string, len(c.opts))
-	for i, o := range c.opts {
-		urls[i] = fmt.Sprintf("nats://%s:%d", o.Host, o.Port)
+	for i := range c.opts {
+		urls[i] = c.ClientURL(i)
 	}
 	return strings.Join(urls, ",")
+}
+
+// ClientURL is node i's client URL, whether or not it runs.
+func (c *Cluster) ClientURL(i int) string {
+	return fmt.Sprintf("nats://%s:%d", c.opts[i].Host, c.opts[i].Port)
+}
+
+// Addr is node i's client address, host:port.
+func (c *Cluster) Addr(i int) string {
+	return fmt.Sprintf("%s:%d", c.opts[i].Host, c.opts[i].Port)
 }
 
 // WaitForJetStream waits until a JetStream request through nc gets an answer: the

@@ -1,0 +1,408 @@
+package chaos
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/apiops-worker/apiops-worker/internal/natstest"
+	"github.com/apiops-worker/apiops-worker/messages"
+)
+
+var (
+	full  = flag.Bool("chaos.full", false, "the full run: 3,000 commands and 21 faults (make chaos)")
+	seed  = flag.Uint64("chaos.seed", 0, "the random seed (0: from the clock); printed, so that a run can be repeated")
+	logs  = flag.String("chaos.logs", "", "keep the workers' logs in this directory")
+	kinds = flag.String("chaos.kinds", "", "only these faults, comma-separated: kill, term, stream, consumer, node, cut, freeze")
+)
+
+// workerBin is the apiops-worker binary the test runs, built by TestMain.
+var workerBin string
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	dir, err := os.MkdirTemp("", "apiops-chaos")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	workerBin = filepath.Join(dir, "apiops-worker")
+	build := exec.Command("go", "build", "-o", workerBin, "../../cmd/apiops-worker")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build apiops-worker:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// faultKind is one of the nemesis's actions.
+type faultKind string
+
+// shortNames are the fault kinds' names for -chaos.kinds.
+var shortNames = map[string]faultKind{"kill": killWorker, "term": termWorker, "stream": streamStepdown,
+	"consumer": consumerStepdown, "node": restartNode, "cut": cutWorker, "freeze": freezeWorker}
+
+const (
+	killWorker       faultKind = "SIGKILL a worker"
+	termWorker       faultKind = "SIGTERM a worker"
+	streamStepdown   faultKind = "step down the command stream's leader"
+	consumerStepdown faultKind = "step down the consumer's leader"
+	restartNode      faultKind = "stop a NATS node, start it again"
+	cutWorker        faultKind = "cut a worker off from the cluster"
+	freezeWorker     faultKind = "freeze a worker (SIGSTOP)"
+)
+
+var faultKinds = []faultKind{killWorker, termWorker, streamStepdown, consumerStepdown, restartNode, cutWorker, freezeWorker}
+
+// TestChaos runs three worker processes on a 3-node cluster, publishes commands
+// strictly in order while a nemesis injects faults one at a time, and checks every
+// result and every APIOps request.
+func TestChaos(t *testing.T) {
+	commands, faults := 600, len(faultKinds)
+	if *full {
+		commands, faults = 3000, 3*len(faultKinds)
+	}
+	s := *seed
+	if s == 0 {
+		s = uint64(time.Now().UnixNano())
+	}
+	t.Logf("seed %d (repeat with -chaos.seed %d)", s, s)
+	rng := rand.New(rand.NewPCG(s, s))
+
+	cluster := natstest.StartCluster(t, 3, func(int) *server.Options {
+		// Workers reach the nodes only through their proxies: no advertised URLs.
+		return &server.Options{Cluster: server.ClusterOpts{Name: "chaos", NoAdvertise: true}}
+	})
+	admin, err := nats.Connect(cluster.URLs(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	cluster.WaitForJetStream(admin)
+	ledger := newLedger()
+	api := httptest.NewServer(ledger)
+	defer api.Close()
+	nodes := []string{cluster.Addr(0), cluster.Addr(1), cluster.Addr(2)}
+	dir := *logs
+	if dir == "" {
+		dir = t.TempDir()
+	} else if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	workers := make([]*workerProc, 3)
+	for i := range workers {
+		workers[i] = newWorkerProc(t, i, workerBin, nodes, api.URL, dir)
+	}
+	for _, w := range workers { // at the same moment, as a Deployment starts them
+		w.start()
+	}
+	awaitFleet(t, workers, 90*time.Second)
+
+	run := &chaosRun{t: t, rng: rng, cluster: cluster, admin: admin, workers: workers, ledger: ledger}
+	run.resources = resourcesFor(40)
+	published := make(chan struct{})
+	go func() {
+		defer close(published)
+		run.publish(commands, time.Duration(faults)*9*time.Second)
+	}()
+	run.nemesis(faults)
+	<-published
+	for _, w := range workers { // whatever the last fault left stopped runs again
+		if _, exited := w.running(); isDone(exited) {
+			w.start()
+		}
+	}
+	run.awaitResults(commands, 3*time.Minute)
+	for _, w := range workers {
+		w.stop()
+	}
+	run.check(commands)
+}
+
+// awaitFleet waits until every worker answers ready and one of them is active.
+func awaitFleet(t *testing.T, workers []*workerProc, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		roles := make([]string, len(workers))
+		active := 0
+		for i, w := range workers {
+			roles[i] = w.role()
+			if roles[i] == "active" {
+				active++
+			}
+		}
+		if active == 1 && !slices.Contains(roles, "") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the fleet did not come up within %v: roles %q", timeout, roles)
+		}
+		time.Sleep(100 * time.Millisecond) // polling: the processes announce nothing
+	}
+}
+
+// chaosRun is what the publisher, the nemesis and the checker share.
+type chaosRun struct {
+	t         *testing.T
+	rng       *rand.Rand
+	cluster   *natstest.Cluster
+	admin     *nats.Conn
+	workers   []*workerProc
+	ledger    *ledger
+	resources []string
+
+	mu          sync.Mutex
+	lastOf      map[string]int // resource → index of its last published command
+	publishedAt []time.Time
+	retries     int
+	done        []fault
+}
+
+// fault is one nemesis action, as it happened.
+type fault struct {
+	kind     faultKind
+	target   string
+	at       time.Time
+	takeover time.Duration // until another worker was active, when the active one was hit
+	resumed  time.Duration // until APIOps saw the next request
+}
+
+func resourcesFor(n int) []string {
+	var out []string
+	for i := range n {
+		if i%3 == 2 {
+			out = append(out, fmt.Sprintf("proxy/ChaosAPI%d", i))
+		} else {
+			out = append(out, fmt.Sprintf("credential/chaos-user-%d", i))
+		}
+	}
+	return out
+}
+
+// publish sends n commands strictly one after another over about d, each retried
+// with the same Nats-Msg-Id until JetStream acknowledges it.
+func (r *chaosRun) publish(n int, d time.Duration) {
+	nc, err := nats.Connect(r.cluster.URLs(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	if err != nil {
+		r.t.Error(err)
+		return
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	r.mu.Lock()
+	r.lastOf = make(map[string]int)
+	r.mu.Unlock()
+	pace := d / time.Duration(n)
+	for i := range n {
+		resource := r.resources[r.rng.IntN(len(r.resources))]
+		msg := commandMsg(i, resource)
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			_, err := js.PublishMsg(ctx, msg)
+			cancel()
+			if err == nil {
+				break
+			}
+			r.mu.Lock()
+			r.retries++
+			r.mu.Unlock()
+			time.Sleep(100 * time.Millisecond)
+		}
+		r.mu.Lock()
+		r.lastOf[resource] = i
+		r.publishedAt = append(r.publishedAt, time.Now())
+		r.mu.Unlock()
+		time.Sleep(pace)
+	}
+}
+
+func commandMsg(i int, resource string) *nats.Msg {
+	id := fmt.Sprintf("c-%d", i)
+	kind, name, _ := strings.Cut(resource, "/")
+	msg := nats.NewMsg("")
+	msg.Header.Set(messages.HeaderMsgID, messages.MsgID("Chaos", id))
+	if kind == "proxy" {
+		msg.Subject = "apiops.cmd.Chaos.proxy.mtls.update"
+		msg.Data = fmt.Appendf(nil, `{"id":%q,"params":{"apiProxyName":%q,"enabled":true,"keyStoreId":"ks-%d"}}`, id, name, i)
+	} else {
+		msg.Subject = "apiops.cmd.Chaos.credential.truststore.set"
+		msg.Data = fmt.Appendf(nil, `{"id":%q,"params":{"username":%q,"keystoreName":"ks-%d"}}`, id, name, i)
+	}
+	return msg
+}
+
+// nemesis injects n faults, one at a time, every kind at least once, a few seconds
+// apart. Worker faults hit the active worker, where failover is at stake.
+func (r *chaosRun) nemesis(n int) {
+	pool := faultKinds
+	if *kinds != "" {
+		pool = nil
+		for name := range strings.SplitSeq(*kinds, ",") {
+			kind, ok := shortNames[strings.TrimSpace(name)]
+			if !ok {
+				r.t.Fatalf("-chaos.kinds: no fault %q", name)
+			}
+			pool = append(pool, kind)
+		}
+	}
+	kinds := make([]faultKind, 0, n)
+	for len(kinds) < n {
+		kinds = append(kinds, pool...)
+	}
+	kinds = kinds[:n]
+	r.rng.Shuffle(len(kinds), func(i, j int) { kinds[i], kinds[j] = kinds[j], kinds[i] })
+	time.Sleep(2 * time.Second) // let commands flow first
+	for _, kind := range kinds {
+		f := fault{kind: kind, at: time.Now()}
+		target := r.active()
+		targetInstance, hit := target.instance(), ""
+		switch kind {
+		case killWorker:
+			f.target = fmt.Sprintf("worker %d", target.n)
+			target.kill()
+			r.watchTakeover(&f, targetInstance, func() { time.Sleep(time.Second); target.start() })
+		case termWorker:
+			f.target = fmt.Sprintf("worker %d", target.n)
+			target.signal(syscall.SIGTERM)
+			r.watchTakeover(&f, targetInstance, func() {
+				_, exited := target.running()
+				<-exited
+				target.start()
+			})
+		case cutWorker:
+			f.target = fmt.Sprintf("worker %d", target.n)
+			for _, p := range target.proxies {
+				p.Cut()
+			}
+			r.watchTakeover(&f, targetInstance, func() {
+				time.Sleep(6 * time.Second)
+				for _, p := range target.proxies {
+					p.Heal()
+				}
+			})
+		case freezeWorker:
+			f.target = fmt.Sprintf("worker %d", target.n)
+			target.signal(syscall.SIGSTOP)
+			r.watchTakeover(&f, targetInstance, func() {
+				time.Sleep(time.Duration(6+r.rng.IntN(4)) * time.Second)
+				target.signal(syscall.SIGCONT)
+			})
+		case streamStepdown:
+			f.target = "APIOPS_COMMANDS"
+			r.stepdown("$JS.API.STREAM.LEADER.STEPDOWN.APIOPS_COMMANDS")
+		case consumerStepdown:
+			f.target = "apiops-worker"
+			r.stepdown("$JS.API.CONSUMER.LEADER.STEPDOWN.APIOPS_COMMANDS.apiops-worker")
+		case restartNode:
+			node := r.rng.IntN(3)
+			f.target = fmt.Sprintf("node %d", node)
+			r.cluster.Stop(node)
+			time.Sleep(3 * time.Second)
+			r.cluster.Start(node)
+		}
+		if f.target == fmt.Sprintf("worker %d", target.n) {
+			hit = targetInstance
+		}
+		f.resumed = r.nextRequestAfter(f.at, hit, 60*time.Second)
+		r.mu.Lock()
+		r.done = append(r.done, f)
+		r.mu.Unlock()
+		r.t.Logf("%-42s %-16s takeover %-8v APIOps again after %v", f.kind, f.target, f.takeover.Round(100*time.Millisecond), f.resumed.Round(100*time.Millisecond))
+		time.Sleep(time.Duration(2+r.rng.IntN(3)) * time.Second)
+	}
+}
+
+// active is the worker that says it is active, or any when none does right now.
+func (r *chaosRun) active() *workerProc {
+	for _, w := range r.workers {
+		if w.role() == "active" {
+			return w
+		}
+	}
+	return r.workers[r.rng.IntN(len(r.workers))]
+}
+
+// watchTakeover runs the rest of a fault (heal) while it measures how long until an
+// instance other than hit is active: another worker, or the hit one's restarted
+// process.
+func (r *chaosRun) watchTakeover(f *fault, hit string, rest func()) {
+	done := make(chan struct{})
+	go func() { defer close(done); rest() }()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, w := range r.workers {
+			if w.role() == "active" && w.instance() != hit {
+				f.takeover = time.Since(f.at)
+				<-done
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	<-done
+}
+
+func (r *chaosRun) stepdown(subject string) {
+	if _, err := r.admin.Request(subject, nil, 5*time.Second); err != nil {
+		r.t.Logf("%s: %v", subject, err)
+	}
+}
+
+// nextRequestAfter is how long after t APIOps saw its next request from an instance
+// other than hit ("" for any), waiting up to max; -1 if none came.
+func (r *chaosRun) nextRequestAfter(t time.Time, hit string, max time.Duration) time.Duration {
+	for end := time.Now().Add(max); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		arrivals, _, _ := r.ledger.snapshot()
+		first := time.Duration(-1)
+		for _, a := range slices.Backward(arrivals) {
+			if a.at.Before(t) {
+				break
+			}
+			if hit == "" || !strings.Contains(a.instance, hit) {
+				first = a.at.Sub(t)
+			}
+		}
+		if first >= 0 {
+			return first
+		}
+	}
+	return -1
+}
+
+// awaitResults waits until the result stream holds n results.
+func (r *chaosRun) awaitResults(n int, timeout time.Duration) {
+	js, _ := jetstream.New(r.admin)
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		stream, err := js.Stream(ctx, "APIOPS_RESULTS")
+		if err == nil {
+			if info, err := stream.Info(ctx); err == nil && info.State.Msgs >= uint64(n) {
+				cancel()
+				return
+			}
+		}
+		cancel()
+		time.Sleep(250 * time.Millisecond)
+	}
+	r.t.Errorf("the result stream did not reach %d results within %v", n, timeout)
+}
