@@ -68,6 +68,10 @@ type Config struct {
 
 	// Instance names this instance in the lease and the logs; default InstanceName().
 	Instance string
+	// OlderInstances lists the running instances of a version before the lease, which
+	// pull from the consumer on their own (for example from NATS service discovery).
+	// While any runs, the consumer is left as they set it up. Nil means none can run.
+	OlderInstances func(ctx context.Context) ([]string, error)
 
 	// RefreshToken is called when APIOps answers 401 and before each probe while
 	// paused for it, so that a rotated token file is read again. May be nil.
@@ -110,8 +114,6 @@ const (
 	DefaultDeadMaxAge        = 30 * 24 * time.Hour
 	// duplicateWindow is the streams' duplicate window, as the contract states.
 	duplicateWindow = 10 * time.Minute
-	// maxAckPending bounds unacknowledged commands across all instances.
-	maxAckPending = 10000
 )
 
 // withDefaults fills zero fields and checks the rest.
@@ -172,6 +174,14 @@ func InstanceName() string {
 	host, _ := os.Hostname()
 	return host + "-" + nuid.Next()
 }
+
+// held is how many commands the worker holds at most, outside a takeover.
+func (c Config) held() int { return 2 * c.Concurrency }
+
+// maxAckPending is the consumer's bound on unacknowledged commands, across the fleet.
+// While taking over, the active instance may hold this many (see barrier), so it also
+// bounds that instance's memory.
+func (c Config) maxAckPending() int { return max(1000, 4*c.Concurrency) }
 
 func setDefault[T comparable](v *T, def T) {
 	var zero T

@@ -3,6 +3,7 @@ package worker_test
 import (
 	"context"
 	"encoding/base64"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -19,12 +20,24 @@ import (
 	"github.com/apiops-worker/apiops-worker/worker"
 )
 
-// TestAdoptsTodaysConsumer: a consumer set up by a version without the lease, which an
-// older instance still pulls from, is left as it is until that instance is gone; then
-// it gets this version's marker and AckWait, and commands run.
+// TestAdoptsTodaysConsumer: a consumer set up by a version without the lease is left as
+// it is while an older instance runs, busy with commands it keeps alive; this instance
+// takes commands alongside it, and nothing runs twice. Once the older instance is
+// gone, the consumer gets this version's marker and AckWait, and the commands the older
+// one left run.
 func TestAdoptsTodaysConsumer(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
+	clock := &shiftedClock{}
+	e.cfg.Clock = clock
+	var olderRuns atomic.Bool
+	olderRuns.Store(true)
+	e.cfg.OlderInstances = func(context.Context) ([]string, error) {
+		if olderRuns.Load() {
+			return []string{"older-1 (version 0.1.0)"}, nil
+		}
+		return nil, nil
+	}
 	// The streams as any version creates them, and the consumer as the last one did.
 	setup, err := worker.New(e.nc, nil, e.cfg)
 	if err != nil {
@@ -43,30 +56,41 @@ func TestAdoptsTodaysConsumer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// An older instance: it pulls, and would take whatever came.
-	var olderGot atomic.Int32
+	// The older instance: it takes commands and keeps them, alive, as a busy one does.
+	var olderHeld []jetstream.Msg
+	var olderMu sync.Mutex
 	olderCtx, stopOlder := context.WithCancel(ctx)
 	olderDone := make(chan struct{})
 	go func() {
 		defer close(olderDone)
 		for olderCtx.Err() == nil {
-			batch, err := old.Fetch(1, jetstream.FetchMaxWait(300*time.Millisecond))
-			if err != nil {
-				continue
+			if batch, err := old.Fetch(1, jetstream.FetchMaxWait(200*time.Millisecond)); err == nil {
+				for m := range batch.Messages() {
+					olderMu.Lock()
+					olderHeld = append(olderHeld, m)
+					olderMu.Unlock()
+				}
 			}
-			for range batch.Messages() {
-				olderGot.Add(1)
+			olderMu.Lock()
+			for _, m := range olderHeld {
+				_ = m.InProgress()
 			}
+			olderMu.Unlock()
 		}
 	}()
 
-	w := e.start(nil)
-	eventually(t, 10*time.Second, "the warning about older instances", func() bool {
-		return strings.Contains(e.logs.String(), "older apiops-worker instances, which do not use the lease, still pull")
-	})
-	if err := w.Ready(); err != nil {
-		t.Errorf("not ready while waiting for older instances: %v", err)
+	e.start(nil)
+	for i := range 8 {
+		e.publishLine(fmt.Appendf(nil, `{"id":"adopt-%d","type":"credential.truststore.set","project":"MyProject","params":{"username":"api-user","keystoreName":"trust-2026"}}`, i))
 	}
+	eventually(t, 10*time.Second, "the warning about older instances", func() bool {
+		return strings.Contains(e.logs.String(), "older apiops-worker instances, which do not use the lease, still run")
+	})
+	eventually(t, 20*time.Second, "every command taken by one of the two", func() bool {
+		olderMu.Lock()
+		defer olderMu.Unlock()
+		return len(olderHeld) > 0 && e.pending() == uint64(len(olderHeld))
+	})
 	info, err := old.Info(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -75,14 +99,17 @@ func TestAdoptsTodaysConsumer(t *testing.T) {
 		t.Errorf("the consumer was changed under an older instance: %+v", info.Config)
 	}
 
+	// The older instance is stopped; the next look finds it gone.
 	stopOlder()
 	<-olderDone
-	cmd := e.publishLine(readExample(t, "credential.truststore.set"))
-	if r := e.awaitResults(1, 20*time.Second)[cmd.ID]; r == nil || r.Status != messages.StatusSucceeded {
-		t.Fatalf("result %+v", r)
+	olderRuns.Store(false)
+	clock.shift(time.Minute)
+	results := e.awaitResults(8, 40*time.Second)
+	if len(results) != 8 {
+		t.Fatalf("%d results", len(results))
 	}
-	if n := olderGot.Load(); n != 0 {
-		t.Errorf("the older instance got %d commands", n)
+	if n := e.apiopsRequests(); n != 8 {
+		t.Errorf("%d APIOps requests for 8 commands", n)
 	}
 	consumer, err := e.js.Consumer(ctx, worker.DefaultCommandStream, worker.DefaultConsumer)
 	if err != nil {
@@ -90,6 +117,87 @@ func TestAdoptsTodaysConsumer(t *testing.T) {
 	}
 	if cfg := consumer.CachedInfo().Config; cfg.AckWait != e.cfg.AckWait || cfg.Metadata["apiops-worker.fleet"] == "" {
 		t.Errorf("the consumer was not adopted: AckWait %v, metadata %v", cfg.AckWait, cfg.Metadata)
+	}
+}
+
+// TestTakeoverWithMoreOutThanRoom: the previous instance held more commands than this
+// one has room for (a lower --concurrency after a configuration change); this one
+// still takes them all back and runs them.
+func TestTakeoverWithMoreOutThanRoom(t *testing.T) {
+	e := newEnv(t)
+	e.cfg.Concurrency = 2 // room for 4
+	e.cfg.LeaseTimeout = 2 * time.Second
+	setup, _ := worker.New(e.nc, nil, e.cfg)
+	if err := setup.Setup(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	consumer, _ := e.js.Consumer(context.Background(), worker.DefaultCommandStream, worker.DefaultConsumer)
+	for i := range 10 {
+		e.publishLine(fmt.Appendf(nil, `{"id":"room-%d","type":"credential.truststore.set","project":"MyProject","params":{"username":"user-%d","keystoreName":"x"}}`, i, i))
+	}
+	// A previous instance took all ten, and died.
+	batch, err := consumer.Fetch(10, jetstream.FetchMaxWait(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range batch.Messages() {
+	}
+	e.start(nil)
+	if got := e.awaitResults(10, 30*time.Second); len(got) != 10 {
+		t.Errorf("%d of 10 results", len(got))
+	}
+}
+
+// TestShutdownWhileTakingOver: SIGTERM while new commands are parked behind the
+// barrier hands them back and releases the lease, without waiting out anything.
+func TestShutdownWhileTakingOver(t *testing.T) {
+	e := newEnv(t)
+	e.cfg.LeaseTimeout = 2 * time.Second
+	setup, _ := worker.New(e.nc, nil, e.cfg)
+	if err := setup.Setup(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	consumer, _ := e.js.Consumer(context.Background(), worker.DefaultCommandStream, worker.DefaultConsumer)
+	e.publishLine([]byte(`{"id":"kept","type":"credential.truststore.set","project":"MyProject","params":{"username":"user-0","keystoreName":"x"}}`))
+	batch, err := consumer.Fetch(1, jetstream.FetchMaxWait(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kept jetstream.Msg
+	for m := range batch.Messages() {
+		kept = m
+	}
+	stopKeeping := make(chan struct{})
+	defer close(stopKeeping)
+	go func() { // a previous instance that still keeps its command alive
+		for {
+			select {
+			case <-stopKeeping:
+				return
+			case <-time.After(500 * time.Millisecond):
+				_ = kept.InProgress()
+			}
+		}
+	}()
+	w := e.start(nil)
+	eventually(t, 30*time.Second, "the barrier up", func() bool { return strings.Contains(e.logs.String(), "new commands wait until") })
+	e.publishLine([]byte(`{"id":"parked","type":"credential.truststore.set","project":"MyProject","params":{"username":"user-1","keystoreName":"x"}}`))
+	eventually(t, 10*time.Second, "the new command delivered", func() bool {
+		info, _ := consumer.Info(context.Background())
+		return info != nil && info.NumAckPending == 2
+	})
+	stopped := make(chan struct{})
+	go func() { e.stop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(e.cfg.ShutdownTimeout + 10*time.Second):
+		t.Fatal("shutdown hung with a command parked")
+	}
+	if w.Active() {
+		t.Error("still active after shutdown")
+	}
+	if !strings.Contains(e.logs.String(), `"msg":"handed commands back to the stream, in order","commands":1`) {
+		t.Errorf("the parked command was not handed back:\n%s", e.logs.String())
 	}
 }
 

@@ -231,8 +231,12 @@ func (l *lease) renew(ctx context.Context) {
 			l.mu.Unlock()
 			return // renewed at the next turn, with the right revision
 		}
-		if getErr == nil {
+		switch {
+		case getErr == nil:
 			l.lose("another instance holds the lease: " + rec.Holder)
+			return
+		case errors.Is(getErr, jetstream.ErrKeyNotFound):
+			l.lose("the lease's key is gone (the bucket was purged or recreated)")
 			return
 		}
 		err = getErr

@@ -202,7 +202,7 @@ func (w *Worker) execute(ctx context.Context, t *task) (outcome, error) {
 		if err != nil {
 			return outcome{}, w.stopErr(t)
 		}
-		if !w.lease.canStart() { // fenced while waiting for a pause to end
+		if !w.mayStart() { // fenced or cut off while waiting for a pause to end
 			if probing {
 				<-w.gate.probe
 			}
@@ -276,11 +276,11 @@ func (w *Worker) execute(ctx context.Context, t *task) (outcome, error) {
 	}
 }
 
-// awaitLease returns once this instance may start an APIOps request for t: it holds
-// the lease and has renewed it in time. A fenced instance waits for a renewal; a term
-// that ended drops t.
+// awaitLease returns once this instance may start an APIOps request for t (see
+// mayStart). A fenced or disconnected instance waits for a renewal or a reconnect; a
+// term that ended drops t.
 func (w *Worker) awaitLease(t *task) error {
-	for !w.lease.canStart() {
+	for !w.mayStart() {
 		select {
 		case <-w.lease.awaitChange():
 		case <-t.waitCtx.Done():
@@ -420,3 +420,8 @@ func (w *Worker) lockID(id string) (unlock func()) {
 		w.mu.Unlock()
 	}
 }
+
+// mayStart reports whether an APIOps request may start now: this instance holds the
+// lease, renewed it in time, and is connected to NATS. Disconnected, it could not store
+// the outcome, and another instance may soon run the command again.
+func (w *Worker) mayStart() bool { return w.nc.IsConnected() && w.lease.canStart() }

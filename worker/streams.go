@@ -99,7 +99,7 @@ func (w *Worker) consumerConfig() jetstream.ConsumerConfig {
 		// worker paces retries itself and keeps held commands alive with InProgress.
 		AckWait:       w.cfg.AckWait,
 		MaxDeliver:    -1, // a command is never dropped for being redelivered often
-		MaxAckPending: maxAckPending,
+		MaxAckPending: w.cfg.maxAckPending(),
 		Replicas:      w.cfg.Replicas,
 		Metadata:      map[string]string{fleetMetadata: "lease"},
 	}

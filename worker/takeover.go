@@ -15,12 +15,11 @@ import (
 // then runs them in stream order. See docs/design/fleet.md.
 
 // barrier parks the commands delivered while others are still out with the previous
-// active instance.
+// active instance. Meanwhile the instance may hold as many commands as the consumer
+// lets be unacknowledged: every command out fits, and the server redelivers commands
+// even at that limit, so the barrier always ends once they are back.
 type barrier struct {
-	// delivered is the consumer's last delivered stream sequence at takeover: commands
-	// above it are new, not the previous instance's.
-	delivered uint64
-	parked    []*task
+	parked []*task
 }
 
 const (
@@ -29,9 +28,6 @@ const (
 	takeoverPoll = 250 * time.Millisecond
 	// redeliverySlack covers the server's timer for expired acknowledgements.
 	redeliverySlack = time.Second
-	// adoptQuiet is how many looks, takeoverPoll×2 apart, must see no pull requests
-	// but this instance's before it takes over a consumer older instances may use.
-	adoptQuiet = 5
 )
 
 // fleetMetadata marks a consumer set up by instances that use the lease. One without
@@ -43,7 +39,7 @@ const fleetMetadata = "apiops-worker.fleet"
 // until those are back. It returns false when ctx ends first.
 func (w *Worker) takeOver(ctx context.Context, t *term) bool {
 	if w.legacyConsumer.Load() && !w.adoptConsumer(ctx) {
-		return false
+		return true // older instances still take commands too: nothing to wait for
 	}
 	info, ok := w.consumerInfo(ctx)
 	if !ok {
@@ -71,17 +67,34 @@ func (w *Worker) takeOver(ctx context.Context, t *term) bool {
 			return true
 		}
 	}
-	w.mu.Lock()
-	w.barrier = &barrier{delivered: info.Delivered.Stream}
-	w.mu.Unlock()
-	w.log.Info("taking over: new commands wait until those still out are back", zap.Int("out", info.NumAckPending))
+	w.raiseBarrier(info)
 	return true
 }
 
+// raiseBarrier parks new commands until those still out are back.
+func (w *Worker) raiseBarrier(info *jetstream.ConsumerInfo) {
+	w.mu.Lock()
+	w.barrier = &barrier{}
+	w.mu.Unlock()
+	w.room.setLimit(max(w.cfg.held(), info.Config.MaxAckPending))
+	w.log.Info("taking over: new commands wait until those still out are back", zap.Int("out", info.NumAckPending))
+}
+
+// adoptLater adopts the consumer once older instances that shared it are gone, and
+// then parks new commands until those they left are back.
+func (w *Worker) adoptLater(ctx context.Context) {
+	if !w.legacyConsumer.Load() || !w.adoptConsumer(ctx) {
+		return
+	}
+	if info, ok := w.consumerInfo(ctx); ok && info.NumAckPending > 0 {
+		w.raiseBarrier(info)
+	}
+}
+
 // checkBarrier ends the barrier once every unacknowledged command is held here, and
-// then queues the parked commands in stream order. When the parked commands fill the
-// room while others are still out, it hands the new ones back, in order, to make room
-// for those.
+// then queues the parked commands in stream order. Commands are counted by stream
+// sequence, once each, and only above the ack floor: a command may be held twice (it
+// came back while held), or acknowledged late by the previous instance.
 func (w *Worker) checkBarrier(ctx context.Context) {
 	w.mu.Lock()
 	b := w.barrier
@@ -94,21 +107,14 @@ func (w *Worker) checkBarrier(ctx context.Context) {
 		return
 	}
 	w.mu.Lock()
-	out := info.NumAckPending - len(w.held)
-	if out > 0 {
-		var back []*task
-		if len(w.held) == cap(w.slots) {
-			back = w.unparkNewLocked(b)
+	held := make(map[uint64]struct{}, len(w.held))
+	for t := range w.held {
+		if t.seq > info.AckFloor.Stream {
+			held[t.seq] = struct{}{}
 		}
+	}
+	if out := info.NumAckPending - len(held); out > 0 {
 		w.mu.Unlock()
-		for _, t := range back { // in stream order: the server redelivers first come, first served
-			if err := t.msg.Nak(); err != nil {
-				w.log.Warn("handing a command back", zap.String("id", t.cmd.ID), zap.Error(err))
-			}
-		}
-		if len(back) > 0 {
-			w.log.Info("taking over: no room for the commands still out; handed new ones back", zap.Int("handed_back", len(back)), zap.Int("out", out))
-		}
 		return
 	}
 	w.barrier = nil
@@ -121,27 +127,11 @@ func (w *Worker) checkBarrier(ctx context.Context) {
 		}
 	}
 	w.mu.Unlock()
+	w.room.setLimit(w.cfg.held())
 	w.log.Info("took over: every command is back; running them in stream order", zap.Int("commands", len(parked)))
 	for _, t := range start {
 		w.ready <- t
 	}
-}
-
-// unparkNewLocked removes the parked commands that were new at takeover and frees
-// their room; the caller hands them back.
-func (w *Worker) unparkNewLocked(b *barrier) []*task {
-	var back, keep []*task
-	for _, t := range b.parked {
-		if t.seq > b.delivered {
-			back = append(back, t)
-			w.forgetLocked(t)
-		} else {
-			keep = append(keep, t)
-		}
-	}
-	b.parked = keep
-	slices.SortFunc(back, func(a, b *task) int { return int64Cmp(a.seq, b.seq) })
-	return back
 }
 
 // dropParked forgets the parked commands of a term that ended: the next active
@@ -156,52 +146,63 @@ func (w *Worker) dropParked() {
 		w.forgetLocked(t)
 	}
 	w.barrier = nil
+	w.room.setLimit(w.cfg.held())
 }
 
+// unparkForShutdown hands the parked commands back at shutdown, with the others.
+func (w *Worker) unparkForShutdown() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.barrier == nil {
+		return
+	}
+	for _, t := range w.barrier.parked {
+		w.handBacks = append(w.handBacks, t)
+		w.forgetLocked(t)
+	}
+	w.barrier = nil
+}
+
+// adoptRecheck is how often an instance that shares the consumer with older
+// instances asks again whether they are gone.
+const adoptRecheck = 15 * time.Second
+
 // adoptConsumer takes over a consumer that instances older than the lease may still
-// pull from: it waits, logging once, until no pull requests but its own are seen, then
-// marks the consumer and gives it this version's AckWait. Older instances keep their
-// own AckWait until then, so none of their commands is redelivered under them.
+// pull from, once Config.OlderInstances says none runs: it gives the consumer this
+// version's marker and AckWait. While older instances run, this instance takes
+// commands alongside them with the consumer as it is, their AckWait included, so that
+// none of their commands is redelivered under them; it logs that once and asks again
+// every adoptRecheck. It reports whether the consumer is adopted.
 func (w *Worker) adoptConsumer(ctx context.Context) bool {
-	quiet, told := 0, false
-	for quiet < adoptQuiet {
-		info, ok := w.consumerInfo(ctx)
-		if !ok {
-			return false
+	if w.cfg.Clock.Now().Before(w.nextAdoptCheck) {
+		return false
+	}
+	w.nextAdoptCheck = w.cfg.Clock.Now().Add(adoptRecheck)
+	var older []string
+	if w.cfg.OlderInstances != nil {
+		var err error
+		if older, err = w.cfg.OlderInstances(ctx); err != nil {
+			older = []string{"(unknown: " + err.Error() + ")"}
 		}
-		if info.NumWaiting > 0 {
-			quiet = 0
-			if !told {
-				w.log.Warn("older apiops-worker instances, which do not use the lease, still pull from the consumer: stop them "+
-					"(finish the rolling update); this instance takes the commands once they are gone", zap.String("consumer", w.cfg.Consumer))
-				told = true
-			}
-		} else {
-			quiet++
+	}
+	if len(older) > 0 {
+		if !w.toldOlder {
+			w.log.Warn("older apiops-worker instances, which do not use the lease, still run: this instance takes commands alongside them, "+
+				"with the consumer unchanged, until they are stopped (finish the rolling update); order across instances holds from then on",
+				zap.Strings("older", older), zap.String("consumer", w.cfg.Consumer))
+			w.toldOlder = true
 		}
-		select {
-		case <-w.cfg.Clock.After(2 * takeoverPoll):
-		case <-ctx.Done():
-			return false
-		}
+		return false
 	}
 	w.legacyAckWait = time.Duration(w.ackWait.Load())
 	if w.cfg.ManageStreams {
-		for {
-			err := w.updateConsumer(ctx)
-			if err == nil {
-				break
-			}
-			w.log.Warn("cannot update the consumer; retrying", zap.Error(err))
-			select {
-			case <-w.cfg.Clock.After(w.cfg.RetryInitial):
-			case <-ctx.Done():
-				return false
-			}
+		if err := w.updateConsumer(ctx); err != nil {
+			w.log.Warn("cannot update the consumer; trying again later", zap.Error(err))
+			return false
 		}
 	}
 	w.legacyConsumer.Store(false)
-	w.log.Info("no older instances pull from the consumer any more: it is this version's now", zap.String("consumer", w.cfg.Consumer))
+	w.log.Info("no older instance runs any more: the consumer is this version's now", zap.String("consumer", w.cfg.Consumer))
 	return true
 }
 

@@ -43,7 +43,7 @@ type Worker struct {
 	observer Observer
 	consumer atomic.Pointer[jetstream.Consumer] // replaced when set up again
 
-	slots      chan struct{} // one per held command
+	room       *room         // the commands held: 2×Concurrency, more while taking over
 	execSlots  chan struct{} // one per APIOps request in flight: Concurrency
 	ready      chan *task    // held commands whose resource is free, in stream order
 	stopping   atomic.Bool   // shutting down: hand back commands not yet started
@@ -55,6 +55,8 @@ type Worker struct {
 	// instances may still pull from it; legacyAckWait is its AckWait then.
 	legacyConsumer atomic.Bool
 	legacyAckWait  time.Duration
+	nextAdoptCheck time.Time // when to ask again whether older instances are gone
+	toldOlder      bool      // that older instances run was logged
 	// waitCtx ends when shutdown starts: commands waiting for a retry or the end of a
 	// pause are handed back at once.
 	waitCtx  context.Context
@@ -115,7 +117,6 @@ func New(nc *nats.Conn, api APIOps, cfg Config) (*Worker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	held := 2 * cfg.Concurrency
 	ownInbox := ""
 	if p := nc.Opts.InboxPrefix; p != "" && p+"." != nats.InboxPrefix {
 		ownInbox = p + "."
@@ -131,9 +132,9 @@ func New(nc *nats.Conn, api APIOps, cfg Config) (*Worker, error) {
 		log:       cfg.Logger,
 		gate:      newGate(cfg.OutageThreshold, cfg.Logger, cfg.Clock, cfg.Observer.Paused),
 		observer:  cfg.Observer,
-		slots:     make(chan struct{}, held),
+		room:      newRoom(cfg.held()),
 		execSlots: make(chan struct{}, cfg.Concurrency),
-		ready:     make(chan *task, held),
+		ready:     make(chan *task, cfg.maxAckPending()), // a place for every command the worker can hold
 		held:      make(map[*task]struct{}),
 		resources: make(map[string]*resourceQueue),
 		idLocks:   make(map[string]*idLock),
@@ -196,7 +197,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	// A goroutine for every command held: looking up and storing outcomes in NATS need
 	// not wait for a free APIOps request, which execSlots bound.
-	for range cap(w.slots) {
+	for range w.cfg.held() {
 		wg.Go(func() {
 			for {
 				select {
@@ -221,6 +222,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 		w.serve(ctx, t)
 		if ctx.Err() != nil {
+			w.unparkForShutdown()
 			break
 		}
 		// The lease is lost: every held command is dropped (the active instance gets
@@ -328,9 +330,10 @@ const (
 // (its lease not renewed in time), it asks for none.
 func (w *Worker) pull(ctx context.Context) {
 	for ctx.Err() == nil {
-		if !w.lease.canStart() {
+		if changed := w.lease.awaitChange(); !w.mayStart() {
 			select {
-			case <-w.lease.awaitChange():
+			case <-changed:
+			case <-w.cfg.Clock.After(w.lease.interval()):
 			case <-ctx.Done():
 			}
 			continue
@@ -353,7 +356,7 @@ func (w *Worker) pull(ctx context.Context) {
 		}
 		batch, err := (*w.consumer.Load()).Fetch(n, jetstream.FetchMaxWait(pullWait))
 		if err != nil {
-			w.releaseSlots(n)
+			w.room.free(n)
 			w.pullFailed(ctx, err)
 			continue
 		}
@@ -362,54 +365,52 @@ func (w *Worker) pull(ctx context.Context) {
 			got++
 			w.admit(msg)
 		}
-		w.releaseSlots(n - got)
+		w.room.free(n - got)
 		if err := batch.Error(); err != nil {
 			w.pullFailed(ctx, err)
 		}
 		w.checkBarrier(ctx)
+		w.adoptLater(ctx)
 	}
 }
 
 // reserve takes room for at least one command; it waits up to gatherWait for room for
-// a quarter of the worker's commands, then takes whatever else is free. It returns 0
-// when ctx ends or the worker pauses.
+// a quarter of the worker's commands, then takes whatever else is free (at most one
+// pull's worth). It returns 0 when ctx ends or the worker pauses.
 func (w *Worker) reserve(ctx context.Context, paused <-chan struct{}) int {
-	select {
-	case w.slots <- struct{}{}:
-	case <-ctx.Done():
-		return 0
-	case <-paused:
-		return 0
-	}
-	n, enough := 1, max(1, cap(w.slots)/4)
-	gather := time.NewTimer(gatherWait)
-	defer gather.Stop()
-	for n < cap(w.slots) {
-		if n < enough {
-			select {
-			case w.slots <- struct{}{}:
-				n++
-				continue
-			case <-gather.C:
-				enough = 0
-				continue
-			}
+	for {
+		changed := w.room.changed()
+		if w.room.take(1) == 1 {
+			break
 		}
 		select {
-		case w.slots <- struct{}{}:
-			n++
-		default:
-			return n
+		case <-changed:
+		case <-ctx.Done():
+			return 0
+		case <-paused:
+			return 0
 		}
 	}
-	return n
+	n, enough := 1, max(1, w.cfg.held()/4)
+	gather := time.NewTimer(gatherWait)
+	defer gather.Stop()
+	for n < enough {
+		changed := w.room.changed()
+		if w.room.take(1) == 1 {
+			n++
+			continue
+		}
+		select {
+		case <-changed:
+		case <-gather.C:
+			enough = 0
+		}
+	}
+	return n + w.room.take(maxPull-n)
 }
 
-func (w *Worker) releaseSlots(n int) {
-	for range n {
-		<-w.slots
-	}
-}
+// maxPull bounds the commands one pull asks for.
+const maxPull = 256
 
 func isClosed(c <-chan struct{}) bool {
 	select {
@@ -577,7 +578,7 @@ func (w *Worker) forgetLocked(t *task) {
 	if w.idle != nil && len(w.held) == 0 {
 		close(w.idle)
 	}
-	<-w.slots
+	w.room.free(1)
 }
 
 // awaitIdle waits until nothing is held, or until timeout fires (nil: no timeout); it

@@ -113,6 +113,7 @@ func run(ctx context.Context, s *settings, log *zap.Logger) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := metrics.New(reg, func(ctx context.Context) (uint64, error) { return w.Pending(ctx) })
 	s.worker.Logger, s.worker.Observer = log, m
+	s.worker.OlderInstances = func(ctx context.Context) ([]string, error) { return olderInstances(ctx, nc) }
 	if w, err = worker.New(nc, client, s.worker); err != nil {
 		return err
 	}

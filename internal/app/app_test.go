@@ -168,8 +168,8 @@ func TestDemoSingleBinary(t *testing.T) {
 	if code, _ := get("/healthz"); code != 200 {
 		t.Errorf("/healthz %d", code)
 	}
-	if code, body := get("/readyz"); code != 200 {
-		t.Errorf("/readyz %d %s", code, body)
+	if code, body := get("/readyz"); code != 200 || body != "ready: active\n" {
+		t.Errorf("/readyz %d %q", code, body)
 	}
 	// The results are published before the ack and the metrics; wait until the
 	// counters caught up rather than guessing a time.
@@ -186,6 +186,7 @@ func TestDemoSingleBinary(t *testing.T) {
 		`apiops_worker_paused{reason="outage"}`:                                                            0,
 		`apiops_worker_paused{reason="unauthorized"}`:                                                      0,
 		`apiops_worker_consumer_pending_commands`:                                                          0,
+		`apiops_worker_active`: 1,
 	}
 	var scraped map[string]float64
 	for end := time.Now().Add(5 * time.Second); ; {
@@ -218,6 +219,7 @@ func TestDemoSingleBinary(t *testing.T) {
 		Endpoints []struct {
 			Data struct {
 				Ready    string `json:"ready"`
+				Role     string `json:"role"`
 				Finished int    `json:"commands_finished"`
 				Failed   int    `json:"commands_not_succeeded"`
 			} `json:"data"`
@@ -226,7 +228,7 @@ func TestDemoSingleBinary(t *testing.T) {
 	if err := json.Unmarshal(stats.Data, &st); err != nil || st.Name != "apiops-worker" || len(st.Endpoints) != 1 {
 		t.Fatalf("stats %s", stats.Data)
 	}
-	if d := st.Endpoints[0].Data; d.Ready != "yes" || d.Finished != 3 || d.Failed != 2 {
+	if d := st.Endpoints[0].Data; d.Ready != "yes" || d.Role != "active" || d.Finished != 3 || d.Failed != 2 {
 		t.Errorf("stats data %+v", d)
 	}
 	if status, err := nc.Request("apiops.worker.status", nil, 2*time.Second); err != nil || !strings.Contains(string(status.Data), `"commands_finished":3`) {

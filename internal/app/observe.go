@@ -78,9 +78,11 @@ func addService(nc *nats.Conn, prefix string, ready readiness, m *metrics.Metric
 		return s
 	}
 	svc, err := micro.AddService(nc, micro.Config{
-		Name:        "apiops-worker",
+		Name:        serviceName,
 		Version:     Version,
 		Description: "Executes APIOps commands from JetStream",
+		// Instances before the lease lack it: see olderInstances.
+		Metadata: map[string]string{"fleet": "lease"},
 		StatsHandler: func(*micro.Endpoint) any {
 			return status()
 		},
@@ -97,4 +99,35 @@ func addService(nc *nats.Conn, prefix string, ready readiness, m *metrics.Metric
 		return nil, fmt.Errorf("register the NATS service's status endpoint: %w", err)
 	}
 	return svc, nil
+}
+
+const serviceName = "apiops-worker"
+
+// olderInstances asks NATS service discovery for the running instances of a version
+// before the lease, which pull from the consumer on their own: those whose service
+// has no "fleet" metadata. It waits a second for answers; an instance that cannot
+// answer cannot hold commands past its AckWait either.
+func olderInstances(ctx context.Context, nc *nats.Conn) ([]string, error) {
+	inbox := nc.NewInbox()
+	sub, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		return nil, fmt.Errorf("service discovery: %w", err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := nc.PublishRequest("$SRV.INFO."+serviceName, inbox, nil); err != nil {
+		return nil, fmt.Errorf("service discovery: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	var older []string
+	for {
+		msg, err := sub.NextMsgWithContext(ctx)
+		if err != nil {
+			return older, nil // no more answers
+		}
+		var info micro.Info
+		if json.Unmarshal(msg.Data, &info) == nil && info.Metadata["fleet"] == "" {
+			older = append(older, info.ID+" (version "+info.Version+")")
+		}
+	}
 }

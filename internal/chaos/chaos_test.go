@@ -116,7 +116,8 @@ func TestChaos(t *testing.T) {
 	}
 	awaitFleet(t, workers, 90*time.Second)
 
-	run := &chaosRun{t: t, rng: rng, cluster: cluster, admin: admin, workers: workers, ledger: ledger}
+	run := &chaosRun{t: t, rng: rng, pick: rand.New(rand.NewPCG(s+1, s+1)), cluster: cluster, admin: admin, workers: workers, ledger: ledger,
+		bursts: make(chan burst), stopBursts: make(chan struct{})}
 	run.resources = resourcesFor(40)
 	published := make(chan struct{})
 	go func() {
@@ -124,6 +125,7 @@ func TestChaos(t *testing.T) {
 		run.publish(commands, time.Duration(faults)*9*time.Second)
 	}()
 	run.nemesis(faults)
+	close(run.stopBursts)
 	<-published
 	for _, w := range workers { // whatever the last fault left stopped runs again
 		if _, exited := w.running(); isDone(exited) {
@@ -163,12 +165,18 @@ func awaitFleet(t *testing.T, workers []*workerProc, timeout time.Duration) {
 // chaosRun is what the publisher, the nemesis and the checker share.
 type chaosRun struct {
 	t         *testing.T
-	rng       *rand.Rand
+	rng       *rand.Rand // the nemesis's
+	pick      *rand.Rand // the publisher's: which resource each command changes
 	cluster   *natstest.Cluster
 	admin     *nats.Conn
 	workers   []*workerProc
 	ledger    *ledger
 	resources []string
+
+	// bursts asks the publisher for that many commands at once, and is answered when
+	// they are published: the nemesis strikes a worker while it holds many.
+	bursts     chan burst
+	stopBursts chan struct{} // closed when the nemesis is done
 
 	mu          sync.Mutex
 	lastOf      map[string]int // resource → index of its last published command
@@ -177,10 +185,16 @@ type chaosRun struct {
 	done        []fault
 }
 
+type burst struct {
+	n    int
+	done chan struct{}
+}
+
 // fault is one nemesis action, as it happened.
 type fault struct {
 	kind     faultKind
 	target   string
+	hit      string // the instance a worker fault hit
 	at       time.Time
 	takeover time.Duration // until another worker was active, when the active one was hit
 	resumed  time.Duration // until APIOps saw the next request
@@ -212,8 +226,17 @@ func (r *chaosRun) publish(n int, d time.Duration) {
 	r.lastOf = make(map[string]int)
 	r.mu.Unlock()
 	pace := d / time.Duration(n)
+	var pending *burst // a burst being published
+	left := 0
 	for i := range n {
-		resource := r.resources[r.rng.IntN(len(r.resources))]
+		if pending == nil {
+			select {
+			case b := <-r.bursts:
+				pending, left = &b, b.n
+			default:
+			}
+		}
+		resource := r.resources[r.pick.IntN(len(r.resources))]
 		msg := commandMsg(i, resource)
 		for {
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
@@ -231,8 +254,33 @@ func (r *chaosRun) publish(n int, d time.Duration) {
 		r.lastOf[resource] = i
 		r.publishedAt = append(r.publishedAt, time.Now())
 		r.mu.Unlock()
+		if pending != nil {
+			if left--; left > 0 {
+				continue // a burst goes out back to back
+			}
+			close(pending.done)
+			pending = nil
+		}
 		time.Sleep(pace)
 	}
+	if pending != nil {
+		close(pending.done)
+	}
+	for { // the nemesis may still ask: there is nothing left to publish
+		select {
+		case b := <-r.bursts:
+			close(b.done)
+		case <-r.stopBursts:
+			return
+		}
+	}
+}
+
+// burstNow has the publisher send n commands at once and waits until they are out.
+func (r *chaosRun) burstNow(n int) {
+	b := burst{n: n, done: make(chan struct{})}
+	r.bursts <- b
+	<-b.done
 }
 
 func commandMsg(i int, resource string) *nats.Msg {
@@ -271,7 +319,11 @@ func (r *chaosRun) nemesis(n int) {
 	kinds = kinds[:n]
 	r.rng.Shuffle(len(kinds), func(i, j int) { kinds[i], kinds[j] = kinds[j], kinds[i] })
 	time.Sleep(2 * time.Second) // let commands flow first
-	for _, kind := range kinds {
+	for i, kind := range kinds {
+		switch kind {
+		case killWorker, termWorker, cutWorker, freezeWorker:
+			r.burstNow(40) // the active worker holds many commands when it is hit
+		}
 		f := fault{kind: kind, at: time.Now()}
 		target := r.active()
 		targetInstance, hit := target.instance(), ""
@@ -290,8 +342,15 @@ func (r *chaosRun) nemesis(n int) {
 			})
 		case cutWorker:
 			f.target = fmt.Sprintf("worker %d", target.n)
+			if i%2 == 1 {
+				f.target += " (silent)"
+			}
 			for _, p := range target.proxies {
-				p.Cut()
+				if i%2 == 0 {
+					p.Cut() // connections closed: the worker notices at once
+				} else {
+					p.Stall() // nothing moves: the worker notices by missed pings
+				}
 			}
 			r.watchTakeover(&f, targetInstance, func() {
 				time.Sleep(6 * time.Second)
@@ -319,8 +378,8 @@ func (r *chaosRun) nemesis(n int) {
 			time.Sleep(3 * time.Second)
 			r.cluster.Start(node)
 		}
-		if f.target == fmt.Sprintf("worker %d", target.n) {
-			hit = targetInstance
+		if strings.HasPrefix(f.target, fmt.Sprintf("worker %d", target.n)) {
+			hit, f.hit = targetInstance, targetInstance
 		}
 		f.resumed = r.nextRequestAfter(f.at, hit, 60*time.Second)
 		r.mu.Lock()

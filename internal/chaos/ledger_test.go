@@ -53,7 +53,7 @@ func (l *ledger) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		l.overlaps = append(l.overlaps, resource+" #"+strconv.Itoa(index))
 	}
 	l.mu.Unlock()
-	time.Sleep(time.Duration(2+rand.IntN(20)) * time.Millisecond) // APIOps takes a while
+	time.Sleep(time.Duration(5+rand.IntN(60)) * time.Millisecond) // APIOps takes a while
 	l.mu.Lock()
 	l.inFlight[resource]--
 	l.state[resource] = index

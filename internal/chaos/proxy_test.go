@@ -2,22 +2,23 @@ package chaos
 
 import (
 	"errors"
-	"io"
 	"net"
 	"sync"
 	"testing"
 )
 
 // proxy forwards TCP connections to a NATS node. Cut closes every connection through
-// it and refuses new ones until Heal: a worker behind its proxies is cut off from the
-// cluster while the nodes themselves run on.
+// it and refuses new ones until Heal; Stall keeps the connections but moves no byte
+// until Heal, as a silent partition does, and then delivers what waited. Either way a
+// worker behind its proxies is cut off from the cluster while the nodes run on.
 type proxy struct {
 	ln     net.Listener
 	target string
 
-	mu    sync.Mutex
-	cut   bool
-	conns map[net.Conn]struct{}
+	mu      sync.Mutex
+	cut     bool
+	flowing chan struct{} // closed while bytes may move
+	conns   map[net.Conn]struct{}
 }
 
 func startProxy(t *testing.T, target string) *proxy {
@@ -26,7 +27,8 @@ func startProxy(t *testing.T, target string) *proxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &proxy{ln: ln, target: target, conns: make(map[net.Conn]struct{})}
+	p := &proxy{ln: ln, target: target, conns: make(map[net.Conn]struct{}), flowing: make(chan struct{})}
+	close(p.flowing)
 	go p.serve()
 	t.Cleanup(func() { _ = ln.Close(); p.Cut() })
 	return p
@@ -70,7 +72,22 @@ func (p *proxy) track(conns ...net.Conn) {
 }
 
 func (p *proxy) pipe(dst, src net.Conn) {
-	_, _ = io.Copy(dst, src)
+	buf := make([]byte, 32*1024)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			p.mu.Lock()
+			flowing := p.flowing
+			p.mu.Unlock()
+			<-flowing // a stalled proxy holds the bytes until it heals
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				break
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
 	_ = dst.Close()
 	_ = src.Close()
 	p.mu.Lock()
@@ -89,9 +106,21 @@ func (p *proxy) Cut() {
 	}
 }
 
-// Heal lets connections through again.
+// Stall moves no byte through the proxy's connections until Heal.
+func (p *proxy) Stall() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if isDone(p.flowing) {
+		p.flowing = make(chan struct{})
+	}
+}
+
+// Heal lets connections through again, and the bytes a stall held.
 func (p *proxy) Heal() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.cut = false
+	if !isDone(p.flowing) {
+		close(p.flowing)
+	}
 }
