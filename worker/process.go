@@ -188,9 +188,9 @@ func (w *Worker) result(t *task, o outcome) *messages.Result {
 // execute calls APIOps under the retry policy: permanent answers end the command,
 // transient failures are retried with exponential backoff and jitter (at least
 // Retry-After) until MaxAttempts of them, and while the worker is paused the command
-// waits without using its budget. No request starts unless this instance holds the
-// lease and has renewed it in time (see lease.canStart). It returns errHandBack when
-// ctx ends first, errDropped when the lease is lost.
+// waits without using its budget. No request starts unless this instance may start
+// one (see mayStart). It returns errHandBack when ctx ends first, errDropped when the
+// lease is lost.
 func (w *Worker) execute(ctx context.Context, t *task) (outcome, error) {
 	req := t.cmd.APIRequest()
 	wait := w.newBackoff(t.attempts.Charged)

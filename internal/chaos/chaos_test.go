@@ -322,7 +322,8 @@ func (r *chaosRun) nemesis(n int) {
 	for i, kind := range kinds {
 		switch kind {
 		case killWorker, termWorker, cutWorker, freezeWorker:
-			r.burstNow(40) // the active worker holds many commands when it is hit
+			r.awaitServing(30 * time.Second) // hit a fleet that has recovered, for figures that mean one fault
+			r.burstNow(40)                   // the active worker holds many commands when it is hit
 		}
 		f := fault{kind: kind, at: time.Now()}
 		target := r.active()
@@ -387,6 +388,28 @@ func (r *chaosRun) nemesis(n int) {
 		r.mu.Unlock()
 		r.t.Logf("%-42s %-16s takeover %-8v APIOps again after %v", f.kind, f.target, f.takeover.Round(100*time.Millisecond), f.resumed.Round(100*time.Millisecond))
 		time.Sleep(time.Duration(2+r.rng.IntN(3)) * time.Second)
+	}
+}
+
+// awaitServing waits until a worker is active and APIOps has seen a request from it
+// in the last second.
+func (r *chaosRun) awaitServing(timeout time.Duration) {
+	for end := time.Now().Add(timeout); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		for _, w := range r.workers {
+			if w.role() != "active" {
+				continue
+			}
+			instance := w.instance()
+			arrivals, _, _ := r.ledger.snapshot()
+			for _, a := range slices.Backward(arrivals) {
+				if time.Since(a.at) > time.Second {
+					break
+				}
+				if instance != "" && strings.Contains(a.instance, instance) {
+					return
+				}
+			}
+		}
 	}
 }
 
