@@ -60,13 +60,9 @@ func (g *gate) reset() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.failures = 0
-	if g.reason == Running {
-		return
+	if g.reason != Running {
+		g.resumeLocked()
 	}
-	g.reason = Running
-	close(g.resumed)
-	g.paused = make(chan struct{})
-	g.onChange(Running)
 }
 
 // answered records that APIOps answered (success, or a refusal that is the command's
@@ -79,6 +75,10 @@ func (g *gate) answered() {
 		return
 	}
 	g.log.Info("APIOps answers again: resuming", zap.String("paused_for", string(g.reason)), zap.Duration("paused", g.clock.Now().Sub(g.since)))
+	g.resumeLocked()
+}
+
+func (g *gate) resumeLocked() {
 	g.reason = Running
 	close(g.resumed)
 	g.paused = make(chan struct{})

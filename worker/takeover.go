@@ -136,31 +136,25 @@ func (w *Worker) checkBarrier(ctx context.Context) {
 
 // dropParked forgets the parked commands of a term that ended: the next active
 // instance gets them.
-func (w *Worker) dropParked() {
+func (w *Worker) dropParked() { w.unpark(false) }
+
+// unparkForShutdown hands the parked commands back at shutdown, with the others.
+func (w *Worker) unparkForShutdown() { w.unpark(true) }
+
+func (w *Worker) unpark(handBack bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.barrier == nil {
 		return
 	}
 	for _, t := range w.barrier.parked {
+		if handBack {
+			w.handBacks = append(w.handBacks, t)
+		}
 		w.forgetLocked(t)
 	}
 	w.barrier = nil
 	w.room.setLimit(w.cfg.held())
-}
-
-// unparkForShutdown hands the parked commands back at shutdown, with the others.
-func (w *Worker) unparkForShutdown() {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.barrier == nil {
-		return
-	}
-	for _, t := range w.barrier.parked {
-		w.handBacks = append(w.handBacks, t)
-		w.forgetLocked(t)
-	}
-	w.barrier = nil
 }
 
 // adoptRecheck is how often an instance that shares the consumer with older

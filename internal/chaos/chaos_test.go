@@ -119,14 +119,11 @@ func TestChaos(t *testing.T) {
 	run := &chaosRun{t: t, rng: rng, pick: rand.New(rand.NewPCG(s+1, s+1)), cluster: cluster, admin: admin, workers: workers, ledger: ledger,
 		bursts: make(chan burst), stopBursts: make(chan struct{})}
 	run.resources = resourcesFor(40)
-	published := make(chan struct{})
-	go func() {
-		defer close(published)
-		run.publish(commands, time.Duration(faults)*9*time.Second)
-	}()
+	published := make(chan int)
+	go func() { published <- run.publish(commands, 60*time.Millisecond) }()
 	run.nemesis(faults)
 	close(run.stopBursts)
-	<-published
+	commands = <-published
 	for _, w := range workers { // whatever the last fault left stopped runs again
 		if _, exited := w.running(); isDone(exited) {
 			w.start()
@@ -212,23 +209,27 @@ func resourcesFor(n int) []string {
 	return out
 }
 
-// publish sends n commands strictly one after another over about d, each retried
-// with the same Nats-Msg-Id until JetStream acknowledges it.
-func (r *chaosRun) publish(n int, d time.Duration) {
+// publish sends commands strictly one after another, one every pace and in bursts
+// the nemesis asks for, each retried with the same Nats-Msg-Id until JetStream
+// acknowledges it: at least n, and on until the nemesis is done, so that every fault
+// meets a fleet at work. It returns how many it published.
+func (r *chaosRun) publish(n int, pace time.Duration) int {
 	nc, err := nats.Connect(r.cluster.URLs(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
 	if err != nil {
 		r.t.Error(err)
-		return
+		return 0
 	}
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
 	r.mu.Lock()
 	r.lastOf = make(map[string]int)
 	r.mu.Unlock()
-	pace := d / time.Duration(n)
 	var pending *burst // a burst being published
 	left := 0
-	for i := range n {
+	for i := 0; ; i++ {
+		if i >= n && pending == nil && isDone(r.stopBursts) {
+			return i
+		}
 		if pending == nil {
 			select {
 			case b := <-r.bursts:
@@ -262,17 +263,6 @@ func (r *chaosRun) publish(n int, d time.Duration) {
 			pending = nil
 		}
 		time.Sleep(pace)
-	}
-	if pending != nil {
-		close(pending.done)
-	}
-	for { // the nemesis may still ask: there is nothing left to publish
-		select {
-		case b := <-r.bursts:
-			close(b.done)
-		case <-r.stopBursts:
-			return
-		}
 	}
 }
 
