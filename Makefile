@@ -111,13 +111,14 @@ nats-image:
 	$(STATIC) -o build/nats/nats-server github.com/nats-io/nats-server/v2
 	docker build -q -t $(NATS_LOCAL_IMAGE) -f deploy/docker/nats/Dockerfile build/nats
 
-## bench: the full benchmark (under 8 minutes): the worker against a minimal baseline,
-## with nats-server and the simulator in their own processes. BENCH_FLAGS adds flags
-## (e.g. BENCH_FLAGS='--scenarios 1 --cpuprofile cpu.pprof'); see bin/apiops-bench -h.
+## bench: the full benchmark (about 40 minutes): apiops-worker against a minimal
+## baseline loop, each in its own process like nats-server and the simulator, under both
+## durability settings, three interleaved runs each (medians). BENCH_FLAGS adds flags
+## (e.g. BENCH_FLAGS='--scenarios 2 --sync default --profile prof'); see bin/apiops-bench -h.
 ## bench-quick: a smoke run with small sizes that checks the harness.
 .PHONY: bench bench-quick bench-tools
 BENCH_FLAGS ?=
-BENCH := $(BIN)/apiops-bench --nats-server $(BIN)/nats-server --sim $(BIN)/apiops-sim
+BENCH := $(BIN)/apiops-bench --nats-server $(BIN)/nats-server --sim $(BIN)/apiops-sim --worker $(BIN)/apiops-worker
 
 bench: bench-tools
 	$(BENCH) $(BENCH_FLAGS)
@@ -127,5 +128,4 @@ bench-quick: bench-tools
 
 bench-tools:
 	$(GO) build -o $(BIN)/nats-server github.com/nats-io/nats-server/v2
-	$(GO) build -o $(BIN)/apiops-sim ./cmd/apiops-sim
-	$(GO) build -o $(BIN)/apiops-bench ./cmd/apiops-bench
+	$(GO) build -o $(BIN)/ ./cmd/apiops-sim ./cmd/apiops-bench ./cmd/apiops-worker

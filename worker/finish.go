@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
 	"github.com/apiops-worker/apiops-worker/messages"
@@ -20,11 +21,11 @@ const maxHeaderValue = 1024
 
 // finish is the one terminal step every command goes through, whatever its status, so
 // that no outcome can skip a stage: it stores the outcome under the command's project
-// and id, then the dead letter (unless succeeded), then the result, each acknowledged
-// by JetStream; then it replies to replyTo and acknowledges the command. When a step
-// fails the caller runs finish again: the outcome is stored once (another delivery of
-// the id that stored first wins), and the publishes carry Nats-Msg-Id, so JetStream
-// drops what it already has.
+// and id, then the dead letter (unless succeeded) and the result together, each
+// acknowledged by JetStream; only then does it reply to replyTo and acknowledge the
+// command. When a step fails the caller runs finish again: the outcome is stored once
+// (the delivery of the id that stored first wins), and the publishes carry
+// Nats-Msg-Id, so JetStream drops what it already has.
 func (w *Worker) finish(ctx context.Context, t *task, res *messages.Result) error {
 	body, err := json.Marshal(res)
 	if err != nil {
@@ -33,6 +34,8 @@ func (w *Worker) finish(ctx context.Context, t *task, res *messages.Result) erro
 	if res.ID == "" {
 		return w.publishOutcome(ctx, t, res, body, "")
 	}
+	// The record first: the result goes out under the id only once the id is this
+	// command's.
 	stored, err := w.store.finishOnce(ctx, t.commandKey(), finished{Seq: t.seq, Result: body})
 	if err != nil {
 		return err
@@ -122,10 +125,23 @@ func storedType(f *finished) string {
 }
 
 // publishOutcome stores the dead letter (unless succeeded) and the result, each under
-// msgID ("" for a command without a valid id), then replies and acknowledges.
+// msgID ("" for a command without a valid id), at once; once both are stored it
+// replies and acknowledges.
 func (w *Worker) publishOutcome(ctx context.Context, t *task, res *messages.Result, body []byte, msgID string) error {
+	var dead jetstream.PubAckFuture
 	if res.Status != messages.StatusSucceeded {
-		ack, err := w.js.PublishMsg(ctx, w.deadLetter(t, res, msgID))
+		f, err := w.js.PublishMsgAsync(w.deadLetter(t, res, msgID))
+		if err != nil {
+			return fmt.Errorf("publish dead letter: %w", err)
+		}
+		dead = f
+	}
+	result, err := w.js.PublishMsgAsync(&nats.Msg{Subject: w.subjects.ResultFor(t.msg.Subject()), Header: resultHeaders(res, msgID), Data: body})
+	if err != nil {
+		return fmt.Errorf("publish result: %w", err)
+	}
+	if dead != nil {
+		ack, err := awaitAck(ctx, dead)
 		if err != nil {
 			return fmt.Errorf("publish dead letter: %w", err)
 		}
@@ -133,8 +149,7 @@ func (w *Worker) publishOutcome(ctx context.Context, t *task, res *messages.Resu
 			w.observer.DeadLetter(metricType(res.Type), res.Status)
 		}
 	}
-	msg := &nats.Msg{Subject: w.subjects.ResultFor(t.msg.Subject()), Header: resultHeaders(res, msgID), Data: body}
-	ack, err := w.js.PublishMsg(ctx, msg)
+	ack, err := awaitAck(ctx, result)
 	if err != nil {
 		return fmt.Errorf("publish result: %w", err)
 	}
@@ -148,6 +163,18 @@ func (w *Worker) publishOutcome(ctx context.Context, t *task, res *messages.Resu
 	w.reply(t, res, body, msgID)
 	w.ack(t)
 	return nil
+}
+
+// awaitAck waits for an asynchronous publish's acknowledgement.
+func awaitAck(ctx context.Context, f jetstream.PubAckFuture) (*jetstream.PubAck, error) {
+	select {
+	case ack := <-f.Ok():
+		return ack, nil
+	case err := <-f.Err():
+		return nil, err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 func resultHeaders(res *messages.Result, msgID string) nats.Header {

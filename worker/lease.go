@@ -220,7 +220,7 @@ func (l *lease) renew(ctx context.Context) {
 	l.mu.Unlock()
 	sentAt := l.clock.Now()
 	newRev, err := l.kv.Update(ctx, l.key, l.record(false), rev)
-	if errors.Is(err, jetstream.ErrKeyExists) {
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) { // 10071, or 10164 on replicated buckets
 		// The revision moved: another instance took over, or an earlier renewal of
 		// ours succeeded though its answer was lost. The holder in the record tells.
 		entry, getErr := l.kv.Get(ctx, l.key)

@@ -6,7 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -87,9 +87,10 @@ func TestShutdownHandsOverAtOnce(t *testing.T) {
 	e.cfg.LeaseTimeout = time.Minute
 	e.cfg.AckWait = time.Minute
 	slow := make(chan struct{}, 1)
+	var requests atomic.Int32
 	e.mu.Lock()
 	e.front = func(w http.ResponseWriter, r *http.Request) bool {
-		if strings.Contains(r.URL.Path, "/user-0/") { // the first command is slow
+		if requests.Add(1) == 1 { // the first command is slow
 			slow <- struct{}{}
 			time.Sleep(time.Second)
 		}
@@ -103,8 +104,10 @@ func TestShutdownHandsOverAtOnce(t *testing.T) {
 	stopped := make(chan error)
 	go func() { stopped <- second.Run(ctx) }()
 	defer func() { cancel(); <-stopped }()
+	// One resource, so the commands run in stream order and the last two wait behind
+	// the slow first one.
 	for i := range 3 {
-		e.publishLine(fmt.Appendf(nil, `{"id":"unstarted-%d","type":"credential.truststore.set","project":"MyProject","params":{"username":"user-%d","keystoreName":"x"}}`, i, i))
+		e.publishLine(fmt.Appendf(nil, `{"id":"unstarted-%d","type":"credential.truststore.set","project":"MyProject","params":{"username":"user-0","keystoreName":"x"}}`, i))
 	}
 	select {
 	case <-slow:

@@ -21,11 +21,13 @@ import (
 // that both survive redeliveries and restarts. A command is known by its project and
 // id: the same id in two projects is two commands.
 type store struct {
-	kv     jetstream.KeyValue
-	stream jetstream.Stream // the bucket's stream, for the legacy check
-	bucket string
-	log    *zap.Logger
-	clock  Clock
+	kv       jetstream.KeyValue
+	stream   jetstream.Stream // the bucket's stream: batch lookups, the legacy check
+	bucket   string
+	lookups  chan *lookup // to runLookups
+	batchGet *batchGetter
+	log      *zap.Logger
+	clock    Clock
 
 	legacy        atomic.Bool  // records from before project-scoped ids may exist
 	legacyChecked atomic.Int64 // unix nanoseconds of the last check
@@ -41,6 +43,18 @@ type finished struct {
 	// legacy: stored by a worker from before project-scoped ids, whose results
 	// carried the bare id as Nats-Msg-Id.
 	legacy bool
+}
+
+// encode is f's stored form, built around the result's JSON as it is: the result was
+// just encoded, and re-encoding it as a json.RawMessage would validate and compact it
+// again.
+func (f finished) encode() []byte {
+	data := make([]byte, 0, len(f.Result)+32)
+	data = append(data, `{"seq":`...)
+	data = strconv.AppendUint(data, f.Seq, 10)
+	data = append(data, `,"result":`...)
+	data = append(data, f.Result...)
+	return append(data, '}')
 }
 
 // attempts counts a command's APIOps requests: all of them, and those charged to its
@@ -102,42 +116,14 @@ func (s *store) detectLegacy(ctx context.Context) error {
 	return nil
 }
 
-func (s *store) finished(ctx context.Context, k commandKey) (*finished, error) {
-	f, err := s.finishedAt(ctx, resultKey(k), k)
-	if f != nil || err != nil {
-		return f, err
-	}
-	if s.clock.Now().Sub(time.Unix(0, s.legacyChecked.Load())) > legacyRecheck {
-		if err := s.detectLegacy(ctx); err != nil {
-			return nil, err
-		}
-	}
-	if !s.legacy.Load() {
-		return nil, nil
-	}
-	f, err = s.finishedAt(ctx, legacyResultKey(k.id), k)
-	if f == nil || err != nil {
-		return nil, err
-	}
-	var stored struct {
-		Project string `json:"project"`
-	}
-	if json.Unmarshal(f.Result, &stored) != nil || stored.Project != k.project {
-		return nil, nil // another project's id
-	}
-	f.legacy = true
-	return f, nil
-}
+func timeOf(unixNano int64) time.Time { return time.Unix(0, unixNano) }
 
 // finishMessageOnce stores the outcome of one message under its own key, for an
 // outcome that cannot be the id's (see finish), and returns the one stored first.
 func (s *store) finishMessageOnce(ctx context.Context, k commandKey, f finished) (*finished, error) {
-	data, err := json.Marshal(f)
-	if err != nil {
-		return nil, err
-	}
 	key := messageResultKey(k, f.Seq)
-	if _, err = s.kv.Create(ctx, key, data); err == nil {
+	_, err := s.kv.Create(ctx, key, f.encode())
+	if err == nil {
 		return &f, nil
 	}
 	if !errors.Is(err, jetstream.ErrKeyExists) {
@@ -167,11 +153,7 @@ func (s *store) finishedAt(ctx context.Context, key string, k commandKey) (*fini
 // returns the stored one: two deliveries of an id (published twice, or an ack lost
 // while another instance ran it) cannot overwrite each other's outcome.
 func (s *store) finishOnce(ctx context.Context, k commandKey, f finished) (*finished, error) {
-	data, err := json.Marshal(f)
-	if err != nil {
-		return nil, err
-	}
-	_, err = s.kv.Create(ctx, resultKey(k), data)
+	_, err := s.kv.Create(ctx, resultKey(k), f.encode())
 	if err == nil {
 		return &f, nil
 	}

@@ -20,7 +20,12 @@ func (w *Worker) Setup(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("key-value bucket %s: %w", w.cfg.IdempotencyBucket, err)
 	}
-	w.store = &store{kv: kv, stream: stream, bucket: w.cfg.IdempotencyBucket, log: w.log, clock: w.cfg.Clock}
+	batchGet, err := newBatchGetter(w.nc, stream.CachedInfo().Config.Name)
+	if err != nil {
+		return err
+	}
+	w.store = &store{kv: kv, stream: stream, bucket: w.cfg.IdempotencyBucket, log: w.log, clock: w.cfg.Clock,
+		lookups: make(chan *lookup), batchGet: batchGet}
 	if err := w.store.detectLegacy(ctx); err != nil {
 		return err
 	}

@@ -113,7 +113,9 @@ func New(nc *nats.Conn, api APIOps, cfg Config) (*Worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	js, err := jetstream.New(nc)
+	// An asynchronous publish the server never answers fails after finishTimeout, as a
+	// synchronous one would, rather than wait forever.
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(finishTimeout))
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
@@ -210,6 +212,9 @@ func (w *Worker) Run(ctx context.Context) error {
 		})
 	}
 	wg.Go(func() { w.keepAlive(quit) })
+	lookupsCtx, stopLookups := context.WithCancel(runCtx)
+	defer stopLookups()
+	wg.Go(func() { w.store.runLookups(lookupsCtx) })
 	leaseDone := make(chan struct{})
 	go func() { defer close(leaseDone); w.lease.run(leaseCtx) }()
 	w.log.Info("worker started", zap.String("role", "standby until it holds the lease"), zap.Int("concurrency", w.cfg.Concurrency),
@@ -249,6 +254,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	releaseCtx, cancelRelease := context.WithTimeout(context.Background(), finishTimeout)
 	w.lease.release(releaseCtx)
 	cancelRelease()
+	stopLookups()
 	close(quit)
 	wg.Wait()
 	w.log.Info("worker stopped")

@@ -118,7 +118,7 @@ func run(ctx context.Context, s *settings, log *zap.Logger) error {
 		return err
 	}
 	if s.httpAddr != "" {
-		stop, err := startHTTP(s.httpAddr, reg, w, log)
+		stop, err := startHTTP(s.httpAddr, reg, w, s.pprof, log)
 		if err != nil {
 			return err
 		}

@@ -37,6 +37,7 @@ type settings struct {
 
 	logFormat, logLevel string
 	httpAddr            string
+	pprof               bool
 
 	worker worker.Config
 }
@@ -79,6 +80,7 @@ func parseSettings(args []string, getenv func(string) string, stderr io.Writer) 
 	fs.StringVar(&s.logFormat, "log-format", "json", "json, or console for people")
 	fs.StringVar(&s.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&s.httpAddr, "http-addr", ":9090", "address of /metrics, /healthz and /readyz; empty switches them off")
+	fs.BoolVar(&s.pprof, "pprof", false, "also serve Go's profiles under /debug/pprof/ on --http-addr (for profiling; off in production)")
 	fs.StringVar(&w.CommandStream, "command-stream", worker.DefaultCommandStream, "stream of the commands")
 	fs.StringVar(&w.ResultStream, "result-stream", worker.DefaultResultStream, "stream of the results")
 	fs.StringVar(&w.DeadStream, "dead-stream", worker.DefaultDeadStream, "stream of the dead letters")

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -28,8 +29,9 @@ type readiness interface {
 	Active() bool
 }
 
-// startHTTP serves /metrics, /healthz and /readyz on addr until stop is called.
-func startHTTP(addr string, reg *prometheus.Registry, ready readiness, log *zap.Logger) (stop func(), err error) {
+// startHTTP serves /metrics, /healthz and /readyz on addr until stop is called, and
+// Go's profiles under /debug/pprof/ when profiles is set.
+func startHTTP(addr string, reg *prometheus.Registry, ready readiness, profiles bool, log *zap.Logger) (stop func(), err error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("--http-addr (APIOPS_WORKER_HTTP_ADDR): %w", err)
@@ -39,6 +41,10 @@ func startHTTP(addr string, reg *prometheus.Registry, ready readiness, log *zap.
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
 	})
+	if profiles {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	}
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if err := ready.Ready(); err != nil {
 			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)

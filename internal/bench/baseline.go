@@ -4,19 +4,20 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/apiops-worker/apiops-worker/messages"
+	"github.com/apiops-worker/apiops-worker/worker"
 )
 
 // baseline is the least a consumer can do with the worker's guarantees: inFlight
@@ -24,28 +25,59 @@ import (
 // stores a small result (awaiting JetStream's ack) and acknowledges the command
 // synchronously. It has no validation, retries, idempotency store or ordering.
 type baseline struct {
-	js      jetstream.JetStream
-	cons    jetstream.Consumer
-	http    *http.Client
-	apiURL  string
-	latency []time.Duration // receipt → APIOps answered, one per command
-	count   atomic.Int64    // commands finished
-	errMu   sync.Mutex
-	err     error // the first failure
+	js     jetstream.JetStream
+	cons   jetstream.Consumer
+	http   *http.Client
+	apiURL string
+	errMu  sync.Mutex
+	err    error         // the first failure
+	failed chan struct{} // closed at the first failure
 
 	it jetstream.MessagesContext
 	wg sync.WaitGroup
 }
 
-func newBaseline(js jetstream.JetStream, cons jetstream.Consumer, apiURL string, inFlight, commands int) *baseline {
+// RunLoop is `apiops-bench loop`: the baseline in a process of its own, so that its
+// CPU and memory are measured as the worker's are. It takes commands from the
+// worker's consumer until ctx ends.
+func RunLoop(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("apiops-bench loop", flag.ContinueOnError)
+	natsURL := fs.String("nats-url", "", "NATS URL")
+	apiURL := fs.String("apiops-url", "", "APIOps URL")
+	inFlight := fs.Int("in-flight", 64, "commands at once")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	nc, err := nats.Connect(*natsURL, nats.Name("apiops-bench baseline"))
+	if err != nil {
+		return fmt.Errorf("connect to NATS: %w", err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	cons, err := js.Consumer(ctx, worker.DefaultCommandStream, worker.DefaultConsumer)
+	if err != nil {
+		return fmt.Errorf("consumer: %w", err)
+	}
+	b := newBaseline(js, cons, *apiURL, *inFlight)
+	if err := b.start(ctx, *inFlight); err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+	case <-b.failed:
+	}
+	b.stop()
+	return b.failure()
+}
+
+func newBaseline(js jetstream.JetStream, cons jetstream.Consumer, apiURL string, inFlight int) *baseline {
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.MaxIdleConns = inFlight
 	transport.MaxIdleConnsPerHost = inFlight
-	return &baseline{
-		js: js, cons: cons, apiURL: apiURL,
-		http:    &http.Client{Transport: transport},
-		latency: make([]time.Duration, commands),
-	}
+	return &baseline{js: js, cons: cons, apiURL: apiURL, http: &http.Client{Transport: transport}, failed: make(chan struct{})}
 }
 
 // start starts inFlight goroutines taking commands until stop.
@@ -98,12 +130,8 @@ func (b *baseline) fail(err error) {
 	defer b.errMu.Unlock()
 	if b.err == nil {
 		b.err = fmt.Errorf("baseline: %w", err)
+		close(b.failed)
 	}
-}
-
-// latencies returns receipt → APIOps answered for every finished command.
-func (b *baseline) latencies() []time.Duration {
-	return b.latency[:min(int(b.count.Load()), len(b.latency))]
 }
 
 func (b *baseline) handle(ctx context.Context, msg jetstream.Msg) error {
@@ -136,9 +164,6 @@ func (b *baseline) handle(ctx context.Context, msg jetstream.Msg) error {
 	}
 	if err := msg.DoubleAck(ctx); err != nil {
 		return fmt.Errorf("ack: %w", err)
-	}
-	if i := b.count.Add(1) - 1; i < int64(len(b.latency)) {
-		b.latency[i] = finished.Sub(received)
 	}
 	return nil
 }

@@ -1,12 +1,13 @@
 // Package bench measures apiops-worker's throughput, latency, CPU and memory against
-// the APIOps simulator, next to a baseline: a minimal hand-written loop doing the same
-// work with the same delivery guarantees (pull a command, PUT to APIOps, store a result
-// awaiting JetStream's ack, acknowledge synchronously).
+// the APIOps simulator, next to a baseline: a minimal loop doing the same work with the
+// same delivery guarantee (pull a command, PUT to APIOps, store a result awaiting
+// JetStream's ack, acknowledge synchronously).
 //
-// nats-server (JetStream, every write fsynced) and apiops-sim run as separate
-// processes, each run on a fresh data directory, so that every run starts equal and
-// the CPU and memory measured in this process are the worker's (or the baseline's)
-// alone. cmd/apiops-bench is the command; see Run.
+// Every part runs in its own process, fresh for each run: nats-server, apiops-sim, and
+// the system measured, the real apiops-worker binary or the baseline
+// (`apiops-bench loop`). So the CPU per command of each process, and the system's
+// memory, are its own. The worker and the baseline run interleaved, several times,
+// and the table shows medians. cmd/apiops-bench is the command; see Run.
 package bench
 
 import (
@@ -14,28 +15,25 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
-	"runtime/metrics"
-	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"go.uber.org/zap"
 
-	"github.com/apiops-worker/apiops-worker/apiops"
 	"github.com/apiops-worker/apiops-worker/worker"
 )
 
 // Scenario is one setting under which the worker, and optionally the baseline, run.
 type Scenario struct {
 	Name     string
-	InFlight int           // worker Concurrency; baseline goroutines
+	InFlight int           // worker --concurrency; baseline goroutines
 	Latency  time.Duration // the simulator's added latency per request
 	// Backlogs are the commands waiting at the start; the worker runs once per entry,
 	// the baseline (when Baseline is set) with the first.
@@ -62,9 +60,9 @@ func Scenarios(quick bool) []Scenario {
 	}
 	fleet := Scenario{Name: "6", InFlight: 64, Latency: 50 * time.Millisecond, Backlogs: size(5000, 500), Fleet: []int{1, 2, 3}}
 	return []Scenario{
-		{Name: "1", InFlight: 8, Backlogs: size(20000, 500), Baseline: true},
+		{Name: "1", InFlight: 8, Backlogs: size(10000, 500), Baseline: true},
 		{Name: "2", InFlight: 64, Backlogs: size(20000, 500), Baseline: true},
-		{Name: "3", InFlight: 64, Latency: 50 * time.Millisecond, Backlogs: size(5000, 500), Baseline: true},
+		{Name: "3", InFlight: 64, Latency: 50 * time.Millisecond, Backlogs: size(6000, 500), Baseline: true},
 		{Name: "4", InFlight: 256, Latency: 50 * time.Millisecond, Backlogs: size(15000, 1000), Baseline: true},
 		memory,
 		fleet,
@@ -76,7 +74,7 @@ func Select(all []Scenario, names string) ([]Scenario, error) {
 	var out []Scenario
 	for name := range strings.SplitSeq(names, ",") {
 		name = strings.TrimSpace(name)
-		i := indexOf(all, name)
+		i := slices.IndexFunc(all, func(sc Scenario) bool { return sc.Name == name })
 		if i < 0 {
 			return nil, fmt.Errorf("unknown scenario %q (want 1 to %d)", name, len(all))
 		}
@@ -85,20 +83,11 @@ func Select(all []Scenario, names string) ([]Scenario, error) {
 	return out, nil
 }
 
-func indexOf(all []Scenario, name string) int {
-	for i, sc := range all {
-		if sc.Name == name {
-			return i
-		}
-	}
-	return -1
-}
-
 // Scale multiplies every backlog by f (at least one command each).
 func Scale(all []Scenario, f float64) []Scenario {
 	out := make([]Scenario, len(all))
 	for i, sc := range all {
-		sc.Backlogs = append([]int(nil), sc.Backlogs...)
+		sc.Backlogs = slices.Clone(sc.Backlogs)
 		for j, n := range sc.Backlogs {
 			sc.Backlogs[j] = max(1, int(float64(n)*f))
 		}
@@ -107,53 +96,80 @@ func Scale(all []Scenario, f float64) []Scenario {
 	return out
 }
 
+// Sync is a nats-server durability setting.
+type Sync string
+
+const (
+	// SyncDefault is nats-server's default: writes reach the disk within its sync
+	// interval (two minutes), so a machine that loses power may lose the last ones.
+	SyncDefault Sync = "default"
+	// SyncAlways fsyncs every write before JetStream acknowledges it.
+	SyncAlways Sync = "always"
+)
+
 // Options configure Run.
 type Options struct {
 	NATSServer string // the nats-server binary
 	Simulator  string // the apiops-sim binary
+	Worker     string // the apiops-worker binary
+	Self       string // this binary, for `apiops-bench loop`
 	Scenarios  []Scenario
+	// Syncs are the durability settings scenarios with a baseline run under; the
+	// others run under the first.
+	Syncs []Sync
+	// Repeat runs each measurement this many times, worker and baseline interleaved,
+	// and reports the medians; 0 means 1.
+	Repeat int
 	// RunTimeout fails a run whose commands are not done by then; 0 means 5 minutes.
 	RunTimeout time.Duration
-	// CPUProfile, when set, receives a CPU profile of each run's timed part, the run's
-	// name inserted before the extension: cpu.pprof → cpu.1-worker.pprof.
-	CPUProfile string
-	Out        io.Writer // the table, at the end; nil means standard output
-	Progress   io.Writer // what is running, as it runs; may be nil
+	// ProfileDir, when set, receives CPU and allocation profiles of the worker in
+	// ProfileScenario's runs.
+	ProfileDir      string
+	ProfileScenario string
+	Out             io.Writer // the table, at the end; nil means standard output
+	Progress        io.Writer // what is running, as it runs; may be nil
 }
 
 // Measurement is the outcome of one run.
 type Measurement struct {
 	Scenario  Scenario
-	System    string        // "worker" or "baseline"
-	Instances int           // worker instances sharing the consumer
-	Backlog   int           // commands waiting at the start
-	Done      int           // commands finished in the timed part
-	Limited   bool          // the timed part ended at Scenario.Limit
-	Elapsed   time.Duration // the timed part
-	CPU       time.Duration // user + system CPU of this process in the timed part
-	PeakHeap  uint64        // bytes in heap objects, sampled every 10 ms
-	P50, P99  time.Duration // receipt → result
+	Sync      Sync
+	System    string // "worker" or "baseline"
+	Instances int    // worker instances sharing the consumer
+	Backlog   int    // commands waiting at the start
+	Done      int    // commands finished in the timed part
+	Limited   bool   // the timed part ended at Scenario.Limit
+	// Span is from the first command's receipt to the last result's finish, as the
+	// results say: start-up is outside it, for either system.
+	Span time.Duration
+	// CPU of the system's processes, of nats-server and of the simulator while the
+	// system ran.
+	CPU, NATSCPU, SimCPU time.Duration
+	PeakRSS              uint64        // the system's largest peak resident memory
+	P50, P99             time.Duration // receipt → result
 }
 
 // Rate returns commands per second.
-func (m Measurement) Rate() float64 { return Ratio(float64(m.Done), m.Elapsed.Seconds()) }
+func (m Measurement) Rate() float64 { return Ratio(float64(m.Done), m.Span.Seconds()) }
 
-// CPUPerCommand returns the CPU time per command in microseconds.
-func (m Measurement) CPUPerCommand() float64 {
-	return Ratio(float64(m.CPU)/float64(time.Microsecond), float64(m.Done))
+func perCommand(d time.Duration, n int) float64 {
+	return Ratio(float64(d)/float64(time.Microsecond), float64(n))
 }
 
-// PeakHeapMiB returns the peak heap in MiB.
-func (m Measurement) PeakHeapMiB() float64 { return float64(m.PeakHeap) / (1 << 20) }
-
 // Run runs the scenarios, reporting progress as it goes, and then prints the machine,
-// one table row per run and the worker ÷ baseline ratios per scenario.
+// one table row per system (medians of the repeats) and the worker ÷ baseline ratios.
 func Run(ctx context.Context, opts Options) error {
 	if !supported {
 		return errors.New("the benchmark runs on Linux only")
 	}
 	if opts.RunTimeout == 0 {
 		opts.RunTimeout = 5 * time.Minute
+	}
+	if opts.Repeat == 0 {
+		opts.Repeat = 1
+	}
+	if len(opts.Syncs) == 0 {
+		opts.Syncs = []Sync{SyncAlways}
 	}
 	if opts.Out == nil {
 		opts.Out = os.Stdout
@@ -168,9 +184,7 @@ func Run(ctx context.Context, opts Options) error {
 	defer os.RemoveAll(tmp)
 	most := 0
 	for _, sc := range opts.Scenarios {
-		for _, n := range sc.Backlogs {
-			most = max(most, n)
-		}
+		most = max(most, slices.Max(sc.Backlogs))
 	}
 	seed, err := writeSeed(tmp, most)
 	if err != nil {
@@ -183,32 +197,15 @@ func Run(ctx context.Context, opts Options) error {
 	r.printMachine()
 	r.printHeader()
 	for _, sc := range opts.Scenarios {
-		var workerRuns, baselineRuns []Measurement
-		for _, instances := range sc.Fleet {
-			m, err := r.run(ctx, sc, "worker", sc.Backlogs[0], instances)
-			if err != nil {
+		syncs := opts.Syncs[:1]
+		if sc.Baseline {
+			syncs = opts.Syncs
+		}
+		for _, sync := range syncs {
+			if err := r.scenario(ctx, sc, sync); err != nil {
 				return err
 			}
-			workerRuns = append(workerRuns, m)
 		}
-		if len(sc.Fleet) > 0 {
-			r.printFleet(sc, workerRuns)
-			continue
-		}
-		for i, n := range sc.Backlogs {
-			m, err := r.run(ctx, sc, "worker", n, 1)
-			if err != nil {
-				return err
-			}
-			workerRuns = append(workerRuns, m)
-			if sc.Baseline && i == 0 {
-				if m, err = r.run(ctx, sc, "baseline", n, 1); err != nil {
-					return err
-				}
-				baselineRuns = append(baselineRuns, m)
-			}
-		}
-		r.printSummary(sc, workerRuns, baselineRuns)
 	}
 	return nil
 }
@@ -220,27 +217,98 @@ type runner struct {
 	table strings.Builder
 }
 
-// run starts a fresh nats-server and simulator, publishes the backlog, and measures
-// one system taking it.
-func (r *runner) run(ctx context.Context, sc Scenario, name string, backlog, instances int) (Measurement, error) {
-	label := fmt.Sprintf("scenario %s, %s ×%d, %d in flight, latency %v, %d commands", sc.Name, name, instances, sc.InFlight, sc.Latency, backlog)
-	fmt.Fprintf(r.opts.Progress, "running %s\n", label)
-	m, err := r.measure(ctx, sc, name, backlog, instances)
-	if err != nil {
-		return m, fmt.Errorf("%s: %w", label, err)
+// scenario measures one scenario under one durability setting.
+func (r *runner) scenario(ctx context.Context, sc Scenario, sync Sync) error {
+	if len(sc.Fleet) > 0 {
+		var runs []Measurement
+		for _, instances := range sc.Fleet {
+			m, err := r.repeated(ctx, sc, sync, "worker", sc.Backlogs[0], instances)
+			if err != nil {
+				return err
+			}
+			runs = append(runs, m)
+		}
+		r.printFleet(sc, runs)
+		return nil
 	}
+	// The first backlog: worker and baseline interleaved.
+	var w, b []Measurement
+	for i := range r.opts.Repeat {
+		order := []string{"worker", "baseline"}
+		if i%2 == 1 {
+			order = []string{"baseline", "worker"}
+		}
+		for _, name := range order {
+			if name == "baseline" && !sc.Baseline {
+				continue
+			}
+			m, err := r.run(ctx, sc, sync, name, sc.Backlogs[0], 1, i)
+			if err != nil {
+				return err
+			}
+			if name == "worker" {
+				w = append(w, m)
+			} else {
+				b = append(b, m)
+			}
+		}
+	}
+	workers := []Measurement{median(w)}
+	r.printRow(workers[0])
+	var base *Measurement
+	if len(b) > 0 {
+		m := median(b)
+		r.printRow(m)
+		base = &m
+	}
+	for _, n := range sc.Backlogs[1:] {
+		m, err := r.repeated(ctx, sc, sync, "worker", n, 1)
+		if err != nil {
+			return err
+		}
+		workers = append(workers, m)
+	}
+	r.printSummary(sc, sync, workers, base)
+	return nil
+}
+
+// repeated runs one system Repeat times and returns the medians.
+func (r *runner) repeated(ctx context.Context, sc Scenario, sync Sync, name string, backlog, instances int) (Measurement, error) {
+	var ms []Measurement
+	for i := range r.opts.Repeat {
+		m, err := r.run(ctx, sc, sync, name, backlog, instances, i)
+		if err != nil {
+			return m, err
+		}
+		ms = append(ms, m)
+	}
+	m := median(ms)
 	r.printRow(m)
 	return m, nil
 }
 
-func (r *runner) measure(ctx context.Context, sc Scenario, name string, backlog, instances int) (Measurement, error) {
-	m := Measurement{Scenario: sc, System: name, Backlog: backlog, Instances: instances}
+// run measures one run and reports its figures as progress.
+func (r *runner) run(ctx context.Context, sc Scenario, sync Sync, name string, backlog, instances, attempt int) (Measurement, error) {
+	label := fmt.Sprintf("scenario %s, sync %s, %s ×%d, %d in flight, latency %v, %d commands, run %d",
+		sc.Name, sync, name, instances, sc.InFlight, sc.Latency, backlog, attempt+1)
+	fmt.Fprintf(r.opts.Progress, "running %s\n", label)
+	m, err := r.measure(ctx, sc, sync, name, backlog, instances, attempt)
+	if err != nil {
+		return m, fmt.Errorf("%s: %w", label, err)
+	}
+	fmt.Fprintf(r.opts.Progress, "  %.0f cmds/s, CPU/cmd %.0f µs (+ nats %.0f, sim %.0f), peak RSS %.1f MiB\n", m.Rate(),
+		perCommand(m.CPU, m.Done), perCommand(m.NATSCPU, m.Done), perCommand(m.SimCPU, m.Done), float64(m.PeakRSS)/(1<<20))
+	return m, nil
+}
+
+func (r *runner) measure(ctx context.Context, sc Scenario, sync Sync, name string, backlog, instances, attempt int) (Measurement, error) {
+	m := Measurement{Scenario: sc, Sync: sync, System: name, Backlog: backlog, Instances: instances}
 	dir, err := os.MkdirTemp(r.tmp, "run-")
 	if err != nil {
 		return m, fmt.Errorf("run directory: %w", err)
 	}
 	defer os.RemoveAll(dir)
-	natsProc, natsURL, err := startNATS(r.opts.NATSServer, dir)
+	natsProc, natsURL, err := startNATS(r.opts.NATSServer, dir, sync)
 	if err != nil {
 		return m, err
 	}
@@ -256,197 +324,139 @@ func (r *runner) measure(ctx context.Context, sc Scenario, name string, backlog,
 		return m, fmt.Errorf("connect to NATS: %w", err)
 	}
 	defer control.Close()
-	controlJS, err := jetstream.New(control)
+	js, err := jetstream.New(control)
 	if err != nil {
 		return m, fmt.Errorf("jetstream: %w", err)
 	}
-	var conns []*nats.Conn
-	for range instances {
-		nc, err := nats.Connect(natsURL, nats.Name("apiops-bench "+name))
-		if err != nil {
-			return m, fmt.Errorf("connect to NATS: %w", err)
-		}
-		defer nc.Close()
-		conns = append(conns, nc)
-	}
-	sys, err := newSystem(ctx, name, conns, controlJS, apiURL, sc.InFlight, backlog)
+	// The streams, bucket and consumer exactly as the worker sets them up, for both.
+	setup, err := worker.New(control, nil, worker.Config{ManageStreams: true, Concurrency: sc.InFlight})
 	if err != nil {
 		return m, err
 	}
-	defer sys.stop()
-
+	if err := setup.Setup(ctx); err != nil {
+		return m, fmt.Errorf("set up the streams: %w", err)
+	}
 	published := time.Now()
 	if err := publishBacklog(ctx, control, backlog); err != nil {
 		return m, err
 	}
 	fmt.Fprintf(r.opts.Progress, "  published %d commands in %v\n", backlog, time.Since(published).Round(time.Millisecond))
-	if err := r.timed(ctx, &m, sys, controlJS); err != nil {
-		return m, err
-	}
-	sys.stop()
-	lat, err := sys.latencies(ctx)
+
+	natsCPU0, err := procCPU(natsProc.cmd.Process.Pid)
 	if err != nil {
 		return m, err
 	}
-	if len(lat) < m.Done {
-		return m, fmt.Errorf("%d commands done but %d latencies recorded", m.Done, len(lat))
+	simCPU0, err := procCPU(sim.cmd.Process.Pid)
+	if err != nil {
+		return m, err
 	}
-	m.P50, m.P99 = Percentile(lat, 50), Percentile(lat, 99)
+	profile := r.opts.ProfileDir != "" && sc.Name == r.opts.ProfileScenario && name == "worker"
+	sys, err := startSystem(r.opts, name, dir, natsURL, apiURL, sc.InFlight, instances, profile)
+	if err != nil {
+		return m, err
+	}
+	defer sys.stop()
+	profiled := make(chan error, 1)
+	if profile {
+		go func() {
+			time.Sleep(time.Second) // past start-up
+			profiled <- sys.profile(ctx, r.opts.ProfileDir, fmt.Sprintf("%s-%s-run%d", sc.Name, sync, attempt+1), 5*time.Second)
+		}()
+	}
+	if m.Limited, err = r.awaitDone(ctx, sys, js, backlog, sc.Limit); err != nil {
+		return m, err
+	}
+	if m.CPU, m.PeakRSS, err = sys.usage(); err != nil {
+		return m, err
+	}
+	natsCPU1, err := procCPU(natsProc.cmd.Process.Pid)
+	if err != nil {
+		return m, err
+	}
+	simCPU1, err := procCPU(sim.cmd.Process.Pid)
+	if err != nil {
+		return m, err
+	}
+	m.NATSCPU, m.SimCPU = natsCPU1-natsCPU0, simCPU1-simCPU0
+	if profile {
+		if err := <-profiled; err != nil {
+			return m, err
+		}
+	}
+	sys.stop()
+	res, err := readResults(ctx, js)
+	if err != nil {
+		return m, err
+	}
+	m.Done, m.Span = len(res.latencies), res.span
+	m.P50, m.P99 = Percentile(res.latencies, 50), Percentile(res.latencies, 99)
 	return m, nil
 }
 
-// newSystem sets up the worker, one instance per connection (with its streams, bucket
-// and consumer), or the baseline (with the same streams and consumer) on the first.
-func newSystem(ctx context.Context, name string, conns []*nats.Conn, controlJS jetstream.JetStream, apiURL string, inFlight, backlog int) (system, error) {
-	switch name {
-	case "worker":
-		sys := &workerSystem{results: controlJS}
-		for _, nc := range conns {
-			client, err := apiops.New(apiURL, apiops.StaticToken(token), apiops.WithMaxConnsPerHost(2*inFlight))
-			if err != nil {
-				return nil, fmt.Errorf("APIOps client: %w", err)
-			}
-			w, err := worker.New(nc, client, worker.Config{Concurrency: inFlight, ManageStreams: true, Logger: zap.NewNop()})
-			if err != nil {
-				return nil, fmt.Errorf("worker: %w", err)
-			}
-			if err := w.Setup(ctx); err != nil {
-				return nil, fmt.Errorf("worker setup: %w", err)
-			}
-			sys.workers = append(sys.workers, w)
-		}
-		return sys, nil
-	case "baseline":
-		nc := conns[0]
-		js, err := jetstream.New(nc)
-		if err != nil {
-			return nil, fmt.Errorf("jetstream: %w", err)
-		}
-		cons, err := createStreams(ctx, js)
-		if err != nil {
-			return nil, err
-		}
-		return &baselineSystem{baseline: newBaseline(js, cons, apiURL, inFlight, backlog), inFlight: inFlight}, nil
-	}
-	return nil, fmt.Errorf("unknown system %q", name)
-}
-
-// timed measures from starting sys until the command stream is empty and every
-// result is stored (or Scenario.Limit has passed): elapsed time, CPU and peak heap.
-func (r *runner) timed(ctx context.Context, m *Measurement, sys system, js jetstream.JetStream) error {
-	runtime.GC()
-	stopSampling := sampleHeap(10 * time.Millisecond)
-	defer func() { m.PeakHeap = stopSampling() }()
-	stopProfile, err := r.startProfile(m)
-	if err != nil {
-		return err
-	}
-	defer stopProfile()
-	cpu0, err := cpuTime()
-	if err != nil {
-		return err
-	}
-	start := time.Now()
-	if err := sys.start(ctx); err != nil {
-		return err
-	}
-	m.Done, m.Limited, err = r.awaitDone(ctx, sys, js, m.Backlog, m.Scenario.Limit, start)
-	m.Elapsed = time.Since(start)
-	if err != nil {
-		return err
-	}
-	cpu1, err := cpuTime()
-	m.CPU = cpu1 - cpu0
-	return err
-}
-
 // awaitDone polls the streams every 50 ms until the command stream is empty and
-// backlog results are stored, or limit has passed; it returns the results stored.
-func (r *runner) awaitDone(ctx context.Context, sys system, js jetstream.JetStream, backlog int, limit time.Duration, start time.Time) (done int, limited bool, err error) {
+// backlog results are stored, or limit has passed.
+func (r *runner) awaitDone(ctx context.Context, sys *system, js jetstream.JetStream, backlog int, limit time.Duration) (limited bool, err error) {
+	start := time.Now()
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		select {
 		case <-tick.C:
 		case <-ctx.Done():
-			return 0, false, ctx.Err()
+			return false, ctx.Err()
 		}
 		commands, err := streamMsgs(ctx, js, worker.DefaultCommandStream)
 		if err != nil {
-			return 0, false, err
+			return false, err
 		}
 		results, err := streamMsgs(ctx, js, worker.DefaultResultStream)
 		if err != nil {
-			return 0, false, err
+			return false, err
 		}
 		switch elapsed := time.Since(start); {
 		case commands == 0 && results >= uint64(backlog):
-			return int(results), false, nil
+			return false, nil
 		case limit > 0 && elapsed >= limit:
-			return int(results), true, nil
+			return true, nil
 		case elapsed >= r.opts.RunTimeout:
-			return 0, false, fmt.Errorf("not done after %v: %d commands waiting, %d results stored", elapsed.Round(time.Second), commands, results)
+			return false, fmt.Errorf("not done after %v: %d commands waiting, %d results stored", elapsed.Round(time.Second), commands, results)
 		}
 		if err := sys.failure(); err != nil {
-			return 0, false, err
+			return false, err
 		}
 	}
 }
 
-// startProfile starts a CPU profile of the timed part when asked for one.
-func (r *runner) startProfile(m *Measurement) (stop func(), err error) {
-	if r.opts.CPUProfile == "" {
-		return func() {}, nil
-	}
-	name := m.Scenario.Name + "-" + m.System
-	if len(m.Scenario.Backlogs) > 1 {
-		name += "-" + strconv.Itoa(m.Backlog)
-	}
-	ext := filepath.Ext(r.opts.CPUProfile)
-	path := strings.TrimSuffix(r.opts.CPUProfile, ext) + "." + name + ext
-	f, err := os.Create(path)
-	if err != nil {
-		return nil, fmt.Errorf("CPU profile: %w", err)
-	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("CPU profile: %w", err)
-	}
-	return func() {
-		pprof.StopCPUProfile()
-		f.Close()
-	}, nil
-}
-
-// sampleHeap samples the bytes in heap objects every interval until the returned
-// function is called; that returns the peak.
-func sampleHeap(interval time.Duration) (stop func() uint64) {
-	sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
-	read := func() uint64 {
-		metrics.Read(sample)
-		return sample[0].Value.Uint64()
-	}
-	peak := read()
-	quit, done := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(done)
-		tick := time.NewTicker(interval)
-		defer tick.Stop()
-		for {
-			select {
-			case <-tick.C:
-				peak = max(peak, read())
-			case <-quit:
-				peak = max(peak, read())
-				return
-			}
+// median returns a measurement of each figure's median over runs.
+func median(runs []Measurement) Measurement {
+	m := runs[0]
+	mid := func(get func(Measurement) float64) float64 {
+		vs := make([]float64, len(runs))
+		for i, r := range runs {
+			vs[i] = get(r)
 		}
-	}()
-	return func() uint64 {
-		close(quit)
-		<-done
-		return peak
+		slices.Sort(vs)
+		return vs[len(vs)/2]
 	}
+	// Done and Span keep their ratio: the run with the median rate gives both.
+	rate := mid(Measurement.Rate)
+	for _, r := range runs {
+		if r.Rate() == rate || math.IsNaN(rate) {
+			m.Done, m.Span, m.Limited = r.Done, r.Span, r.Limited
+			break
+		}
+	}
+	perCmd := func(get func(Measurement) time.Duration) time.Duration {
+		us := mid(func(r Measurement) float64 { return perCommand(get(r), r.Done) })
+		return time.Duration(us * float64(m.Done) * float64(time.Microsecond))
+	}
+	m.CPU = perCmd(func(r Measurement) time.Duration { return r.CPU })
+	m.NATSCPU = perCmd(func(r Measurement) time.Duration { return r.NATSCPU })
+	m.SimCPU = perCmd(func(r Measurement) time.Duration { return r.SimCPU })
+	m.PeakRSS = uint64(mid(func(r Measurement) float64 { return float64(r.PeakRSS) }))
+	m.P50 = time.Duration(mid(func(r Measurement) float64 { return float64(r.P50) }))
+	m.P99 = time.Duration(mid(func(r Measurement) float64 { return float64(r.P99) }))
+	return m
 }
 
 // printMachine prints what the numbers were measured on.
@@ -456,13 +466,12 @@ func (r *runner) printMachine() {
 		natsVersion = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(string(out)), "nats-server:"))
 	}
 	fmt.Fprintf(&r.table, "apiops-worker benchmark, %s\n", time.Now().Format(time.DateTime))
-	fmt.Fprintf(&r.table, "machine: %d CPUs (GOMAXPROCS %d), %s, %s %s/%s\n",
-		runtime.NumCPU(), runtime.GOMAXPROCS(0), cpuModel(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
-	fmt.Fprintf(&r.table, "nats-server %s (own process, JetStream file store, sync_interval: always) and apiops-sim (own process), fresh for every run\n", natsVersion)
-	fmt.Fprintf(&r.table, "commands: %s, each on its own credential\n", commandType)
-	fmt.Fprintf(&r.table, "cmds/s: from start until the command stream is empty and every result stored; CPU/cmd and heap (peak): this process only\n")
-	fmt.Fprintf(&r.table, "p50/p99: receipt → outcome known (worker: result finishedAt − receivedAt, i.e. from admission, queueing included;\n")
-	fmt.Fprintf(&r.table, "         baseline: from taking the message to APIOps's answer); storing, publishing and acking come after\n\n")
+	fmt.Fprintf(&r.table, "machine: %d CPUs, %s, %s %s/%s\n", runtime.NumCPU(), cpuModel(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	fmt.Fprintf(&r.table, "nats-server %s, apiops-sim and the system measured (apiops-worker, or the baseline loop) each in its own process, fresh for every run\n", natsVersion)
+	fmt.Fprintf(&r.table, "sync: nats-server's sync_interval, default (writes reach the disk within 2 min) or always (every write fsynced before its ack)\n")
+	fmt.Fprintf(&r.table, "commands: %s, each on its own credential; medians of %d run(s), worker and baseline interleaved\n", commandType, r.opts.Repeat)
+	fmt.Fprintf(&r.table, "cmds/s: results ÷ (last result's finish − first command's receipt); CPU/cmd: the system's own process(es), then nats-server and apiops-sim\n")
+	fmt.Fprintf(&r.table, "p50/p99: a command's receipt → its outcome known; RSS: the system's peak resident memory\n\n")
 }
 
 // cpuModel returns the first "model name" of /proc/cpuinfo.
@@ -479,7 +488,7 @@ func cpuModel() string {
 	return "unknown CPU"
 }
 
-const rowFormat = "%-8s %-16s %9s %7s %9s %9s %9s %9s %10s %8s  %s"
+const rowFormat = "%-8s %-7s %-16s %9s %7s %9s %9s %9s %9s %12s %6s %6s %8s  %s"
 
 // row adds a line of the table.
 func (r *runner) row(cols ...any) {
@@ -487,21 +496,22 @@ func (r *runner) row(cols ...any) {
 }
 
 func (r *runner) printHeader() {
-	r.row("scenario", "system", "in-flight", "API lat", "commands", "cmds/s", "p50", "p99", "CPU/cmd µs", "heap MiB", "")
+	r.row("scenario", "sync", "system", "in-flight", "API lat", "commands", "cmds/s", "p50", "p99", "CPU/cmd µs", "nats", "sim", "RSS MiB", "")
 }
 
 func (r *runner) printRow(m Measurement) {
-	note := ""
-	if m.Limited {
-		note = fmt.Sprintf("%d of %d waiting done; timing stopped after %v", m.Done, m.Backlog, m.Elapsed.Round(100*time.Millisecond))
-	}
 	system := m.System
 	if m.Instances > 1 {
 		system = fmt.Sprintf("%s ×%d", m.System, m.Instances)
 	}
-	r.row(m.Scenario.Name, system, strconv.Itoa(m.Scenario.InFlight), m.Scenario.Latency.String(),
+	note := ""
+	if m.Limited {
+		note = fmt.Sprintf("%d of %d waiting done when timing stopped", m.Done, m.Backlog)
+	}
+	r.row(m.Scenario.Name, string(m.Sync), system, strconv.Itoa(m.Scenario.InFlight), m.Scenario.Latency.String(),
 		strconv.Itoa(m.Done), fmt.Sprintf("%.0f", m.Rate()), formatMillis(m.P50), formatMillis(m.P99),
-		fmt.Sprintf("%.1f", m.CPUPerCommand()), fmt.Sprintf("%.1f", m.PeakHeapMiB()), note)
+		fmt.Sprintf("%.0f", perCommand(m.CPU, m.Done)), fmt.Sprintf("%.0f", perCommand(m.NATSCPU, m.Done)),
+		fmt.Sprintf("%.0f", perCommand(m.SimCPU, m.Done)), fmt.Sprintf("%.1f", float64(m.PeakRSS)/(1<<20)), note)
 }
 
 // printFleet prints each fleet's rate as a share of one instance's.
@@ -514,27 +524,25 @@ func (r *runner) printFleet(sc Scenario, runs []Measurement) {
 	fmt.Fprintln(&r.table)
 }
 
-// printSummary prints worker ÷ baseline and, with latency, the ratios to the ideal rate.
-func (r *runner) printSummary(sc Scenario, workers, baselines []Measurement) {
-	if len(workers) > 0 && len(baselines) > 0 {
-		w, b := workers[0], baselines[0]
-		r.row(sc.Name, "worker÷baseline", "", "", "",
-			formatRatio(Ratio(w.Rate(), b.Rate())),
-			formatRatio(Ratio(float64(w.P50), float64(b.P50))), formatRatio(Ratio(float64(w.P99), float64(b.P99))),
-			formatRatio(Ratio(w.CPUPerCommand(), b.CPUPerCommand())), formatRatio(Ratio(w.PeakHeapMiB(), b.PeakHeapMiB())), "")
+// printSummary prints worker ÷ baseline, the peak memory with a large backlog ÷ with a
+// small one, and, with latency, the worker's rate ÷ the ideal rate.
+func (r *runner) printSummary(sc Scenario, sync Sync, workers []Measurement, base *Measurement) {
+	if base != nil {
+		w := workers[0]
+		r.row(sc.Name, string(sync), "worker÷baseline", "", "", "",
+			formatRatio(Ratio(w.Rate(), base.Rate())),
+			formatRatio(Ratio(float64(w.P50), float64(base.P50))), formatRatio(Ratio(float64(w.P99), float64(base.P99))),
+			formatRatio(Ratio(perCommand(w.CPU, w.Done), perCommand(base.CPU, base.Done))), "", "",
+			formatRatio(Ratio(float64(w.PeakRSS), float64(base.PeakRSS))), "")
 	}
 	if len(workers) > 1 {
 		first, last := workers[0], workers[len(workers)-1]
-		fmt.Fprintf(&r.table, "%-8s peak heap with %d waiting ÷ with %d waiting: %s\n", sc.Name, last.Backlog, first.Backlog,
-			formatRatio(Ratio(last.PeakHeapMiB(), first.PeakHeapMiB())))
+		fmt.Fprintf(&r.table, "%-8s peak RSS with %d waiting ÷ with %d waiting: %s\n", sc.Name, last.Backlog, first.Backlog,
+			formatRatio(Ratio(float64(last.PeakRSS), float64(first.PeakRSS))))
 	}
-	if sc.Latency > 0 && len(workers) > 0 {
+	if sc.Latency > 0 {
 		ideal := float64(sc.InFlight) / sc.Latency.Seconds()
-		line := fmt.Sprintf("%-8s ideal rate in-flight ÷ latency = %.0f/s: worker %s", sc.Name, ideal, formatRatio(Ratio(workers[0].Rate(), ideal)))
-		if len(baselines) > 0 {
-			line += ", baseline " + formatRatio(Ratio(baselines[0].Rate(), ideal))
-		}
-		fmt.Fprintln(&r.table, line)
+		fmt.Fprintf(&r.table, "%-8s ideal rate in-flight ÷ latency = %.0f/s: worker %s\n", sc.Name, ideal, formatRatio(Ratio(workers[0].Rate(), ideal)))
 	}
 	fmt.Fprintln(&r.table)
 }

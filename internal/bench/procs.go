@@ -101,10 +101,13 @@ var (
 )
 
 // startNATS starts nats-server on a free loopback port with JetStream storing in
-// dir/jetstream and fsyncing every write, and returns it with its client URL.
-func startNATS(binary, dir string) (*process, string, error) {
-	conf := fmt.Sprintf("host: 127.0.0.1\nport: -1\njetstream {\n  store_dir: %q\n  sync_interval: always\n}\n",
-		filepath.Join(dir, "jetstream"))
+// dir/jetstream under the durability setting, and returns it with its client URL.
+func startNATS(binary, dir string, sync Sync) (*process, string, error) {
+	syncLine := ""
+	if sync == SyncAlways {
+		syncLine = "  sync_interval: always\n"
+	}
+	conf := fmt.Sprintf("host: 127.0.0.1\nport: -1\njetstream {\n  store_dir: %q\n%s}\n", filepath.Join(dir, "jetstream"), syncLine)
 	confPath := filepath.Join(dir, "nats-server.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
 		return nil, "", fmt.Errorf("nats-server config: %w", err)

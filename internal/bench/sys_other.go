@@ -12,4 +12,7 @@ const supported = false
 
 func killWithParent(*exec.Cmd) {}
 
-func cpuTime() (time.Duration, error) { return 0, errors.New("CPU time is measured on Linux only") }
+var errNotLinux = errors.New("process statistics are read on Linux only")
+
+func procCPU(int) (time.Duration, error) { return 0, errNotLinux }
+func procPeakRSS(int) (uint64, error)    { return 0, errNotLinux }

@@ -3,94 +3,139 @@ package bench
 import (
 	"context"
 	"fmt"
-	"sync"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
 	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/apiops-worker/apiops-worker/worker"
 )
 
-// system is what a run measures: the worker or the baseline.
-type system interface {
-	// start begins taking commands; the timed part starts just before.
-	start(ctx context.Context) error
-	// failure returns why the system cannot finish the run, or nil.
-	failure() error
-	// stop stops taking commands and waits for those in flight; it may be called twice.
-	stop()
-	// latencies returns receipt → result of every command finished, after stop.
-	latencies(ctx context.Context) ([]time.Duration, error)
+// system is what a run measures: worker processes (one per instance) or the baseline's
+// process, each with its own CPU and memory.
+type system struct {
+	procs []*process
+	http  []string // the workers' metrics addresses
 }
 
-// workerSystem runs one or more worker.Worker instances sharing the consumer, as a
-// fleet does; its latencies come from the stored results.
-type workerSystem struct {
-	workers []*worker.Worker
-	results jetstream.JetStream // reads the result stream
-
-	cancel   context.CancelFunc
-	done     chan struct{} // closed when every Run has returned
-	stopOnce sync.Once
-
-	mu  sync.Mutex
-	err error // why an instance stopped early
-}
-
-func (s *workerSystem) start(ctx context.Context) error {
-	ctx, s.cancel = context.WithCancel(ctx)
-	s.done = make(chan struct{})
-	var wg sync.WaitGroup
-	for _, w := range s.workers {
-		wg.Go(func() {
-			err := w.Run(ctx)
-			if ctx.Err() == nil {
-				s.mu.Lock()
-				s.err = fmt.Errorf("an instance stopped during the run: %v", err)
-				s.mu.Unlock()
+// startSystem starts the worker (instances processes sharing the consumer) or the
+// baseline against NATS and APIOps.
+func startSystem(opts Options, name, dir, natsURL, apiURL string, inFlight, instances int, profile bool) (*system, error) {
+	sys := &system{}
+	for i := range instances {
+		var cmd *exec.Cmd
+		switch name {
+		case "worker":
+			addr, err := freeAddr()
+			if err != nil {
+				return nil, err
 			}
-		})
+			args := []string{"--nats-url", natsURL, "--apiops-url", apiURL, "--concurrency", strconv.Itoa(inFlight),
+				"--http-addr", addr, "--log-format", "json"}
+			if profile {
+				args = append(args, "--pprof")
+			}
+			cmd = exec.Command(opts.Worker, args...)
+			cmd.Env = append(os.Environ(), "APIOPS_TOKEN="+token)
+			sys.http = append(sys.http, addr)
+		case "baseline":
+			cmd = exec.Command(opts.Self, "loop", "--nats-url", natsURL, "--apiops-url", apiURL, "--in-flight", strconv.Itoa(inFlight))
+		default:
+			return nil, fmt.Errorf("unknown system %q", name)
+		}
+		p, err := startProcess(fmt.Sprintf("%s-%d", name, i), dir, cmd)
+		if err != nil {
+			sys.stop()
+			return nil, err
+		}
+		sys.procs = append(sys.procs, p)
 	}
-	go func() { wg.Wait(); close(s.done) }()
+	return sys, nil
+}
+
+// failure returns why the system cannot finish the run, or nil.
+func (s *system) failure() error {
+	for _, p := range s.procs {
+		select {
+		case <-p.done:
+			data, _ := os.ReadFile(p.logPath)
+			return fmt.Errorf("%s exited during the run (%v):\n%s", p.name, p.err, tail(data))
+		default:
+		}
+	}
 	return nil
 }
 
-func (s *workerSystem) failure() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.err
-}
-
-func (s *workerSystem) stop() {
-	s.stopOnce.Do(func() {
-		if s.cancel != nil {
-			s.cancel()
-			<-s.done
+// usage returns the CPU the system's processes have used and the largest peak RSS.
+func (s *system) usage() (cpu time.Duration, peakRSS uint64, err error) {
+	for _, p := range s.procs {
+		c, err := procCPU(p.cmd.Process.Pid)
+		if err != nil {
+			return 0, 0, err
 		}
-	})
-}
-
-func (s *workerSystem) latencies(ctx context.Context) ([]time.Duration, error) {
-	return resultLatencies(ctx, s.results)
-}
-
-// baselineSystem adapts the baseline to system.
-type baselineSystem struct {
-	*baseline
-	inFlight int
-	stopOnce sync.Once
-}
-
-func (s *baselineSystem) start(ctx context.Context) error { return s.baseline.start(ctx, s.inFlight) }
-
-func (s *baselineSystem) stop() {
-	s.stopOnce.Do(func() {
-		if s.it != nil {
-			s.baseline.stop()
+		m, err := procPeakRSS(p.cmd.Process.Pid)
+		if err != nil {
+			return 0, 0, err
 		}
-	})
+		cpu, peakRSS = cpu+c, max(peakRSS, m)
+	}
+	return cpu, peakRSS, nil
 }
 
-func (s *baselineSystem) latencies(context.Context) ([]time.Duration, error) {
-	return s.baseline.latencies(), nil
+func (s *system) stop() {
+	for _, p := range s.procs {
+		p.stop()
+	}
+}
+
+// profile saves a CPU profile of the first worker over d, then its allocations so far,
+// into dir as <name>.cpu.pprof and <name>.allocs.pprof.
+func (s *system) profile(ctx context.Context, dir, name string, d time.Duration) error {
+	if len(s.http) == 0 {
+		return nil
+	}
+	base := "http://" + s.http[0] + "/debug/pprof/"
+	for _, p := range []struct{ path, file string }{
+		{"profile?seconds=" + strconv.Itoa(int(d.Seconds())), name + ".cpu.pprof"},
+		{"allocs", name + ".allocs.pprof"},
+	} {
+		if err := fetch(ctx, base+p.path, filepath.Join(dir, p.file)); err != nil {
+			return fmt.Errorf("profile: %w", err)
+		}
+	}
+	return nil
+}
+
+func fetch(ctx context.Context, url, path string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(f, resp.Body)
+	return err
+}
+
+// freeAddr returns a loopback address nothing listens on now.
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("a free port: %w", err)
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
 }

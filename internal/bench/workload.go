@@ -56,41 +56,6 @@ func writeSeed(dir string, n int) (string, error) {
 	return path, nil
 }
 
-// createStreams creates the command stream, the result stream and the durable consumer
-// as the worker does (Setup), for the baseline.
-func createStreams(ctx context.Context, js jetstream.JetStream) (jetstream.Consumer, error) {
-	for _, sc := range []jetstream.StreamConfig{{
-		Name:       worker.DefaultCommandStream,
-		Subjects:   []string{subjects.AllCommands()},
-		Retention:  jetstream.WorkQueuePolicy,
-		Storage:    jetstream.FileStorage,
-		Duplicates: 10 * time.Minute,
-	}, {
-		Name:       worker.DefaultResultStream,
-		Subjects:   []string{subjects.AllResults()},
-		Retention:  jetstream.LimitsPolicy,
-		Storage:    jetstream.FileStorage,
-		MaxAge:     worker.DefaultResultMaxAge,
-		Duplicates: 10 * time.Minute,
-	}} {
-		if _, err := js.CreateStream(ctx, sc); err != nil {
-			return nil, fmt.Errorf("create stream %s: %w", sc.Name, err)
-		}
-	}
-	cons, err := js.CreateConsumer(ctx, worker.DefaultCommandStream, jetstream.ConsumerConfig{
-		Durable:       worker.DefaultConsumer,
-		FilterSubject: subjects.AllCommands(),
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       worker.DefaultAckWait,
-		MaxDeliver:    -1,
-		MaxAckPending: 10000,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("create consumer: %w", err)
-	}
-	return cons, nil
-}
-
 // publishBacklog publishes commands 1…n asynchronously and waits until JetStream has
 // stored every one of them.
 func publishBacklog(ctx context.Context, nc *nats.Conn, n int) error {
@@ -113,7 +78,7 @@ func publishBacklog(ctx context.Context, nc *nats.Conn, n int) error {
 	for i := 1; i <= n; i++ {
 		id := commandID(i)
 		data := fmt.Appendf(nil, `{"id":%q,"params":{"username":%q,"keystoreName":%q}}`, id, username(i), keystore)
-		msg := &nats.Msg{Subject: subject, Header: nats.Header{messages.HeaderMsgID: {id}}, Data: data}
+		msg := &nats.Msg{Subject: subject, Header: nats.Header{messages.HeaderMsgID: {messages.MsgID(project, id)}}, Data: data}
 		if _, err := js.PublishMsgAsync(msg, jetstream.WithStallWait(time.Minute)); err != nil {
 			return fmt.Errorf("publish command %d: %w", i, err)
 		}
@@ -155,45 +120,59 @@ type storedResult struct {
 	FinishedAt time.Time       `json:"finishedAt"`
 }
 
-// resultLatencies reads every result in the result stream and returns, for each,
-// finishedAt − receivedAt. Any result that did not succeed is an error: the benchmark
-// measures successful work.
-func resultLatencies(ctx context.Context, js jetstream.JetStream) ([]time.Duration, error) {
+// results are what the stored results say of a run.
+type results struct {
+	latencies []time.Duration // finishedAt − receivedAt of each
+	span      time.Duration   // the last finishedAt − the first receivedAt
+}
+
+// readResults reads every result in the result stream. Any result that did not succeed
+// is an error: the benchmark measures successful work.
+func readResults(ctx context.Context, js jetstream.JetStream) (results, error) {
+	var out results
 	n, err := streamMsgs(ctx, js, worker.DefaultResultStream)
 	if err != nil || n == 0 {
-		return nil, err
+		return out, err
 	}
 	cons, err := js.OrderedConsumer(ctx, worker.DefaultResultStream, jetstream.OrderedConsumerConfig{})
 	if err != nil {
-		return nil, fmt.Errorf("read results: %w", err)
+		return out, fmt.Errorf("read results: %w", err)
 	}
-	out := make([]time.Duration, 0, n)
+	out.latencies = make([]time.Duration, 0, n)
+	var first, last time.Time
 	var failed []string
-	for uint64(len(out)) < n {
-		batch, err := cons.Fetch(int(min(1000, n-uint64(len(out)))), jetstream.FetchMaxWait(5*time.Second))
+	for uint64(len(out.latencies)) < n {
+		batch, err := cons.Fetch(int(min(1000, n-uint64(len(out.latencies)))), jetstream.FetchMaxWait(5*time.Second))
 		if err != nil {
-			return nil, fmt.Errorf("read results: %w", err)
+			return out, fmt.Errorf("read results: %w", err)
 		}
-		before := len(out)
+		before := len(out.latencies)
 		for msg := range batch.Messages() {
 			var r storedResult
 			if err := json.Unmarshal(msg.Data(), &r); err != nil {
-				return nil, fmt.Errorf("decode result %q: %w", msg.Data(), err)
+				return out, fmt.Errorf("decode result %q: %w", msg.Data(), err)
 			}
 			if r.Status != messages.StatusSucceeded {
 				failed = append(failed, string(msg.Data()))
 			}
-			out = append(out, r.FinishedAt.Sub(r.ReceivedAt))
+			out.latencies = append(out.latencies, r.FinishedAt.Sub(r.ReceivedAt))
+			if first.IsZero() || r.ReceivedAt.Before(first) {
+				first = r.ReceivedAt
+			}
+			if r.FinishedAt.After(last) {
+				last = r.FinishedAt
+			}
 		}
 		if err := batch.Error(); err != nil {
-			return nil, fmt.Errorf("read results: %w", err)
+			return out, fmt.Errorf("read results: %w", err)
 		}
-		if len(out) == before {
-			return nil, fmt.Errorf("read results: got %d of %d", len(out), n)
+		if len(out.latencies) == before {
+			return out, fmt.Errorf("read results: got %d of %d", len(out.latencies), n)
 		}
 	}
 	if len(failed) > 0 {
-		return nil, fmt.Errorf("%d of %d results did not succeed; first: %s", len(failed), n, failed[0])
+		return out, fmt.Errorf("%d of %d results did not succeed; first: %s", len(failed), n, failed[0])
 	}
+	out.span = last.Sub(first)
 	return out, nil
 }
