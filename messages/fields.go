@@ -19,7 +19,8 @@ const MaxNameLength = 255
 
 // fieldInfo is what the struct tags of one field say; see CommandType.
 type fieldInfo struct {
-	index                         int
+	index                         int // in the struct
+	order                         int // in structInfo.fields
 	name                          string
 	required                      bool
 	path, query, base64, resource bool
@@ -73,6 +74,10 @@ func structInfoFor(t reflect.Type) *structInfo {
 		if f.resource {
 			info.resource = len(info.fields)
 		}
+		f.order = len(info.fields)
+		if f.order == 64 {
+			panic("messages: more than 64 fields in " + t.String()) // decodeObject's bit set
+		}
 		info.fields = append(info.fields, f)
 	}
 	for i := range info.fields {
@@ -116,8 +121,8 @@ func decodeValue(data json.RawMessage, v reflect.Value, path string) *Error {
 		v.SetBytes(bytes.Clone(data))
 		return nil
 	case t == secretType:
-		var s string
-		if json.Unmarshal(data, &s) != nil {
+		s, ok := unquote(data)
+		if !ok {
 			return invalid(path, "must be a string")
 		}
 		v.Set(reflect.ValueOf(NewSecret(s)))
@@ -133,29 +138,32 @@ func decodeValue(data json.RawMessage, v reflect.Value, path string) *Error {
 	case reflect.Struct:
 		return decodeObject(data, v, path)
 	case reflect.Slice:
-		var items []json.RawMessage
-		if json.Unmarshal(data, &items) != nil {
+		s := reflect.MakeSlice(v.Type(), 0, 4)
+		isArray, err := walk(data, '[', func(_, item []byte) *Error {
+			i := s.Len()
+			s = reflect.Append(s, reflect.Zero(v.Type().Elem()))
+			return decodeValue(item, s.Index(i), fmt.Sprintf("%s[%d]", path, i))
+		})
+		if !isArray {
 			return invalid(path, "must be an array")
 		}
-		s := reflect.MakeSlice(v.Type(), len(items), len(items))
-		for i, item := range items {
-			if err := decodeValue(item, s.Index(i), fmt.Sprintf("%s[%d]", path, i)); err != nil {
-				return err
-			}
+		if err != nil {
+			return err
 		}
 		v.Set(s)
 	case reflect.String:
-		var s string
-		if json.Unmarshal(data, &s) != nil {
+		s, ok := unquote(data)
+		if !ok {
 			return invalid(path, "must be a string")
 		}
 		v.SetString(s)
 	case reflect.Bool:
-		var b bool
-		if json.Unmarshal(data, &b) != nil {
+		switch string(data) {
+		case "true", "false":
+			v.SetBool(data[0] == 't')
+		default:
 			return invalid(path, "must be true or false")
 		}
-		v.SetBool(b)
 	default:
 		panic("messages: cannot decode into " + v.Type().String())
 	}
@@ -163,36 +171,36 @@ func decodeValue(data json.RawMessage, v reflect.Value, path string) *Error {
 }
 
 func decodeObject(data json.RawMessage, v reflect.Value, path string) *Error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
-		return invalid(path, "must be an object")
-	}
 	info := structInfoFor(v.Type())
-	seen := make(map[string]bool, len(info.fields))
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return invalid(path, "must be an object")
-		}
-		key, _ := tok.(string)
-		var raw json.RawMessage
-		if err := dec.Decode(&raw); err != nil {
-			return invalid(path, "must be an object")
-		}
+	var seen uint64
+	isObject, err := walk(data, '{', func(lit, raw []byte) *Error {
+		f, key := info.field(lit)
 		fieldPath := joinPath(path, key)
-		f := info.byName[key]
 		if f == nil {
 			return invalid(fieldPath, "is not a known field")
 		}
-		if seen[key] {
+		bit := uint64(1) << f.order
+		if seen&bit != 0 {
 			return invalid(fieldPath, "appears more than once")
 		}
-		seen[key] = true
-		if err := decodeValue(raw, v.Field(f.index), fieldPath); err != nil {
-			return err
+		seen |= bit
+		return decodeValue(raw, v.Field(f.index), fieldPath)
+	})
+	if !isObject {
+		return invalid(path, "must be an object")
+	}
+	return err
+}
+
+// field finds the field that the JSON string literal lit names, and returns the key.
+func (info *structInfo) field(lit []byte) (*fieldInfo, string) {
+	if inner := lit[1 : len(lit)-1]; bytes.IndexByte(inner, '\\') < 0 {
+		if f := info.byName[string(inner)]; f != nil { // no copy of the key
+			return f, f.name
 		}
 	}
-	return nil
+	key, _ := unquote(lit)
+	return info.byName[key], key
 }
 
 // validateStruct applies the tag rules to every field of v (a struct) and then the

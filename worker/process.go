@@ -139,7 +139,7 @@ func (w *Worker) outcome(ctx context.Context, t *task) (*messages.Result, error)
 // resource wait behind it and nothing runs twice or out of order. Only the end of
 // until ends the retries (errHandBack).
 func (w *Worker) persistently(until context.Context, t *task, what string, fn func(context.Context) error) error {
-	wait := w.newBackoff(0)
+	var wait backoff.BackOff // made at the first failure: most calls succeed at once
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), finishTimeout)
 		err := fn(ctx)
@@ -148,6 +148,9 @@ func (w *Worker) persistently(until context.Context, t *task, what string, fn fu
 			return nil
 		}
 		w.log.Error("cannot "+what+"; retrying, the command waits", zap.String("id", t.cmd.ID), zap.Uint64("seq", t.seq), zap.Error(err))
+		if wait == nil {
+			wait = w.newBackoff(0)
+		}
 		select {
 		case <-w.cfg.Clock.After(wait.NextBackOff()):
 		case <-until.Done():
@@ -193,7 +196,7 @@ func (w *Worker) result(t *task, o outcome) *messages.Result {
 // lease is lost.
 func (w *Worker) execute(ctx context.Context, t *task) (outcome, error) {
 	req := t.cmd.APIRequest()
-	wait := w.newBackoff(t.attempts.Charged)
+	var wait backoff.BackOff // made at the first charged failure
 	for {
 		if err := w.awaitLease(t); err != nil {
 			return outcome{}, err
@@ -263,6 +266,9 @@ func (w *Worker) execute(ctx context.Context, t *task) (outcome, error) {
 			o := failedOutcome(apiErr, err)
 			o.err = &messages.Error{Code: messages.CodeRetriesExhausted, Message: fmt.Sprintf("%d attempts failed; last: %s", t.attempts.Charged, o.err.Message)}
 			return o, nil
+		}
+		if wait == nil {
+			wait = w.newBackoff(t.attempts.Charged - 1)
 		}
 		delay := wait.NextBackOff()
 		if apiErr != nil && apiErr.RetryAfter > delay {
