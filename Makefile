@@ -111,7 +111,7 @@ nats-image:
 	$(STATIC) -o build/nats/nats-server github.com/nats-io/nats-server/v2
 	docker build -q -t $(NATS_LOCAL_IMAGE) -f deploy/docker/nats/Dockerfile build/nats
 
-## bench: the full benchmark (about 40 minutes): apiops-worker against a minimal
+## bench: the full benchmark (about 15 minutes): apiops-worker against a minimal
 ## baseline loop, each in its own process like nats-server and the simulator, under both
 ## durability settings, three interleaved runs each (medians). BENCH_FLAGS adds flags
 ## (e.g. BENCH_FLAGS='--scenarios 2 --sync default --profile prof'); see bin/apiops-bench -h.

@@ -49,25 +49,32 @@ func (s *store) runLookups(ctx context.Context) {
 				break gather
 			}
 		}
-		found, err := s.lastRecords(ctx, batch)
+		found, err := s.lookUp(ctx, batch)
 		for _, l := range batch {
 			if err != nil {
 				l.done <- lookupAnswer{err: err}
 				continue
 			}
-			f, err := s.recordFor(l.key, found)
-			l.done <- lookupAnswer{finished: f, err: err}
+			l.done <- lookupAnswer{finished: s.recordFor(l.key, found)}
 		}
 	}
 }
 
-// finished returns what the store holds of the command's outcome, or nil.
-func (s *store) finished(ctx context.Context, k commandKey) (*finished, error) {
+// lookUp reads a batch's records, bounded like every other read of the worker's own
+// records: a request or answer lost in a reconnect must not stall every lookup.
+func (s *store) lookUp(ctx context.Context, batch []*lookup) (map[string][]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, finishTimeout)
+	defer cancel()
 	if s.clock.Now().Sub(timeOf(s.legacyChecked.Load())) > legacyRecheck {
 		if err := s.detectLegacy(ctx); err != nil {
 			return nil, err
 		}
 	}
+	return s.lastRecords(ctx, batch)
+}
+
+// finished returns what the store holds of the command's outcome, or nil.
+func (s *store) finished(ctx context.Context, k commandKey) (*finished, error) {
 	l := &lookup{key: k, done: make(chan lookupAnswer, 1)}
 	select {
 	case s.lookups <- l:
@@ -84,28 +91,34 @@ func (s *store) finished(ctx context.Context, k commandKey) (*finished, error) {
 
 // lastRecords reads the records of a batch of lookups, under their keys and, while
 // legacy records may exist, their legacy keys: the latest message of each subject that
-// has one. One lookup is a plain get; more are one batch direct get.
+// has one. One lookup, or a bucket that does not allow direct gets, is read with plain
+// gets; more are one batch direct get.
 func (s *store) lastRecords(ctx context.Context, batch []*lookup) (map[string][]byte, error) {
 	legacy := s.legacy.Load()
 	found := make(map[string][]byte, len(batch))
-	if len(batch) == 1 && !legacy {
-		key := resultKey(batch[0].key)
-		entry, err := s.kv.Get(ctx, key)
-		switch {
-		case errors.Is(err, jetstream.ErrKeyNotFound):
-		case err != nil:
-			return nil, fmt.Errorf("read %s from the idempotency bucket: %w", key, err)
-		default:
-			found[s.subject(key)] = entry.Value()
+	keys := make([]string, 0, 2*len(batch))
+	for _, l := range batch {
+		keys = append(keys, resultKey(l.key))
+		if legacy {
+			keys = append(keys, legacyResultKey(l.key.id))
+		}
+	}
+	if len(keys) == 1 || !s.batchGet.direct {
+		for _, key := range keys {
+			entry, err := s.kv.Get(ctx, key)
+			switch {
+			case errors.Is(err, jetstream.ErrKeyNotFound):
+			case err != nil:
+				return nil, fmt.Errorf("read %s from the idempotency bucket: %w", key, err)
+			default:
+				found[s.subject(key)] = entry.Value()
+			}
 		}
 		return found, nil
 	}
-	subjects := make([]string, 0, 2*len(batch))
-	for _, l := range batch {
-		subjects = append(subjects, s.subject(resultKey(l.key)))
-		if legacy {
-			subjects = append(subjects, s.subject(legacyResultKey(l.key.id)))
-		}
+	subjects := make([]string, len(keys))
+	for i, key := range keys {
+		subjects[i] = s.subject(key)
 	}
 	if err := s.batchGet.lastFor(ctx, subjects, found); err != nil {
 		return nil, fmt.Errorf("look up %d commands in the idempotency bucket: %w", len(batch), err)
@@ -115,26 +128,26 @@ func (s *store) lastRecords(ctx context.Context, batch []*lookup) (map[string][]
 
 // recordFor picks a lookup's record out of a batch's: under its key, else under its
 // legacy key when that record names the same project.
-func (s *store) recordFor(k commandKey, found map[string][]byte) (*finished, error) {
+func (s *store) recordFor(k commandKey, found map[string][]byte) *finished {
 	if data := found[s.subject(resultKey(k))]; data != nil {
-		return s.decodeRecord(data, k), nil
+		return s.decodeRecord(data, k)
 	}
 	data := found[s.subject(legacyResultKey(k.id))]
 	if data == nil {
-		return nil, nil
+		return nil
 	}
 	f := s.decodeRecord(data, k)
 	if f == nil {
-		return nil, nil
+		return nil
 	}
 	var stored struct {
 		Project string `json:"project"`
 	}
 	if json.Unmarshal(f.Result, &stored) != nil || stored.Project != k.project {
-		return nil, nil // another project's id
+		return nil // another project's id
 	}
 	f.legacy = true
-	return f, nil
+	return f
 }
 
 // decodeRecord reads a stored record; one that is not the worker's is ignored.
@@ -156,26 +169,34 @@ func (s *store) subject(key string) string { return "$KV." + s.bucket + "." + ke
 type batchGetter struct {
 	nc      *nats.Conn
 	subject string // $JS.API.DIRECT.GET.<stream>
+	direct  bool   // the stream allows direct gets; else lastRecords uses plain gets
 	inbox   string
 	sub     *nats.Subscription
 	n       uint64 // the request counter: replies to an abandoned request are dropped
 }
 
-func newBatchGetter(nc *nats.Conn, stream string) (*batchGetter, error) {
-	g := &batchGetter{nc: nc, subject: "$JS.API.DIRECT.GET." + stream, inbox: nc.NewInbox()}
+func newBatchGetter(nc *nats.Conn, stream jetstream.Stream) (*batchGetter, error) {
+	cfg := stream.CachedInfo().Config
+	g := &batchGetter{nc: nc, subject: "$JS.API.DIRECT.GET." + cfg.Name, direct: cfg.AllowDirect, inbox: nc.NewInbox()}
 	sub, err := nc.SubscribeSync(g.inbox + ".*")
 	if err != nil {
 		return nil, fmt.Errorf("batch get: %w", err)
 	}
 	if err := sub.SetPendingLimits(-1, -1); err != nil { // a batch is bounded by its request
+		_ = sub.Unsubscribe()
 		return nil, fmt.Errorf("batch get: %w", err)
 	}
 	g.sub = sub
 	return g, nil
 }
 
+func (g *batchGetter) close() { _ = g.sub.Unsubscribe() }
+
 // lastFor puts the data of the last message of each subject that has one into found,
-// by subject.
+// by subject. Only a complete answer counts: the server folds a message it could not
+// load into "404 Message Not Found", and stops early at the request's byte limit,
+// saying so in the end marker's pending count; either is an error, and the lookups are
+// asked again.
 func (g *batchGetter) lastFor(ctx context.Context, subjects []string, found map[string][]byte) error {
 	req, err := json.Marshal(struct {
 		MultiLast []string `json:"multi_last"`
@@ -196,15 +217,19 @@ func (g *batchGetter) lastFor(ctx context.Context, subjects []string, found map[
 		if msg.Subject != reply {
 			continue // a late answer to an earlier request
 		}
-		switch status := msg.Header.Get("Status"); {
-		case status == "404":
+		status, description := msg.Header.Get("Status"), msg.Header.Get("Description")
+		switch {
+		case status == "404" && description == "No Results":
 			return nil // none of the subjects has a message
 		case status == "204":
-			return nil // end of the batch
+			if pending := msg.Header.Get("Nats-Num-Pending"); pending != "0" {
+				return fmt.Errorf("batch get: the answer stopped with %s records pending", pending)
+			}
+			return nil
 		case status != "":
-			return fmt.Errorf("batch get: status %s %s", status, msg.Header.Get("Description"))
+			return fmt.Errorf("batch get: status %s %s", status, description)
 		}
-		if op := msg.Header.Get("KV-Operation"); op != "DEL" && op != "PURGE" {
+		if op := msg.Header.Get("KV-Operation"); op != "DEL" && op != "PURGE" && msg.Header.Get(jetstream.MarkerReasonHeader) == "" {
 			found[msg.Header.Get(jetstream.SubjectHeader)] = msg.Data
 		}
 	}

@@ -22,7 +22,7 @@ import (
 // id: the same id in two projects is two commands.
 type store struct {
 	kv       jetstream.KeyValue
-	stream   jetstream.Stream // the bucket's stream: batch lookups, the legacy check
+	stream   jetstream.Stream // the bucket's stream, for the legacy check
 	bucket   string
 	lookups  chan *lookup // to runLookups
 	batchGet *batchGetter
@@ -137,16 +137,14 @@ func (s *store) finishMessageOnce(ctx context.Context, k commandKey, f finished)
 }
 
 func (s *store) finishedAt(ctx context.Context, key string, k commandKey) (*finished, error) {
-	var f finished
-	ok, err := s.get(ctx, key, &f)
-	if !ok || err != nil {
-		return nil, err
-	}
-	if len(f.Result) == 0 {
-		s.log.Warn("ignoring a record without a result in the idempotency bucket", zap.Stringer("command", k))
+	entry, err := s.kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, nil
 	}
-	return &f, nil
+	if err != nil {
+		return nil, fmt.Errorf("read %s from the idempotency bucket: %w", key, err)
+	}
+	return s.decodeRecord(entry.Value(), k), nil
 }
 
 // finishOnce stores f as the command's outcome unless one is stored already, and

@@ -20,17 +20,24 @@ func (w *Worker) Setup(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("key-value bucket %s: %w", w.cfg.IdempotencyBucket, err)
 	}
-	batchGet, err := newBatchGetter(w.nc, stream.CachedInfo().Config.Name)
-	if err != nil {
+	st := &store{kv: kv, stream: stream, bucket: w.cfg.IdempotencyBucket, log: w.log, clock: w.cfg.Clock,
+		lookups: make(chan *lookup)}
+	if err := st.detectLegacy(ctx); err != nil {
 		return err
 	}
-	w.store = &store{kv: kv, stream: stream, bucket: w.cfg.IdempotencyBucket, log: w.log, clock: w.cfg.Clock,
-		lookups: make(chan *lookup), batchGet: batchGet}
-	if err := w.store.detectLegacy(ctx); err != nil {
+	if err := w.setupConsumer(ctx); err != nil {
 		return err
 	}
+	// Last, so that a failed attempt leaves no subscription behind.
+	if st.batchGet, err = newBatchGetter(w.nc, stream); err != nil {
+		return err
+	}
+	if w.store != nil { // Setup called again
+		w.store.batchGet.close()
+	}
+	w.store = st
 	w.lease.setBucket(kv)
-	return w.setupConsumer(ctx)
+	return nil
 }
 
 func (w *Worker) setupStreams(ctx context.Context) (jetstream.KeyValue, error) {

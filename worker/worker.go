@@ -181,7 +181,7 @@ func (w *Worker) Paused() PauseReason {
 // releases the lease, so that a standby takes over at once. It returns nil after a
 // clean shutdown.
 func (w *Worker) Run(ctx context.Context) error {
-	if w.consumer.Load() == nil {
+	if w.store == nil {
 		if err := w.setupPersistently(ctx); err != nil {
 			return nil // ctx ended before NATS answered: nothing to shut down
 		}
@@ -257,6 +257,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	stopLookups()
 	close(quit)
 	wg.Wait()
+	w.store.batchGet.close()
 	w.log.Info("worker stopped")
 	return nil
 }
