@@ -75,7 +75,7 @@ container-images:
 
 ## validate-samples: check every example command and the rotation scenario.
 validate-samples:
-	cat testdata/commands/*.json testdata/rotation.jsonl | $(GO) run ./cmd/apiopsctl validate -
+	cat testdata/commands/*.json testdata/sealed/keystore.create.sealed.json testdata/rotation.jsonl | $(GO) run ./cmd/apiopsctl validate -
 
 ## schema: regenerate messages/schema/*.json from the Go types.
 schema:

@@ -28,6 +28,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/apiops-worker/apiops-worker/messages"
+	"github.com/apiops-worker/apiops-worker/seal"
 )
 
 // maxInFlight bounds the asynchronous publishes of one Submit awaiting JetStream's ack.
@@ -42,10 +43,13 @@ type Client struct {
 	nc       *nats.Conn
 	js       jetstream.JetStream
 	subjects messages.Subjects
+	sealKey  string // seal secrets for this key, when set
 }
 
 type options struct {
 	prefix, inboxPrefix string
+	sealKey             string
+	discoverSealKey     bool
 }
 
 // Option configures a Client.
@@ -65,6 +69,24 @@ func WithInboxPrefix(prefix string) Option {
 	return func(o *options) { o.inboxPrefix = prefix }
 }
 
+// WithSealKey seals every plaintext secret (password, keystore file) for the workers'
+// public curve key publicKey (X…) before publishing, each with a key pair of its own
+// (see seal.Seal). Secrets that are sealed already are published as they are.
+func WithSealKey(publicKey string) Option {
+	return func(o *options) { o.sealKey = publicKey }
+}
+
+// WithDiscoveredSealKey is WithSealKey with the key the running workers announce: New
+// asks NATS service discovery (see DiscoverSealKey, which takes up to a second) and
+// fails when no worker announces one.
+//
+// New asks once. A Client kept while the workers rotate their key goes on sealing for
+// the key it was given, which works for as long as the workers keep that key; make a
+// new Client to take up the new one.
+func WithDiscoveredSealKey() Option {
+	return func(o *options) { o.discoverSealKey = true }
+}
+
 // New returns a Client that publishes on nc.
 func New(nc *nats.Conn, opts ...Option) (*Client, error) {
 	if nc == nil {
@@ -82,12 +104,32 @@ func New(nc *nats.Conn, opts ...Option) (*Client, error) {
 			return nil, fmt.Errorf("client: the connection's inbox prefix is %q, not %q: connect with nats.CustomInboxPrefix(%q)", got, o.inboxPrefix, o.inboxPrefix)
 		}
 	}
+	switch {
+	case o.sealKey != "" && o.discoverSealKey:
+		return nil, errors.New("client: give WithSealKey or WithDiscoveredSealKey, not both")
+	case o.sealKey != "":
+		if err := seal.CheckPublicKey(o.sealKey); err != nil {
+			return nil, fmt.Errorf("client: seal key: %w", err)
+		}
+	case o.discoverSealKey:
+		ctx, cancel := context.WithTimeout(context.Background(), discoverTimeout)
+		key, _, err := DiscoverSealKey(ctx, nc, o.prefix)
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("client: %w", err)
+		}
+		o.sealKey = key
+	}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("client: %w", err)
 	}
-	return &Client{nc: nc, js: js, subjects: messages.Subjects{Prefix: o.prefix}}, nil
+	return &Client{nc: nc, js: js, subjects: messages.Subjects{Prefix: o.prefix}, sealKey: o.sealKey}, nil
 }
+
+// SealKey returns the public key the Client seals secrets for, or "" when it does not
+// seal them.
+func (c *Client) SealKey() string { return c.sealKey }
 
 // Publish validates cmd and publishes its wire form to the command subject of its
 // project and type (Type may be left empty: it follows from Params) with the header
@@ -301,10 +343,30 @@ func (c *Client) message(cmd *messages.Command, replyTo string) (*nats.Msg, erro
 	if err != nil {
 		return nil, fmt.Errorf("publish %s: %w", label(cmd), err)
 	}
+	if c.sealKey != "" {
+		if data, err = sealWire(&withReply, data, c.sealKey); err != nil {
+			return nil, fmt.Errorf("publish %s: %w", label(cmd), err)
+		}
+	}
 	msg := nats.NewMsg(c.subjects.Command(cmd.Project, typeOf(cmd)))
 	msg.Data = data
 	msg.Header.Set(messages.HeaderMsgID, messages.MsgID(cmd.Project, cmd.ID))
 	return msg, nil
+}
+
+// sealWire returns data, the wire form of the valid command cmd, with every plaintext
+// secret sealed for key, and clears data. The params are decoded afresh from data, so
+// that sealing does not change the caller's.
+func sealWire(cmd *messages.Command, data []byte, key string) ([]byte, error) {
+	defer clear(data)
+	cp, err := messages.Decode(cmd.Project, typeOf(cmd), data)
+	if err != nil {
+		return nil, err
+	}
+	if err := cp.SealSecrets(seal.For(key)); err != nil {
+		return nil, err
+	}
+	return cp.Encode()
 }
 
 // withoutMsgID is msg without the Nats-Msg-Id header, for publishing a duplicate again.

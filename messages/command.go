@@ -68,16 +68,24 @@ func invalid(field, message string) *Error {
 //
 // The returned Command is never nil: when the command is invalid it still carries the
 // id, correlationId and replyTo that were valid, so that the rejection can be reported.
+//
+// Sealed secrets are checked for form only and stay sealed; see DecodeWith.
 func Decode(project, typeName string, data []byte) (*Command, error) {
+	return DecodeWith(project, typeName, data, DecodeOptions{})
+}
+
+// DecodeWith is Decode that also opens sealed secrets with o.Opener before validating
+// them, and with o.RequireSealed rejects plaintext ones.
+func DecodeWith(project, typeName string, data []byte, o DecodeOptions) (*Command, error) {
 	cmd := &Command{Type: typeName, Project: project}
-	if err := decode(cmd, data); err != nil {
+	if err := decode(cmd, data, o); err != nil {
 		salvageEnvelope(cmd, data)
 		return cmd, err
 	}
 	return cmd, nil
 }
 
-func decode(cmd *Command, data []byte) *Error {
+func decode(cmd *Command, data []byte, o DecodeOptions) *Error {
 	if !json.Valid(data) {
 		var syntaxErr *json.SyntaxError
 		msg := "the command is not valid JSON"
@@ -133,6 +141,9 @@ func decode(cmd *Command, data []byte) *Error {
 	}
 	params := reflect.New(ct.params)
 	if err := decodeValue(env.Params, params.Elem(), "params"); err != nil {
+		return err
+	}
+	if err := openSecrets(params.Elem(), cmd.Project, o); err != nil {
 		return err
 	}
 	if err := validateStruct(params.Elem(), "params"); err != nil {

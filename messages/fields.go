@@ -121,9 +121,20 @@ func decodeValue(data json.RawMessage, v reflect.Value, path string) *Error {
 		v.SetBytes(bytes.Clone(data))
 		return nil
 	case t == secretType:
+		if data[0] == '{' {
+			var sealed Sealed
+			if err := decodeObject(data, reflect.ValueOf(&sealed).Elem(), path); err != nil {
+				return err
+			}
+			if err := checkSealed(sealed, path); err != nil {
+				return err
+			}
+			v.Set(reflect.ValueOf(NewSealedSecret(sealed)))
+			return nil
+		}
 		s, ok := unquote(data)
 		if !ok {
-			return invalid(path, "must be a string")
+			return invalid(path, "must be a string, or a sealed value (an object)")
 		}
 		v.Set(reflect.ValueOf(NewSecret(s)))
 		return nil
@@ -227,8 +238,12 @@ func validateStruct(v reflect.Value, path string) *Error {
 func validateValue(f *fieldInfo, v reflect.Value, path string) *Error {
 	switch {
 	case v.Type() == secretType:
+		s := v.Interface().(Secret)
+		if s.value == nil { // sealed, and not opened: its form was checked
+			return nil
+		}
 		if f.base64 {
-			if problem := checkBase64(v.Interface().(Secret).Reveal()); problem != "" {
+			if problem := checkBase64(s.Reveal()); problem != "" {
 				return invalid(path, problem)
 			}
 		}
@@ -319,17 +334,18 @@ func checkBase64(s string) string {
 	return ""
 }
 
-// appendFields writes the struct v as a JSON object with secrets revealed: the wire form
-// of params, or with skipPathQuery the APIOps request body. Optional fields that were
-// not set (nil pointers and slices, empty omitempty strings) are left out.
-func appendFields(buf []byte, v reflect.Value, skipPathQuery bool) []byte {
+// appendFields writes the struct v as a JSON object: the wire form of params (secrets
+// as they arrived, sealed or not), or with body the APIOps request body (path and query
+// fields left out, secrets revealed). Optional fields that were not set (nil pointers
+// and slices, empty omitempty strings) are left out.
+func appendFields(buf []byte, v reflect.Value, body bool) []byte {
 	info := structInfoFor(v.Type())
 	buf = append(buf, '{')
 	first := true
 	for i := range info.fields {
 		f := &info.fields[i]
 		fv := v.Field(f.index)
-		if (skipPathQuery && (f.path || f.query)) || (!f.required && isEmpty(fv)) {
+		if (body && (f.path || f.query)) || (!f.required && isEmpty(fv)) {
 			continue
 		}
 		if !first {
@@ -338,27 +354,38 @@ func appendFields(buf []byte, v reflect.Value, skipPathQuery bool) []byte {
 		first = false
 		buf = strconv.AppendQuote(buf, f.name) // names are ASCII identifiers
 		buf = append(buf, ':')
-		buf = appendValue(buf, fv)
+		buf = appendValue(buf, fv, body)
 	}
 	return append(buf, '}')
 }
 
-func appendValue(buf []byte, v reflect.Value) []byte {
+func appendValue(buf []byte, v reflect.Value, body bool) []byte {
 	if v.Type() == secretType {
-		return appendJSONString(buf, v.Interface().(Secret).Reveal())
+		s := v.Interface().(Secret)
+		sealed, isSealed := s.Sealed()
+		switch {
+		case isSealed && !body:
+			b, _ := json.Marshal(sealed) // cannot fail for strings
+			return append(buf, b...)
+		case isSealed && s.value == nil:
+			// Sent on, it would be an empty password or file: a caller that builds the
+			// request must decode with DecodeWith and an Opener.
+			panic("messages: APIRequest of a command whose sealed secrets were not opened")
+		}
+		return appendJSONString(buf, s.Reveal())
 	}
 	switch v.Kind() {
 	case reflect.Pointer:
-		return appendValue(buf, v.Elem())
+		return appendValue(buf, v.Elem(), body)
 	case reflect.Struct:
-		return appendFields(buf, v, false)
+		return appendFields(buf, v, body)
 	case reflect.Slice:
 		buf = append(buf, '[')
 		for i := range v.Len() {
 			if i > 0 {
 				buf = append(buf, ',')
 			}
-			buf = appendValue(buf, v.Index(i))
+			buf = appendValue(buf, v.Index(i), body)
 		}
 		return append(buf, ']')
 	case reflect.String:

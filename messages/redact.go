@@ -3,6 +3,7 @@ package messages
 import (
 	"bytes"
 	"encoding/json"
+	"reflect"
 	"strings"
 )
 
@@ -17,7 +18,7 @@ var redactedJSON = []byte(`"` + Redacted + `"`)
 
 // RedactSecrets returns a copy of a command's body with the value of every "password"
 // and "file" key replaced by "[REDACTED]", everything else byte for byte as it was, and
-// whether anything was replaced. A body that is not valid JSON cannot be redacted
+// whether anything was replaced. Sealed values are safe at rest and are kept. A body that is not valid JSON cannot be redacted
 // reliably: if it may hold a secret, all of it is replaced.
 func RedactSecrets(body []byte) ([]byte, bool) {
 	if !json.Valid(body) {
@@ -58,7 +59,7 @@ func RedactSecrets(body []byte) ([]byte, bool) {
 			if dec.Decode(&value) != nil {
 				return redactInvalid(body)
 			}
-			if !bytes.Equal(value, redactedJSON) {
+			if !bytes.Equal(value, redactedJSON) && !isSealedValue(value) {
 				spans = append(spans, span{start, dec.InputOffset()})
 			}
 			continue // the value is consumed; a key follows
@@ -91,4 +92,11 @@ func redactInvalid(body []byte) ([]byte, bool) {
 		return invalidJSONRedacted, true
 	}
 	return body, false
+}
+
+// isSealedValue reports whether a secret's JSON value is a well-formed sealed value.
+func isSealedValue(value []byte) bool {
+	var s Sealed
+	return len(value) > 0 && value[0] == '{' &&
+		decodeObject(value, reflect.ValueOf(&s).Elem(), "") == nil && checkSealed(s, "") == nil
 }

@@ -73,6 +73,12 @@ type Config struct {
 	// While any runs, the consumer is left as they set it up. Nil means none can run.
 	OlderInstances func(ctx context.Context) ([]string, error)
 
+	// Opener opens sealed secrets with the worker's keys (see package seal); nil means
+	// the worker has none, and a command with a sealed secret is rejected.
+	Opener messages.Opener
+	// RequireSealed rejects commands with plaintext secrets.
+	RequireSealed bool
+
 	// RefreshToken is called when APIOps answers 401 and before each probe while
 	// paused for it, so that a rotated token file is read again. May be nil.
 	RefreshToken func()

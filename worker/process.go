@@ -196,6 +196,8 @@ func (w *Worker) result(t *task, o outcome) *messages.Result {
 // lease is lost.
 func (w *Worker) execute(ctx context.Context, t *task) (outcome, error) {
 	req := t.cmd.APIRequest()
+	// The body may hold opened secrets: no copy of ours outlives the command.
+	defer clear(req.Body)
 	var wait backoff.BackOff // made at the first charged failure
 	for {
 		if err := w.awaitLease(t); err != nil {

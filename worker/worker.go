@@ -35,7 +35,8 @@ type Worker struct {
 	js       jetstream.JetStream
 	api      APIOps
 	subjects messages.Subjects
-	ownInbox string // "<inbox prefix>." when the connection has an inbox of its own
+	ownInbox string                 // "<inbox prefix>." when the connection has an inbox of its own
+	secrets  messages.DecodeOptions // how sealed secrets are opened: sealing.go
 	log      *zap.Logger
 	gate     *gate
 	store    *store
@@ -140,6 +141,7 @@ func New(nc *nats.Conn, api APIOps, cfg Config) (*Worker, error) {
 		held:      make(map[*task]struct{}),
 		resources: make(map[string]*resourceQueue),
 		idLocks:   make(map[string]*idLock),
+		secrets:   secretOptions(cfg),
 	}, nil
 }
 
@@ -475,7 +477,7 @@ func (w *Worker) admit(msg jetstream.Msg) {
 		t.cmd = &messages.Command{}
 		t.decodeErr = &messages.Error{Code: messages.CodeUnknownType, Field: "type", Message: err.Error()}
 	} else {
-		t.cmd, t.decodeErr = messages.Decode(project, typeName, msg.Data())
+		t.cmd, t.decodeErr = messages.DecodeWith(project, typeName, msg.Data(), w.secrets)
 	}
 	if t.cmd.ReplyTo != "" {
 		if problem := w.checkReplyTo(t.cmd.ReplyTo); problem != "" {

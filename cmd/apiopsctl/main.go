@@ -21,16 +21,21 @@ const usage = `usage: apiopsctl <command> [arguments]
 commands:
   validate FILE|-   check JSONL commands (each line with "type" and "project");
                     prints a rejected result line per invalid command;
-                    exit 0 when all are valid, 2 when some are not
+                    exit 0 when all are valid, 2 when some are not; --seal-key
+                    KEY checks that sealed secrets are sealed for KEY
   submit FILE|-     publish JSONL commands and wait for their results (a line's
                     replyTo is replaced by apiopsctl's inbox); prints a table or,
                     with --output json, the result lines; exit 0 when all
-                    succeeded, 2 when some did not, 1 on usage or connection errors
+                    succeeded, 2 when some did not, 1 on usage or connection errors;
+                    --seal seals secrets for the workers' key first
   results           follow the result stream, filtered by --project, --type,
                     --correlation-id, --status; --all from the start, --count N
                     to stop after N results
   dlq list|replay|purge
                     read, replay (as <id>:replay-<n>) or remove dead letters
+  seal keygen FILE|pubkey
+                    make a worker key for sealed secrets; print the key the
+                    workers announce
 
 Run "apiopsctl <command> -h" for a command's flags. NATS is reached through
 --nats-url, --creds, --user, --tls-ca (or NATS_URL, NATS_CREDS, NATS_USER, NATS_CA);
@@ -52,13 +57,15 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	env := ctl.IO{Stdin: stdin, Stdout: stdout, Stderr: stderr}
 	switch args[0] {
 	case "validate":
-		return validate(args[1:], stdin, stdout, stderr)
+		return ctl.Validate(args[1:], env)
 	case "submit":
 		return ctl.Submit(ctx, args[1:], env)
 	case "results":
 		return ctl.Results(ctx, args[1:], env)
 	case "dlq":
 		return ctl.DLQ(ctx, args[1:], env)
+	case "seal":
+		return ctl.Seal(ctx, args[1:], env)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -66,28 +73,4 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fmt.Fprintf(stderr, "apiopsctl: unknown command %q\n%s", args[0], usage)
 		return 1
 	}
-}
-
-func validate(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	if len(args) != 1 {
-		fmt.Fprint(stderr, "usage: apiopsctl validate FILE|-\n")
-		return 1
-	}
-	in, closeIn, err := ctl.OpenInput(args[0], stdin)
-	if err != nil {
-		fmt.Fprintf(stderr, "apiopsctl validate: %v\n", err)
-		return 1
-	}
-	defer closeIn()
-	total, invalid, err := ctl.Validate(in, stdout, stderr)
-	if err != nil {
-		fmt.Fprintf(stderr, "apiopsctl validate: %v\n", err)
-		return 1
-	}
-	if invalid > 0 {
-		fmt.Fprintf(stderr, "%d of %d commands are invalid\n", invalid, total)
-		return 2
-	}
-	fmt.Fprintf(stderr, "%d commands are valid\n", total)
-	return 0
 }

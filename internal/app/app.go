@@ -108,6 +108,15 @@ func run(ctx context.Context, s *settings, log *zap.Logger) error {
 	}
 	defer nc.Close()
 
+	keys, err := loadSealKeys(s.sealKeys, log)
+	if err != nil {
+		return err
+	}
+	sealKeys := func() []string { return nil }
+	if keys != nil {
+		s.worker.Opener, sealKeys = keys, keys.Publics
+	}
+
 	var w *worker.Worker
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -124,11 +133,17 @@ func run(ctx context.Context, s *settings, log *zap.Logger) error {
 		}
 		defer stop()
 	}
-	svc, err := addService(nc, s.worker.Prefix, w, m)
-	if err != nil {
+	svc := &service{nc: nc, prefix: s.worker.Prefix, ready: w, metrics: m, sealKeys: sealKeys}
+	if err := svc.register(); err != nil {
 		return err
 	}
-	defer func() { _ = svc.Stop() }()
+	defer svc.stop()
+	if keys != nil {
+		watchCtx, stopWatching := context.WithCancel(ctx)
+		watched := make(chan struct{})
+		go func() { defer close(watched); watchSealKeys(watchCtx, keys, svc, sealKeysReload, log) }()
+		defer func() { stopWatching(); <-watched }()
+	}
 	if err := w.Run(ctx); err != nil {
 		return err
 	}

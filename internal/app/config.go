@@ -38,6 +38,7 @@ type settings struct {
 	logFormat, logLevel string
 	httpAddr            string
 	pprof               bool
+	sealKeys            string
 
 	worker worker.Config
 }
@@ -98,6 +99,8 @@ func parseSettings(args []string, getenv func(string) string, stderr io.Writer) 
 	fs.DurationVar(&w.AckWait, "ack-wait", worker.DefaultAckWait, "how long JetStream waits for an ack before redelivering (a crashed worker's commands come back after it)")
 	fs.DurationVar(&w.LeaseTimeout, "lease-timeout", worker.DefaultLeaseTimeout, "how long standbys wait for the active instance's lease renewal before one takes over")
 	fs.IntVar(&w.Replicas, "replicas", 1, "replicas of the streams and the bucket")
+	fs.StringVar(&s.sealKeys, "seal-keys", "", "directory of the curve key seeds that open sealed secrets, one per file (apiopsctl seal keygen); the file whose name sorts last is the current key")
+	fs.BoolVar(&w.RequireSealed, "require-sealed", false, "reject commands whose passwords or keystore files are not sealed (needs --seal-keys)")
 	fs.BoolVar(&w.ManageStreams, "manage-streams", true, "create or update the streams, bucket and consumer at start; false when an operator manages them")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: apiops-worker [flags]\n\nEvery flag can also be set by an environment variable: --nats-* and --apiops-* flags\nby their name in capitals (NATS_URL, APIOPS_TOKEN_FILE), the others with APIOPS_WORKER_\n(APIOPS_WORKER_CONCURRENCY). Flags win. The APIOps token comes from APIOPS_TOKEN_FILE or\nAPIOPS_TOKEN, the NATS password from NATS_PASSWORD, never from a flag.\n\n")
@@ -145,6 +148,9 @@ func parseSettings(args []string, getenv func(string) string, stderr io.Writer) 
 	}
 	if problem := messages.CheckPrefix(s.natsInboxPrefix); problem != "" {
 		errs = append(errs, fmt.Errorf("--nats-inbox-prefix (NATS_INBOX_PREFIX) %q %s", s.natsInboxPrefix, problem))
+	}
+	if w.RequireSealed && s.sealKeys == "" {
+		errs = append(errs, errors.New("--require-sealed (APIOPS_WORKER_REQUIRE_SEALED) needs --seal-keys (APIOPS_WORKER_SEAL_KEYS): without keys no command with a secret could run"))
 	}
 	if s.logFormat != "json" && s.logFormat != "console" {
 		errs = append(errs, fmt.Errorf("--log-format (APIOPS_WORKER_LOG_FORMAT) must be json or console, not %q", s.logFormat))

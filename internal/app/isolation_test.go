@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http/httptest"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,6 +24,7 @@ import (
 	"github.com/apiops-worker/apiops-worker/client"
 	"github.com/apiops-worker/apiops-worker/internal/natstest"
 	"github.com/apiops-worker/apiops-worker/messages"
+	"github.com/apiops-worker/apiops-worker/seal"
 )
 
 // The passwords deploy/nats/accounts.conf reads from nats-server's environment.
@@ -128,12 +130,17 @@ func attackProjectIsolation(t *testing.T, url string, replicas int) {
 	t.Cleanup(api.Close)
 
 	// The worker: the real program, as the shipped worker user.
+	sealKeys := t.TempDir()
+	sealKey, err := seal.GenerateKeyFile(filepath.Join(sealKeys, "current.xk"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	logs := newWatchedLog()
 	ctx, cancel := context.WithCancel(context.Background())
 	exit := make(chan int, 1)
 	go func() {
 		exit <- Run(ctx, []string{"--nats-url", url, "--nats-user", "apiops-worker", "--apiops-url", api.URL,
-			"--http-addr", "", "--replicas", strconv.Itoa(replicas)},
+			"--http-addr", "", "--replicas", strconv.Itoa(replicas), "--seal-keys", sealKeys},
 			envFrom(map[string]string{"NATS_PASSWORD": workerPassword, "APIOPS_TOKEN": seed.Token}), logs)
 	}()
 	t.Cleanup(func() {
@@ -247,6 +254,18 @@ func attackProjectIsolation(t *testing.T, url string, replicas int) {
 		Params: &messages.CredentialTruststoreSet{Username: "svc-orders", KeystoreName: "team-a-trust"}})
 	if err != nil || res.Status != messages.StatusSucceeded {
 		t.Fatalf("team-a's own request: %+v, %v", res, err)
+	}
+	// ...and so does sealing: team-a may learn the workers' key, and its sealed
+	// keystore is opened.
+	sealingA, err := client.New(h.nc, client.WithInboxPrefix("_INBOX.TeamA"), client.WithDiscoveredSealKey())
+	if err != nil || sealingA.SealKey() != sealKey {
+		t.Fatalf("team-a's key discovery: %v, key %q", err, sealingA.SealKey())
+	}
+	res, err = sealingA.Request(waitCtx, &messages.Command{ID: "own-sealed", Project: "TeamA", Params: &messages.KeystoreCreate{
+		Name: "team-a-sealed", KeyStoreEnvironmentList: []messages.KeyStoreEnvironment{{EnvironmentName: "production",
+			File: messages.NewSecret(base64.StdEncoding.EncodeToString([]byte("team-a file"))), Password: messages.NewSecret("team-a pw"), KeyStoreType: "PKCS12"}}}})
+	if err != nil || res.Status != messages.StatusSucceeded {
+		t.Fatalf("team-a's sealed request: %+v, %v", res, err)
 	}
 	for body, field := range map[string]string{
 		`{"id":"tamper-1","project":"MyProject","params":{"username":"api-user","keystoreName":"trust-2025"}}`:                    "project",

@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -69,42 +71,81 @@ func startHTTP(addr string, reg *prometheus.Registry, ready readiness, profiles 
 // serviceStatus is the body of the service's status endpoint and its statistics.
 type serviceStatus struct {
 	Ready string `json:"ready"`
+	// SealKey is the current public key publishers seal secrets for (see package
+	// seal), SealKeys every key this instance opens with, the current one last.
+	SealKey  string   `json:"sealKey,omitempty"`
+	SealKeys []string `json:"sealKeys,omitempty"`
 	metrics.Stats
 }
 
-// addService registers the worker for NATS service discovery ($SRV), so that
+// service is the worker's registration in NATS service discovery ($SRV), so that
 // `nats micro ls` and `nats micro stats apiops-worker` show every instance with its
 // counts. Its one endpoint, <prefix>.worker.status, answers with readiness and counts.
-func addService(nc *nats.Conn, prefix string, ready readiness, m *metrics.Metrics) (micro.Service, error) {
-	status := func() serviceStatus {
-		s := serviceStatus{Ready: "yes", Stats: m.Stats()}
-		if err := ready.Ready(); err != nil {
-			s.Ready = err.Error()
-		}
-		return s
+// The INFO metadata carries the current seal key; a service's metadata is fixed when
+// it registers, so a new key registers the service again.
+type service struct {
+	nc       *nats.Conn
+	prefix   string
+	ready    readiness
+	metrics  *metrics.Metrics
+	sealKeys func() []string // current last; none without keys
+
+	mu  sync.Mutex
+	svc micro.Service
+}
+
+func (s *service) status() serviceStatus {
+	st := serviceStatus{Ready: "yes", SealKeys: s.sealKeys(), Stats: s.metrics.Stats()}
+	if n := len(st.SealKeys); n > 0 {
+		st.SealKey = st.SealKeys[n-1]
 	}
-	svc, err := micro.AddService(nc, micro.Config{
-		Name:        serviceName,
-		Version:     Version,
-		Description: "Executes APIOps commands from JetStream",
-		// Instances before the lease lack it: see olderInstances.
-		Metadata: map[string]string{"fleet": "lease"},
-		StatsHandler: func(*micro.Endpoint) any {
-			return status()
-		},
+	if err := s.ready.Ready(); err != nil {
+		st.Ready = err.Error()
+	}
+	return st
+}
+
+// register adds the service, or replaces it with one that announces the keys held
+// now; if that fails, the one registered before stays.
+func (s *service) register() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	// Instances before the lease lack "fleet": see olderInstances.
+	metadata := map[string]string{"fleet": "lease"}
+	if keys := s.sealKeys(); len(keys) > 0 {
+		metadata["seal_key"], metadata["seal_keys"] = keys[len(keys)-1], strings.Join(keys, ",")
+	}
+	svc, err := micro.AddService(s.nc, micro.Config{
+		Name:         serviceName,
+		Version:      Version,
+		Description:  "Executes APIOps commands from JetStream",
+		Metadata:     metadata,
+		StatsHandler: func(*micro.Endpoint) any { return s.status() },
 	})
 	if err != nil {
-		return nil, fmt.Errorf("register the NATS service: %w", err)
+		return fmt.Errorf("register the NATS service: %w", err)
 	}
 	err = svc.AddEndpoint("status", micro.HandlerFunc(func(req micro.Request) {
-		body, _ := json.Marshal(status())
+		body, _ := json.Marshal(s.status())
 		_ = req.Respond(body)
-	}), micro.WithEndpointSubject(prefix+".worker.status"))
+	}), micro.WithEndpointSubject(s.prefix+".worker.status"))
 	if err != nil {
 		_ = svc.Stop()
-		return nil, fmt.Errorf("register the NATS service's status endpoint: %w", err)
+		return fmt.Errorf("register the NATS service's status endpoint: %w", err)
 	}
-	return svc, nil
+	if s.svc != nil {
+		_ = s.svc.Stop()
+	}
+	s.svc = svc
+	return nil
+}
+
+func (s *service) stop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.svc != nil {
+		_ = s.svc.Stop()
+	}
 }
 
 const serviceName = "apiops-worker"

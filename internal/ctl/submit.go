@@ -36,6 +36,10 @@ flags:
   --sequential     publish each command only after the previous one's result
   --timeout D      how long to wait for every result (default 2m)
   --output FORMAT  table (default) or json
+  --seal           seal every plaintext secret (password, file) for the public key the
+                   running workers announce (see apiopsctl seal pubkey) before publishing
+  --seal-key KEY   seal them for this public curve key (X…) instead (env APIOPS_SEAL_KEY;
+                   --seal wins over the environment)
 ` + connUsage + `
 exit status: 0 when every command succeeded; 2 when some did not (rejected, failed,
 partial, expired, or no result before the timeout); 1 on usage or connection errors.
@@ -57,9 +61,15 @@ func Submit(ctx context.Context, args []string, env IO) int {
 	timeout := fs.Duration("timeout", 2*time.Minute, "")
 	output := fs.String("output", "table", "")
 	sequential := fs.Bool("sequential", false, "")
+	sealDiscover := fs.Bool("seal", false, "")
+	sealKey := fs.String("seal-key", env.getenv("APIOPS_SEAL_KEY"), "")
 	positional, err := parseArgs(fs, args)
 	if err != nil {
 		return flagFailure(err)
+	}
+	sealOpt, err := sealOption(*sealDiscover, *sealKey, flagGiven(fs, "seal-key"))
+	if err != nil {
+		return fail(env, name, err)
 	}
 	switch {
 	case len(positional) != 1:
@@ -90,9 +100,16 @@ func Submit(ctx context.Context, args []string, env IO) int {
 			return fail(env, name, err)
 		}
 		defer nc.Close()
-		c, err := client.New(nc, client.WithPrefix(conn.prefix))
+		opts := []client.Option{client.WithPrefix(conn.prefix)}
+		if sealOpt != nil {
+			opts = append(opts, sealOpt)
+		}
+		c, err := client.New(nc, opts...)
 		if err != nil {
 			return fail(env, name, err)
+		}
+		if key := c.SealKey(); key != "" {
+			fmt.Fprintf(env.Stderr, "sealing secrets for %s\n", key)
 		}
 		waitCtx, cancel := context.WithTimeout(ctx, *timeout)
 		defer cancel()

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/invopop/jsonschema"
+	orderedmap "github.com/pb33f/ordered-map/v2"
 
 	"github.com/apiops-worker/apiops-worker/messages"
 )
@@ -63,9 +64,35 @@ func reflector() *jsonschema.Reflector {
 		ExpandedStruct: true,
 		Mapper: func(t reflect.Type) *jsonschema.Schema {
 			if t == reflect.TypeFor[messages.Secret]() {
-				return &jsonschema.Schema{Type: "string", MinLength: ptr[uint64](1), Description: "secret: never logged, redacted in dead letters"}
+				return secretSchema()
 			}
 			return nil
+		},
+	}
+}
+
+// secretSchema: a plaintext string, or a value sealed for the workers' key (see the
+// contract's "Sealed secrets").
+func secretSchema() *jsonschema.Schema {
+	curveKey := func(what string) *jsonschema.Schema {
+		return &jsonschema.Schema{Type: "string", Pattern: "^X[A-Z2-7]{55}$", Description: what}
+	}
+	sealed := &jsonschema.Schema{
+		Type:                 "object",
+		Description:          "a sealed secret: the box of {\"project\", \"field\", \"value\"} made by nkeys Seal (xkv1) for the worker's key",
+		Required:             []string{"sealed", "for", "from"},
+		AdditionalProperties: jsonschema.FalseSchema,
+		Properties:           orderedmap.New[string, *jsonschema.Schema](),
+	}
+	sealed.Properties.Set("sealed", &jsonschema.Schema{Type: "string", ContentEncoding: "base64", MinLength: ptr[uint64](60),
+		Description: "standard base64 of the xkv1 box: \"xkv1\", a 24-byte nonce, the XSalsa20-Poly1305 ciphertext"})
+	sealed.Properties.Set("for", curveKey("the worker's public curve key the value is sealed for"))
+	sealed.Properties.Set("from", curveKey("the sender's public curve key, made for this value alone"))
+	return &jsonschema.Schema{
+		Description: "secret: never logged; plaintext is redacted in dead letters, sealed values are kept",
+		OneOf: []*jsonschema.Schema{
+			{Type: "string", MinLength: ptr[uint64](1), Description: "the secret in plaintext"},
+			sealed,
 		},
 	}
 }

@@ -1,0 +1,178 @@
+package client
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+)
+
+// serviceName is the worker's name in NATS service discovery ($SRV).
+const serviceName = "apiops-worker"
+
+// The service metadata keys under which a worker announces the public key to seal
+// secrets for, and every key it can open with (comma-separated, the current last).
+const (
+	sealKeyMetadata  = "seal_key"
+	sealKeysMetadata = "seal_keys"
+)
+
+const (
+	// discoverWait bounds the wait for answers to service discovery; discoverQuiet
+	// ends it sooner once answers have stopped coming.
+	discoverWait  = time.Second
+	discoverQuiet = 250 * time.Millisecond
+	// discoverTimeout bounds the discovery that New makes.
+	discoverTimeout = 5 * time.Second
+)
+
+// Instance is a running worker instance as NATS service discovery shows it.
+type Instance struct {
+	ID      string
+	Version string
+	// SealKey is the public curve key it announces as current ("" when it has none),
+	// and SealKeys every key it can open with, the current one last.
+	SealKey  string
+	SealKeys []string
+}
+
+// DiscoverSealKey asks NATS service discovery ($SRV.INFO.apiops-worker) for the
+// running workers with subject prefix prefix (those whose status endpoint is
+// <prefix>.worker.status) and returns the public key to seal secrets for: a key that
+// every instance can open with, since any of them may run the command. Of those, it
+// is the current key of the most instances, then the newest. So during a rotation
+// publishers switch to the new key only once every instance holds it. instances are
+// all the instances of prefix that answered, by ID.
+//
+// It trusts whoever answers: with the shipped NATS permissions, the workers and
+// operators. A publisher that must not depend on that seals for a key it was given
+// (WithSealKey).
+//
+// It waits for answers up to a second, less once they stop coming, or until ctx ends.
+// The error says when no instance answered, when one has no keys, or when the
+// instances have no key in common.
+func DiscoverSealKey(ctx context.Context, nc *nats.Conn, prefix string) (key string, instances []Instance, err error) {
+	infos, err := discover(ctx, nc)
+	if err != nil {
+		return "", nil, err
+	}
+	status := prefix + ".worker.status"
+	others := 0
+	seen := map[string]bool{}
+	for _, info := range infos {
+		if !slices.ContainsFunc(info.Endpoints, func(e micro.EndpointInfo) bool { return e.Subject == status }) {
+			others++
+			continue
+		}
+		if seen[info.ID] {
+			continue // an instance answers once
+		}
+		seen[info.ID] = true
+		in := Instance{ID: info.ID, Version: info.Version, SealKey: info.Metadata[sealKeyMetadata]}
+		if held := info.Metadata[sealKeysMetadata]; held != "" {
+			in.SealKeys = strings.Split(held, ",")
+		} else if in.SealKey != "" {
+			in.SealKeys = []string{in.SealKey}
+		}
+		instances = append(instances, in)
+	}
+	slices.SortFunc(instances, func(a, b Instance) int { return cmp.Compare(a.ID, b.ID) })
+	if len(instances) == 0 {
+		if others > 0 {
+			return "", nil, fmt.Errorf("discover the seal key: no %s instance with prefix %q answered (status endpoint %s); %d with other prefixes did", serviceName, prefix, status, others)
+		}
+		return "", nil, fmt.Errorf("discover the seal key: no %s instance answered on $SRV.INFO.%s: is a worker running, and may this user publish to $SRV.INFO.%s?", serviceName, serviceName, serviceName)
+	}
+	key, err = commonKey(instances)
+	if err != nil {
+		return "", instances, fmt.Errorf("discover the seal key: %w", err)
+	}
+	return key, instances, nil
+}
+
+// commonKey chooses the key to seal for (see DiscoverSealKey).
+func commonKey(instances []Instance) (string, error) {
+	var keyless []string
+	held := map[string]int{} // by key: how many instances hold it
+	for _, in := range instances {
+		if len(in.SealKeys) == 0 {
+			keyless = append(keyless, in.ID)
+		}
+		for _, k := range in.SealKeys {
+			held[k]++
+		}
+	}
+	if len(keyless) == len(instances) {
+		return "", fmt.Errorf("none of the %d %s instances announces a seal key: start them with their seal keys (--seal-keys)", len(instances), serviceName)
+	}
+	if len(keyless) > 0 {
+		return "", fmt.Errorf("%d of the %d %s instances hold no seal key (%s) and would reject sealed secrets: give every instance the keys first", len(keyless), len(instances), serviceName, strings.Join(keyless, ", "))
+	}
+	current := map[string]int{} // by key held by all: how many announce it as current
+	for _, in := range instances {
+		if held[in.SealKey] == len(instances) {
+			current[in.SealKey]++
+		}
+	}
+	newest := instances[0].SealKeys // in the order of one instance's files: the newest last
+	position := func(k string) int { return slices.Index(newest, k) }
+	best := ""
+	for k, n := range current {
+		if best == "" || n > current[best] || n == current[best] && position(k) > position(best) {
+			best = k
+		}
+	}
+	if best != "" {
+		return best, nil
+	}
+	for i := len(newest) - 1; i >= 0; i-- { // no current key is held by all: the newest that is
+		if held[newest[i]] == len(instances) {
+			return newest[i], nil
+		}
+	}
+	return "", fmt.Errorf("the %d %s instances hold no seal key in common: add the current key to every instance's --seal-keys", len(instances), serviceName)
+}
+
+// discover collects the answers to $SRV.INFO.apiops-worker.
+func discover(parent context.Context, nc *nats.Conn) ([]micro.Info, error) {
+	inbox := nc.NewInbox()
+	sub, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		return nil, fmt.Errorf("service discovery: %w", err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := nc.PublishRequest("$SRV.INFO."+serviceName, inbox, nil); err != nil {
+		return nil, fmt.Errorf("service discovery: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(parent, discoverWait)
+	defer cancel()
+	var infos []micro.Info
+	for {
+		waitCtx, stop := ctx, context.CancelFunc(func() {})
+		if len(infos) > 0 {
+			waitCtx, stop = context.WithTimeout(ctx, discoverQuiet)
+		}
+		msg, err := sub.NextMsgWithContext(waitCtx)
+		stop()
+		if err != nil {
+			if parent.Err() != nil {
+				return nil, fmt.Errorf("service discovery: %w", context.Cause(parent))
+			}
+			if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrNoResponders) {
+				return infos, nil // no more answers, or none at all
+			}
+			return infos, fmt.Errorf("service discovery: %w", err)
+		}
+		var info micro.Info
+		if json.Unmarshal(msg.Data, &info) == nil && info.Name == serviceName {
+			infos = append(infos, info)
+		}
+	}
+}
