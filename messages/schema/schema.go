@@ -41,9 +41,14 @@ func Files() (map[string][]byte, error) {
 		s.Description = ct.Summary + " APIOps call: " + ct.Method + " " + ct.Path
 		typeProp, _ := s.Properties.Get("type")
 		typeProp.Const = ct.Name
+		markEnvelope(s)
 		params := reflector().ReflectFromType(ct.ParamsType())
 		params.Version, params.ID = "", ""
 		markPathNames(params, ct.ParamsType())
+		applyFieldRules(params, ct.ParamsType())
+		if rules := crossFieldRules[ct.Name]; rules != nil {
+			rules(params)
+		}
 		s.Properties.Set("params", params)
 		if err := add(files, ct.Name+".json", s); err != nil {
 			return nil, err
@@ -69,6 +74,74 @@ func reflector() *jsonschema.Reflector {
 			return nil
 		},
 	}
+}
+
+// base64Pattern is standard base64 with padding and zero unused bits, as the worker
+// decodes it (strictly): a file's bytes.
+const base64Pattern = `^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/][AQgw]==|[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=)?$`
+
+// applyFieldRules states what the struct tags cannot: a required string is not empty,
+// and a base64 secret, when plaintext, is standard base64. It follows structs and
+// lists of structs.
+func applyFieldRules(s *jsonschema.Schema, t reflect.Type) {
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, opts, _ := strings.Cut(f.Tag.Get("json"), ",")
+		prop, ok := s.Properties.Get(name)
+		if !ok {
+			continue
+		}
+		ft := f.Type
+		switch {
+		case ft == reflect.TypeFor[messages.Secret]():
+			if strings.Contains(f.Tag.Get("apiops"), "base64") {
+				plain := *prop.OneOf[0]
+				plain.Pattern = base64Pattern
+				prop.OneOf = []*jsonschema.Schema{&plain, prop.OneOf[1]}
+			}
+		case ft.Kind() == reflect.String && !strings.Contains(opts, "omitempty"):
+			if prop.MinLength == nil {
+				prop.MinLength = ptr[uint64](1)
+			}
+		case ft.Kind() == reflect.Slice && ft.Elem().Kind() == reflect.Struct && prop.Items != nil:
+			applyFieldRules(prop.Items, ft.Elem())
+		case ft.Kind() == reflect.Struct:
+			applyFieldRules(prop, ft)
+		}
+	}
+}
+
+// crossFieldRules are the rules of the params types' validate methods (package
+// messages), by command type, as JSON Schema says them.
+var crossFieldRules = map[string]func(params *jsonschema.Schema){
+	"keystore.update": func(p *jsonschema.Schema) {
+		p.DependentRequired = map[string][]string{"updateScope": {"jwkUpdateAction"}}
+		p.If = &jsonschema.Schema{Required: []string{"updateScope"}}
+		p.Then = withProperty(&jsonschema.Schema{}, "jwkUpdateAction", &jsonschema.Schema{Const: "UPDATE"})
+		p.AnyOf = requireOneOf("name", "description", "keyStoreEnvironmentList", "jwkUpdateAction")
+		p.Description = "Must change something; updateScope only with jwkUpdateAction UPDATE."
+	},
+	"proxy.mtls.update": func(p *jsonschema.Schema) {
+		p.AnyOf = requireOneOf("enabled", "keyStoreId", "trustStoreId", "supportedProtocolList", "hostnameVerifierType")
+		p.If = withProperty(&jsonschema.Schema{Required: []string{"enabled"}}, "enabled", &jsonschema.Schema{Const: true})
+		p.Then = withProperty(&jsonschema.Schema{Required: []string{"keyStoreId"}}, "keyStoreId", &jsonschema.Schema{MinLength: ptr[uint64](1)})
+		p.Description = "Must set at least one mTLS setting; enabled: true needs a keyStoreId."
+	},
+}
+
+// requireOneOf: at least one of the fields is present.
+func requireOneOf(fields ...string) []*jsonschema.Schema {
+	out := make([]*jsonschema.Schema, len(fields))
+	for i, f := range fields {
+		out[i] = &jsonschema.Schema{Required: []string{f}}
+	}
+	return out
+}
+
+func withProperty(s *jsonschema.Schema, name string, prop *jsonschema.Schema) *jsonschema.Schema {
+	s.Properties = orderedmap.New[string, *jsonschema.Schema]()
+	s.Properties.Set(name, prop)
+	return s
 }
 
 // secretSchema: a plaintext string, or a value sealed for the workers' key (see the
@@ -97,6 +170,24 @@ func secretSchema() *jsonschema.Schema {
 	}
 }
 
+// markEnvelope states the envelope's rules that the struct tags cannot: the project is
+// one subject token and a name, and replyTo is a NATS subject the worker may publish
+// to. Whether they match the subject, and whether replyTo lies under the worker's own
+// prefix or inbox (settings of the worker), only the worker can tell.
+func markEnvelope(s *jsonschema.Schema) {
+	const ctl = `\x00-\x1f\x7f-\x9f`
+	project, _ := s.Properties.Get("project")
+	project.MinLength, project.MaxLength = ptr[uint64](1), ptr[uint64](messages.MaxNameLength)
+	project.Pattern = `^[^.*>\s/\\` + ctl + `]+$`
+	replyTo, _ := s.Properties.Get("replyTo")
+	token := `[^.\s` + ctl + `]`
+	// Tokens are not empty, hold no whitespace and are not the wildcards * or >; the
+	// first does not start with $ (a system subject).
+	first := `(?:[^.\s*>$` + ctl + `]` + token + `*|[*>]` + token + `+)`
+	next := `(?:[^.\s*>` + ctl + `]` + token + `*|[*>]` + token + `+)`
+	replyTo.Pattern = `^` + first + `(?:\.` + next + `)*$`
+}
+
 // markPathNames states the path-name rules that the struct tags cannot express.
 func markPathNames(s *jsonschema.Schema, t reflect.Type) {
 	for i := range t.NumField() {
@@ -107,7 +198,9 @@ func markPathNames(s *jsonschema.Schema, t reflect.Type) {
 		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
 		if prop, ok := s.Properties.Get(name); ok {
 			prop.MinLength, prop.MaxLength = ptr[uint64](1), ptr[uint64](messages.MaxNameLength)
-			prop.Pattern = `^(?!\.\.?$)[^/\\\x00-\x1f\x7f]+$`
+			// No lookahead: validators in several languages (Go's among them) lack it.
+			const c = `[^/\\\x00-\x1f\x7f-\x9f`
+			prop.Pattern = `^(?:` + c + `.]` + c + `]*|\.` + c + `.]` + c + `]*|\.\.` + c + `]+)$`
 			prop.Description = "A name that becomes one URL path segment: no /, \\ or control characters, not . or .."
 		}
 	}
