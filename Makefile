@@ -9,7 +9,7 @@ export GOFLAGS ?= -buildvcs=false
 SHELL         := bash
 .SHELLFLAGS   := -o pipefail -c
 
-.PHONY: all build demo run test unit e2e chaos chaos-short lint vet staticcheck validate-samples schema fuzz clean check-deploy container-images
+.PHONY: all build demo demo-plan demo-plan-fail run test unit e2e chaos chaos-short lint vet staticcheck validate-samples schema fuzz clean check-deploy container-images
 
 all: build
 
@@ -19,6 +19,16 @@ build:
 ## demo: the worker with embedded NATS and the APIOps simulator, the rotation scenario submitted.
 demo: build
 	./scripts/demo.sh
+
+## demo-plan: the same worker, the 10-step rotation plan testdata/plans/rotation.json
+## submitted with apiopsctl plan --json, its steps' table printed.
+## demo-plan-fail: a variant whose third step sets the truststore of a credential that
+## does not exist: the plan stops there, the later steps are skipped, the undo runs.
+demo-plan: build
+	./scripts/demo-plan.sh
+
+demo-plan-fail: build
+	PLAN=testdata/plans/rotation-fails.json EXPECT_STATUS=2 ./scripts/demo-plan.sh
 
 ## run: the worker with embedded NATS (127.0.0.1:4222, data in ./data) and the simulator.
 run: build
@@ -75,7 +85,7 @@ container-images:
 
 ## validate-samples: check every example command and the rotation scenario.
 validate-samples:
-	cat testdata/commands/*.json testdata/sealed/keystore.create.sealed.json testdata/rotation.jsonl | $(GO) run ./cmd/apiopsctl validate -
+	cat testdata/commands/*.json testdata/sealed/keystore.create.sealed.json testdata/plans/*.json testdata/rotation.jsonl | $(GO) run ./cmd/apiopsctl validate -
 
 ## schema: regenerate messages/schema/*.json from the Go types.
 schema:

@@ -179,14 +179,8 @@ func (c *Client) Request(ctx context.Context, cmd *messages.Command) (*messages.
 	}
 	defer func() { _ = sub.Unsubscribe() }()
 
-	ack, err := c.js.PublishMsg(ctx, msg)
-	if err != nil {
-		return nil, c.publishError(cmd, err)
-	}
-	if ack.Duplicate {
-		if _, err := c.js.PublishMsg(ctx, withoutMsgID(msg)); err != nil {
-			return nil, fmt.Errorf("publish %s again (a duplicate): %w", label(cmd), err)
-		}
+	if err := c.publishAgainIfDuplicate(ctx, cmd, msg); err != nil {
+		return nil, err
 	}
 	for {
 		reply, err := sub.NextMsgWithContext(ctx)
@@ -363,10 +357,26 @@ func sealWire(cmd *messages.Command, data []byte, key string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := cp.SealSecrets(seal.For(key)); err != nil {
+	if err := cp.SealSecrets(seal.For(key)); err != nil { // a plan's steps included
 		return nil, err
 	}
 	return cp.Encode()
+}
+
+// publishAgainIfDuplicate publishes msg, and publishes it again without Nats-Msg-Id
+// when JetStream reports it as a duplicate: the worker then answers from the result it
+// stored for the id, or executes it if the duplicate was another publisher's.
+func (c *Client) publishAgainIfDuplicate(ctx context.Context, cmd *messages.Command, msg *nats.Msg) error {
+	ack, err := c.js.PublishMsg(ctx, msg)
+	if err != nil {
+		return c.publishError(cmd, err)
+	}
+	if ack.Duplicate {
+		if _, err := c.js.PublishMsg(ctx, withoutMsgID(msg)); err != nil {
+			return fmt.Errorf("publish %s again (a duplicate): %w", label(cmd), err)
+		}
+	}
+	return nil
 }
 
 // withoutMsgID is msg without the Nats-Msg-Id header, for publishing a duplicate again.
@@ -396,6 +406,9 @@ func resultOf(cmd *messages.Command, reply *nats.Msg) (*messages.Result, bool) {
 func typeOf(cmd *messages.Command) string {
 	if cmd.Type != "" {
 		return cmd.Type
+	}
+	if _, ok := cmd.Plan(); ok {
+		return messages.PlanType
 	}
 	ct, _ := messages.TypeOf(cmd.Params)
 	return ct.Name

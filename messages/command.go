@@ -95,6 +95,9 @@ func decode(cmd *Command, data []byte, o DecodeOptions) *Error {
 		}
 		return &Error{Code: CodeInvalidJSON, Message: msg}
 	}
+	if cmd.Type == PlanType {
+		return decodePlan(cmd, data, o)
+	}
 	var env envelope
 	if err := decodeObject(data, reflect.ValueOf(&env).Elem(), ""); err != nil {
 		if err.Field == "" {
@@ -106,6 +109,22 @@ func decode(cmd *Command, data []byte, o DecodeOptions) *Error {
 	if !ok {
 		return &Error{Code: CodeUnknownType, Field: "type", Message: fmt.Sprintf("unknown command type %q", truncate(cmd.Type, 64))}
 	}
+	if err := checkEnvelope(cmd, &env); err != nil {
+		return err
+	}
+	if env.Params == nil {
+		return invalid("params", "is required")
+	}
+	params, err := decodeParams(ct, env.Params, "params", cmd.Project, o)
+	if err != nil {
+		return err
+	}
+	cmd.Params = params
+	return nil
+}
+
+// checkEnvelope checks what every command has, a plan included, and copies it into cmd.
+func checkEnvelope(cmd *Command, env *envelope) *Error {
 	if env.Type != "" && env.Type != cmd.Type {
 		return &Error{Code: CodeSubjectMismatch, Field: "type", Message: fmt.Sprintf("is %q but the subject says %q", truncate(env.Type, 64), cmd.Type)}
 	}
@@ -136,21 +155,27 @@ func decode(cmd *Command, data []byte, o DecodeOptions) *Error {
 		}
 		cmd.NotAfter = &t
 	}
-	if env.Params == nil {
-		return invalid("params", "is required")
-	}
-	params := reflect.New(ct.params)
-	if err := decodeValue(env.Params, params.Elem(), "params"); err != nil {
-		return err
-	}
-	if err := openSecrets(params.Elem(), cmd.Project, o); err != nil {
-		return err
-	}
-	if err := validateStruct(params.Elem(), "params"); err != nil {
-		return err
-	}
-	cmd.Params = params.Interface()
 	return nil
+}
+
+// decodeParams decodes, opens and validates the params of a command of type ct; path
+// is where they are in the message ("params", or steps[2].params in a plan).
+func decodeParams(ct CommandType, raw json.RawMessage, path, project string, o DecodeOptions) (Params, *Error) {
+	params := reflect.New(ct.params)
+	if err := decodeValue(raw, params.Elem(), path); err != nil {
+		return nil, err
+	}
+	if err := openSecrets(params.Elem(), path, project, o); err != nil {
+		return nil, err
+	}
+	if err := validateStruct(params.Elem(), path); err != nil {
+		// The cross-field rules name their fields from "params".
+		if rest, ok := strings.CutPrefix(err.Field, "params"); ok && path != "params" {
+			err.Field = path + rest
+		}
+		return nil, err
+	}
+	return params.Interface(), nil
 }
 
 // salvageEnvelope keeps what a rejection result may still use of an invalid command.
@@ -182,10 +207,11 @@ func (c *Command) Validate() error {
 		return err
 	}
 	typeName := c.Type
-	if typeName == "" {
-		if ct, ok := TypeOf(c.Params); ok {
-			typeName = ct.Name
-		}
+	if ct, ok := TypeOf(c.Params); ok && typeName == "" {
+		typeName = ct.Name
+	}
+	if _, ok := c.Plan(); ok {
+		typeName = PlanType
 	}
 	_, err = Decode(c.Project, typeName, data)
 	return err
@@ -197,6 +223,9 @@ func (c *Command) Encode() ([]byte, error) {
 	v := reflect.ValueOf(c.Params)
 	if v.Kind() == reflect.Pointer && !v.IsNil() {
 		v = v.Elem()
+	}
+	if p, ok := c.Plan(); ok {
+		return encodePlan(c, p)
 	}
 	ct, ok := TypeOf(c.Params)
 	if !ok {

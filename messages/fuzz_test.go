@@ -3,6 +3,7 @@ package messages_test
 import (
 	"bytes"
 	"errors"
+	"os"
 	"testing"
 
 	"github.com/apiops-worker/apiops-worker/messages"
@@ -21,6 +22,9 @@ func FuzzDecode(f *testing.F) {
 	}
 	// Sealed values: opened with the test key, whose seed is public.
 	f.Add("MyProject", "keystore.create", readSealedExample(f))
+	if plan, err := os.ReadFile("../testdata/plans/rotation.json"); err == nil {
+		f.Add("MyProject", messages.PlanType, plan)
+	}
 	keys, err := seal.LoadDir("../testdata/sealed/keys")
 	if err != nil {
 		f.Fatal(err)
@@ -65,6 +69,12 @@ func FuzzDecode(f *testing.F) {
 		again, err := messages.DecodeWith(project, typeName, wire, opening)
 		if err != nil {
 			t.Fatalf("encoded command does not decode: %v\n%s", err, wire)
+		}
+		if plan, ok := again.Plan(); ok {
+			if p, _ := opened.Plan(); len(plan.Steps) != len(p.Steps) || len(plan.OnFailure) != len(p.OnFailure) {
+				t.Fatalf("round trip changed the plan:\n%s", wire)
+			}
+			return // a plan makes no request of its own
 		}
 		a, b := opened.APIRequest(), again.APIRequest()
 		if a.String() != b.String() || a.Query.Encode() != b.Query.Encode() || !bytes.Equal(a.Body, b.Body) {

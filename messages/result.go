@@ -11,7 +11,12 @@ const (
 	StatusFailed    Status = "failed"    // APIOps refused it, or retries ran out
 	StatusRejected  Status = "rejected"  // invalid; APIOps was not called
 	StatusExpired   Status = "expired"   // notAfter passed before it could run
+	StatusSkipped   Status = "skipped"   // a plan's step that did not run: an earlier one failed
 )
+
+// HeaderFailedStep is the index (from 0) of the step that stopped a plan, on its dead
+// letter.
+const HeaderFailedStep = "Apiops-Failed-Step"
 
 // Error codes of a result's error that the worker sets itself. Others are APIOps's own
 // error codes (bad_request, not_found, …) or http_<status> when APIOps gave none.
@@ -26,6 +31,9 @@ const (
 	// CodeIDReused rejects a command whose id finished, in the same project, as a
 	// command of another type.
 	CodeIDReused = "id_reused"
+	// CodeStepFailed: a plan stopped at a step that did not succeed; the plan's
+	// failedStep and that step's result say which and why.
+	CodeStepFailed = "step_failed"
 )
 
 // Headers of results and dead letters.
@@ -53,7 +61,7 @@ type Result struct {
 	Type             string            `json:"type"`
 	Project          string            `json:"project"`
 	CorrelationID    string            `json:"correlationId,omitempty"`
-	Status           Status            `json:"status" jsonschema:"enum=succeeded,enum=partial,enum=failed,enum=rejected,enum=expired"`
+	Status           Status            `json:"status" jsonschema:"enum=succeeded,enum=partial,enum=failed,enum=rejected,enum=expired,enum=skipped"`
 	Attempts         int               `json:"attempts"`
 	ReceivedAt       time.Time         `json:"receivedAt"`
 	FinishedAt       time.Time         `json:"finishedAt"`
@@ -61,6 +69,12 @@ type Result struct {
 	DeploymentResult *DeploymentResult `json:"deploymentResult,omitempty"`
 	Error            *Error            `json:"error,omitempty"`
 	Warnings         []string          `json:"warnings,omitempty"`
+	// A plan's result: the index (from 0) of the step that stopped it, and the result
+	// of every step and onFailure step, in order; the steps after the one that stopped
+	// it are skipped.
+	FailedStep *int     `json:"failedStep,omitempty"`
+	Steps      []Result `json:"steps,omitempty"`
+	OnFailure  []Result `json:"onFailure,omitempty"`
 }
 
 // DeploymentResult is APIOps's report of deploying a change to each environment.

@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 )
 
@@ -112,8 +113,8 @@ func eachSecret(v reflect.Value, path, name string, fn func(v reflect.Value, pat
 // openSecrets opens every sealed secret in params, checks what each was bound to (its
 // project, and the name of the field it is in), and, with RequireSealed, rejects
 // plaintext ones.
-func openSecrets(params reflect.Value, project string, o DecodeOptions) *Error {
-	err := eachSecret(params, "params", "params", func(v reflect.Value, path, name string) error {
+func openSecrets(params reflect.Value, path, project string, o DecodeOptions) *Error {
+	err := eachSecret(params, path, "params", func(v reflect.Value, path, name string) error {
 		if err := openSecret(v, path, name, project, o); err != nil {
 			return err
 		}
@@ -155,6 +156,18 @@ func openSecret(v reflect.Value, path, field, project string, o DecodeOptions) *
 // SealSecrets replaces every plaintext secret in the command's params with the sealed
 // value that seal makes of it; seal is given the content to put in the box.
 func (c *Command) SealSecrets(seal func(SealedContent) (Sealed, error)) error {
+	if p, ok := c.Plan(); ok { // the steps' secrets, bound to the plan's project
+		for _, step := range slices.Concat(p.Steps, p.OnFailure) {
+			v := reflect.ValueOf(step.Params)
+			if v.Kind() != reflect.Pointer || v.IsNil() {
+				return fmt.Errorf("seal secrets: a step's params must be a pointer to a command type's params, not %T", step.Params)
+			}
+			if err := sealSecrets(v.Elem(), c.Project, seal); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	v := reflect.ValueOf(c.Params)
 	if v.Kind() != reflect.Pointer || v.IsNil() {
 		return fmt.Errorf("seal secrets: params must be a pointer to a command type's params, not %T", c.Params)

@@ -136,7 +136,7 @@ func (w *Worker) publishOutcome(ctx context.Context, t *task, res *messages.Resu
 		}
 		dead = f
 	}
-	result, err := w.js.PublishMsgAsync(&nats.Msg{Subject: w.subjects.ResultFor(t.msg.Subject()), Header: resultHeaders(res, msgID), Data: body})
+	result, err := w.js.PublishMsgAsync(&nats.Msg{Subject: w.subjects.ResultFor(w.subjectOf(t)), Header: resultHeaders(res, msgID), Data: body})
 	if err != nil {
 		return fmt.Errorf("publish result: %w", err)
 	}
@@ -191,7 +191,7 @@ func resultHeaders(res *messages.Result, msgID string) nats.Header {
 
 // deadLetter copies the command, secrets redacted, with headers saying what happened.
 func (w *Worker) deadLetter(t *task, res *messages.Result, msgID string) *nats.Msg {
-	body, redacted := messages.RedactSecrets(t.msg.Data())
+	body, redacted := messages.RedactSecrets(w.bodyOf(t))
 	h := nats.Header{}
 	for k, v := range t.msg.Headers() { // the publisher's own headers, not ours
 		if !strings.HasPrefix(k, "Nats-") && !strings.HasPrefix(k, "Apiops-") || k == messages.HeaderReplayOf {
@@ -210,11 +210,14 @@ func (w *Worker) deadLetter(t *task, res *messages.Result, msgID string) *nats.M
 		h.Set(messages.HeaderError, headerValue(res.Error.Message))
 	}
 	h.Set(messages.HeaderAttempts, strconv.Itoa(res.Attempts))
-	h.Set(messages.HeaderOriginalSubject, t.msg.Subject())
+	h.Set(messages.HeaderOriginalSubject, w.subjectOf(t))
+	if res.FailedStep != nil {
+		h.Set(messages.HeaderFailedStep, strconv.Itoa(*res.FailedStep))
+	}
 	if redacted {
 		h.Set(messages.HeaderRedacted, "true")
 	}
-	return &nats.Msg{Subject: w.subjects.DeadLetterFor(t.msg.Subject()), Header: h, Data: body}
+	return &nats.Msg{Subject: w.subjects.DeadLetterFor(w.subjectOf(t)), Header: h, Data: body}
 }
 
 // headerValue makes text safe for a NATS header: one line, bounded.
@@ -234,7 +237,7 @@ func headerValue(s string) string {
 // reply sends the result to the command's replyTo over core NATS: nobody may be
 // listening, and the stored result is the record.
 func (w *Worker) reply(t *task, res *messages.Result, body []byte, msgID string) {
-	if t.cmd.ReplyTo == "" {
+	if t.cmd.ReplyTo == "" || t.planOf != nil {
 		return
 	}
 	msg := &nats.Msg{Subject: t.cmd.ReplyTo, Header: resultHeaders(res, msgID), Data: body}
@@ -246,6 +249,9 @@ func (w *Worker) reply(t *task, res *messages.Result, body []byte, msgID string)
 // ack acknowledges without waiting for the server's confirmation: if the ack is lost
 // the command comes back and finishAgain completes it without calling APIOps.
 func (w *Worker) ack(t *task) {
+	if t.planOf != nil {
+		return // the plan's message: acknowledged when the plan finishes
+	}
 	if n := w.loseAcks.Load(); n > 0 && w.loseAcks.CompareAndSwap(n, n-1) {
 		return
 	}

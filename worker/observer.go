@@ -44,7 +44,7 @@ func (NopObserver) Active(bool)                                            {}
 // metricType bounds a command's type to the known types: the subject's type token is
 // whatever a publisher sent.
 func metricType(typeName string) string {
-	if _, ok := messages.LookupType(typeName); ok {
+	if _, ok := messages.LookupType(typeName); ok || typeName == messages.PlanType {
 		return typeName
 	}
 	return "unknown"

@@ -106,12 +106,22 @@ func (w *Worker) outcome(ctx context.Context, t *task) (*messages.Result, error)
 			rejected, err = w.finishAgain(ctx, t, done)
 			return err
 		})
+		if rejected == nil && err == nil && t.planOf != nil {
+			return storedResult(done) // the plan goes on from it
+		}
 		return rejected, err
 	}
 	var res *messages.Result
-	if t.decodeErr != nil {
+	plan, isPlan := t.cmd.Plan()
+	switch {
+	case t.decodeErr != nil:
 		res = messages.Rejection(t.cmd, t.decodeErr, t.received)
-	} else {
+	case isPlan:
+		var err error
+		if res, err = w.runPlan(ctx, t, plan); err != nil { // see plan.go
+			return nil, err
+		}
+	default:
 		if t.waitCtx.Err() != nil { // not started, so not to start
 			return nil, w.stopErr(t)
 		}

@@ -84,8 +84,15 @@ type task struct {
 	received  time.Time
 	cmd       *messages.Command // never nil; partly filled when decodeErr is set
 	decodeErr error
-	key       string // the resource: commands with one key run one at a time
-	attempts  attempts
+	// keys are the resources: commands with a key in common run one at a time, in
+	// stream order. A command has one; a plan those of all its steps. waitingFor
+	// counts the keys another command still holds.
+	keys       []string
+	waitingFor int
+	attempts   attempts
+	// planOf is the plan this task is a step of: it shares the plan's message and
+	// finishes without replying or acknowledging, which the plan does once.
+	planOf *task
 	// term is the lease term the command was delivered in; waitCtx ends when that
 	// term does (the command is dropped) or when shutdown starts (handed back).
 	term    *term
@@ -488,10 +495,10 @@ func (w *Worker) admit(msg jetstream.Msg) {
 		}
 	}
 	if t.decodeErr == nil {
-		t.key = t.cmd.ResourceKey()
+		t.keys = t.cmd.ResourceKeys()
 		w.noteMsgID(msg, t)
 	} else {
-		t.key = "invalid:" + strconv.FormatUint(t.seq, 10) // nothing to order against
+		t.keys = []string{"invalid:" + strconv.FormatUint(t.seq, 10)} // nothing to order against
 	}
 	w.mu.Lock()
 	t.term, t.waitCtx = w.term, w.termWait
@@ -508,21 +515,30 @@ func (w *Worker) admit(msg jetstream.Msg) {
 	}
 }
 
-// enqueueLocked queues t behind the commands for its resource, in stream order, and
-// reports whether it may start now.
+// enqueueLocked queues t behind the commands for each of its resources, in stream
+// order, and reports whether it may start now: it holds all of them.
+//
+// A plan holds several resources. Commands arrive in stream order, so the earliest
+// waiting command is at the head of every queue it is in and none waits for another
+// in a cycle; only a redelivery arriving after later commands took its resources
+// breaks that order, and the takeover barrier exists to hold such commands back.
 func (w *Worker) enqueueLocked(t *task) (start bool) {
-	q := w.resources[t.key]
-	if q == nil {
-		w.resources[t.key] = &resourceQueue{running: t.seq}
-		return true
+	t.waitingFor = 0
+	for _, key := range t.keys {
+		q := w.resources[key]
+		if q == nil {
+			w.resources[key] = &resourceQueue{running: t.seq}
+			continue
+		}
+		if t.seq < q.running {
+			w.log.Warn("a command arrived after a later one for its resource started", zap.String("id", t.cmd.ID),
+				zap.Uint64("seq", t.seq), zap.Uint64("running", q.running))
+		}
+		i, _ := slices.BinarySearchFunc(q.queued, t.seq, func(q *task, seq uint64) int { return int64Cmp(q.seq, seq) })
+		q.queued = slices.Insert(q.queued, i, t)
+		t.waitingFor++
 	}
-	if t.seq < q.running {
-		w.log.Warn("a command arrived after a later one for its resource started", zap.String("id", t.cmd.ID),
-			zap.Uint64("seq", t.seq), zap.Uint64("running", q.running))
-	}
-	i, _ := slices.BinarySearchFunc(q.queued, t.seq, func(q *task, seq uint64) int { return int64Cmp(q.seq, seq) })
-	q.queued = slices.Insert(q.queued, i, t)
-	return false
+	return t.waitingFor == 0
 }
 
 func int64Cmp(a, b uint64) int {
@@ -561,22 +577,30 @@ func (w *Worker) checkReplyTo(replyTo string) string {
 	return ""
 }
 
-// release forgets a finished, dropped or handed-back command and starts the next one
-// for its resource.
+// release forgets a finished, dropped or handed-back command and passes each of its
+// resources to the next command waiting for it, starting those that now hold all of
+// theirs.
 func (w *Worker) release(t *task) {
 	w.mu.Lock()
 	w.forgetLocked(t)
-	var next *task
-	if q := w.resources[t.key]; q != nil {
+	var ready []*task
+	for _, key := range t.keys {
+		q := w.resources[key]
+		if q == nil {
+			continue
+		}
 		if len(q.queued) == 0 {
-			delete(w.resources, t.key)
-		} else {
-			next, q.queued = q.queued[0], q.queued[1:]
-			q.running = next.seq
+			delete(w.resources, key)
+			continue
+		}
+		next := q.queued[0]
+		q.queued, q.running = q.queued[1:], next.seq
+		if next.waitingFor--; next.waitingFor == 0 {
+			ready = append(ready, next)
 		}
 	}
 	w.mu.Unlock()
-	if next != nil {
+	for _, next := range ready {
 		w.ready <- next
 	}
 }

@@ -28,6 +28,14 @@ commands:
                     with --output json, the result lines; exit 0 when all
                     succeeded, 2 when some did not, 1 on usage or connection errors;
                     --seal seals secrets for the workers' key first
+  plan FILE|-       run JSONL commands of one project as one rotation plan: in
+                    order, each after the one before succeeded; the first that
+                    does not succeed stops it and runs --on-failure; --json FILE
+                    submits a plan file as it is; exit 0 when it succeeded, 2 when
+                    not, 1 on usage or connection errors
+  rotate            build a keystore or truststore from PEM files (checked first)
+                    and run the rotation plan that creates and assigns it;
+                    --dry-run prints the plan, secrets redacted
   results           follow the result stream, filtered by --project, --type,
                     --correlation-id, --status; --all from the start, --count N
                     to stop after N results
@@ -60,6 +68,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return ctl.Validate(args[1:], env)
 	case "submit":
 		return ctl.Submit(ctx, args[1:], env)
+	case "plan":
+		return ctl.Plan(ctx, args[1:], env)
+	case "rotate":
+		return ctl.Rotate(ctx, args[1:], env)
 	case "results":
 		return ctl.Results(ctx, args[1:], env)
 	case "dlq":

@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/apiops-worker/apiops-worker/client"
 	"github.com/apiops-worker/apiops-worker/internal/natsconn"
 	"github.com/apiops-worker/apiops-worker/messages"
 )
@@ -144,4 +145,27 @@ func flagFailure(err error) int {
 func fail(env IO, name string, err error) int {
 	fmt.Fprintf(env.Stderr, "apiopsctl %s: %v\n", name, err)
 	return 1
+}
+
+// publisher connects and returns a client that publishes with the subject prefix and,
+// when sealOpt is not nil, seals secrets, saying on stderr for which key. The caller
+// closes the connection.
+func (f *connFlags) publisher(sealOpt client.Option, env IO) (*client.Client, *nats.Conn, error) {
+	nc, err := f.connect()
+	if err != nil {
+		return nil, nil, err
+	}
+	opts := []client.Option{client.WithPrefix(f.prefix)}
+	if sealOpt != nil {
+		opts = append(opts, sealOpt)
+	}
+	c, err := client.New(nc, opts...)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	if key := c.SealKey(); key != "" {
+		fmt.Fprintf(env.Stderr, "sealing secrets for %s\n", key)
+	}
+	return c, nc, nil
 }

@@ -16,7 +16,7 @@ const maxErrorWidth = 120
 // statusOrder is the order of statuses in a summary.
 var statusOrder = []messages.Status{
 	messages.StatusSucceeded, messages.StatusPartial, messages.StatusFailed,
-	messages.StatusRejected, messages.StatusExpired,
+	messages.StatusRejected, messages.StatusExpired, messages.StatusSkipped,
 }
 
 // noResult is the STATUS shown for a command whose result did not arrive.

@@ -12,7 +12,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/apiops-worker/apiops-worker/client"
 	"github.com/apiops-worker/apiops-worker/messages"
 )
 
@@ -95,22 +94,11 @@ func Submit(ctx context.Context, args []string, env IO) int {
 
 	var submitErr error
 	if len(cmds) > 0 {
-		nc, err := conn.connect()
+		c, nc, err := conn.publisher(sealOpt, env)
 		if err != nil {
 			return fail(env, name, err)
 		}
 		defer nc.Close()
-		opts := []client.Option{client.WithPrefix(conn.prefix)}
-		if sealOpt != nil {
-			opts = append(opts, sealOpt)
-		}
-		c, err := client.New(nc, opts...)
-		if err != nil {
-			return fail(env, name, err)
-		}
-		if key := c.SealKey(); key != "" {
-			fmt.Fprintf(env.Stderr, "sealing secrets for %s\n", key)
-		}
 		waitCtx, cancel := context.WithTimeout(ctx, *timeout)
 		defer cancel()
 		bar := newProgress(env.Stderr, len(cmds))

@@ -72,6 +72,18 @@ func TestSchemasAgreeWithTheWorker(t *testing.T) {
 			t.Errorf("rotation %s fails its schema: %v", line, err)
 		}
 	}
+	plans, _ := filepath.Glob("../../testdata/plans/*.json")
+	for _, f := range plans {
+		body, _ := os.ReadFile(f)
+		if err := validate("plan", body); err != nil {
+			t.Errorf("%s fails the plan schema: %v", f, err)
+		}
+		// A plan with an invalid step fails it too.
+		bad := bytes.Replace(body, []byte(`"username":`), []byte(`"userName":`), 1)
+		if err := validate("plan", bad); err == nil {
+			t.Errorf("%s with an unknown field in a step passes the plan schema", f)
+		}
+	}
 	sealed, _ := os.ReadFile("../../testdata/sealed/keystore.create.sealed.json")
 	if err := validate("keystore.create", sealed); err != nil {
 		t.Errorf("the sealed example fails its schema: %v", err)

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -34,6 +35,7 @@ type envelope struct {
 // result.json.
 func Files() (map[string][]byte, error) {
 	files := make(map[string][]byte)
+	var steps []*jsonschema.Schema // a plan's step may be a command of any type
 	for _, ct := range messages.Types() {
 		s := reflector().Reflect(&envelope{})
 		s.ID = jsonschema.ID(baseID + ct.Name + ".json")
@@ -42,17 +44,18 @@ func Files() (map[string][]byte, error) {
 		typeProp, _ := s.Properties.Get("type")
 		typeProp.Const = ct.Name
 		markEnvelope(s)
-		params := reflector().ReflectFromType(ct.ParamsType())
-		params.Version, params.ID = "", ""
-		markPathNames(params, ct.ParamsType())
-		applyFieldRules(params, ct.ParamsType())
-		if rules := crossFieldRules[ct.Name]; rules != nil {
-			rules(params)
-		}
-		s.Properties.Set("params", params)
+		s.Properties.Set("params", paramsSchema(ct))
 		if err := add(files, ct.Name+".json", s); err != nil {
 			return nil, err
 		}
+		step := &jsonschema.Schema{Type: "object", Required: []string{"type", "params"}, AdditionalProperties: jsonschema.FalseSchema,
+			Properties: orderedmap.New[string, *jsonschema.Schema]()}
+		step.Properties.Set("type", &jsonschema.Schema{Const: ct.Name})
+		step.Properties.Set("params", paramsSchema(ct))
+		steps = append(steps, step)
+	}
+	if err := add(files, messages.PlanType+".json", planSchema(steps)); err != nil {
+		return nil, err
 	}
 	result := reflector().Reflect(&messages.Result{})
 	result.ID = baseID + "result.json"
@@ -63,13 +66,52 @@ func Files() (map[string][]byte, error) {
 	return files, nil
 }
 
+func paramsSchema(ct messages.CommandType) *jsonschema.Schema {
+	params := reflector().ReflectFromType(ct.ParamsType())
+	params.Version, params.ID = "", ""
+	markPathNames(params, ct.ParamsType())
+	applyFieldRules(params, ct.ParamsType())
+	if rules := crossFieldRules[ct.Name]; rules != nil {
+		rules(params)
+	}
+	return params
+}
+
+// planSchema is a plan's: the envelope without params, and steps, each a command of
+// one of the types without the envelope.
+func planSchema(steps []*jsonschema.Schema) *jsonschema.Schema {
+	s := reflector().Reflect(&envelope{})
+	s.ID = jsonschema.ID(baseID + messages.PlanType + ".json")
+	s.Title = "plan command"
+	s.Description = "Steps that run in order, each a command of the plan's project; the first that does not succeed stops the plan, the later ones are skipped and onFailure runs."
+	typeProp, _ := s.Properties.Get("type")
+	typeProp.Const = messages.PlanType
+	markEnvelope(s)
+	id, _ := s.Properties.Get("id")
+	id.MaxLength = ptr[uint64](messages.MaxIDLength - uint64(len(":undo-100")))
+	s.Properties.Delete("params")
+	s.Required = slices.DeleteFunc(s.Required, func(r string) bool { return r == "params" })
+	s.Required = append(s.Required, "steps")
+	list := func(least uint64) *jsonschema.Schema {
+		return &jsonschema.Schema{Type: "array", MinItems: ptr(least), MaxItems: ptr[uint64](messages.MaxPlanSteps), Items: &jsonschema.Schema{OneOf: steps}}
+	}
+	s.Properties.Set("steps", list(1))
+	s.Properties.Set("onFailure", list(0))
+	s.Properties.Set("partialSucceeds", &jsonschema.Schema{Type: "boolean", Description: "a step whose status is partial lets the plan go on (default false: it stops it)"})
+	return s
+}
+
 func reflector() *jsonschema.Reflector {
 	return &jsonschema.Reflector{
 		DoNotReference: true,
 		ExpandedStruct: true,
 		Mapper: func(t reflect.Type) *jsonschema.Schema {
-			if t == reflect.TypeFor[messages.Secret]() {
+			switch t {
+			case reflect.TypeFor[messages.Secret]():
 				return secretSchema()
+			case reflect.TypeFor[[]messages.Result]():
+				// A plan's step results are results: the document's own schema.
+				return &jsonschema.Schema{Type: "array", Items: &jsonschema.Schema{Ref: "#"}}
 			}
 			return nil
 		},

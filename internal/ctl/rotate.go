@@ -1,0 +1,270 @@
+package ctl
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/apiops-worker/apiops-worker/keystores"
+	"github.com/apiops-worker/apiops-worker/messages"
+)
+
+const rotateUsage = `usage: apiopsctl rotate [flags]
+
+Builds a keystore (from --cert and --key) or a truststore (from --ca only) out of PEM
+files, after checking them (key matches the leaf, chain order, validity dates), and
+runs the rotation plan that puts it in place, in this order:
+
+  1. keystore.create  --keystore, one file per --env (the same bytes)
+  2. credential.keystore.set    for each --keystore-for
+  3. credential.truststore.set  for each --truststore-for
+  4. proxy.mtls.update          for each --mtls-proxy: keyStoreId, or trustStoreId
+                                for a truststore
+  5. keystore.delete            --delete-old, when given
+
+A check that fails exits 2 with every problem found; warnings (a leaf expiring within
+30 days, …) go to stderr. The keystore password is read from --password-file, or
+generated; a generated password is never printed: it exists only inside the
+keystore.create step (keep the keystore's password elsewhere with --password-file).
+
+flags:
+  --project NAME        the project (required)
+  --keystore NAME       the new keystore's name (required)
+  --type KIND           PKCS12 (default) or JKS
+  --cert FILE           the certificate chain, leaf first (with --key: a keystore)
+  --key FILE            the leaf's unencrypted private key
+  --ca FILE             CA certificates (alone: a truststore)
+  --alias NAME          the key entry's alias in a JKS keystore, and the prefix of a
+                        truststore's entries (NAME-1, NAME-2, …) (default: client for
+                        a keystore, ca for a truststore)
+  --env NAME            an environment to deploy to; repeatable, at least one
+  --password-file FILE  the keystore's password (trailing newline ignored)
+  --keystore-for USER   set USER's keystore to the new one; repeatable
+  --truststore-for USER set USER's truststore to the new one; repeatable
+  --mtls-proxy NAME     point API proxy NAME's mTLS at the new one; repeatable
+  --delete-old NAME     delete keystore NAME as the last step
+  --id ID               the plan's id (default: rotate-<keystore>-<time>)
+  --dry-run             print the plan as JSON, secrets redacted, and publish nothing
+  --timeout D, --output FORMAT, --seal, --seal-key KEY: as for apiopsctl plan
+` + connUsage + `
+exit status: 0 when the plan succeeded (or --dry-run printed it); 2 when the checks
+failed or the plan did not succeed; 1 on usage, input or connection errors.
+`
+
+// listFlag is a repeatable string flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
+
+// Rotate runs "apiopsctl rotate" with args and returns the exit status.
+func Rotate(ctx context.Context, args []string, env IO) int {
+	const name = "rotate"
+	fs := newFlagSet("apiopsctl "+name, rotateUsage, env)
+	var run planRun
+	run.conn.register(fs, env)
+	apply := run.register(fs, env)
+	project := fs.String("project", "", "")
+	keystoreName := fs.String("keystore", "", "")
+	kind := fs.String("type", keystores.KindPKCS12, "")
+	certFile := fs.String("cert", "", "")
+	keyFile := fs.String("key", "", "")
+	caFile := fs.String("ca", "", "")
+	alias := fs.String("alias", "", "")
+	passwordFile := fs.String("password-file", "", "")
+	deleteOld := fs.String("delete-old", "", "")
+	id := fs.String("id", "", "")
+	dryRun := fs.Bool("dry-run", false, "")
+	var envs, keystoreFor, truststoreFor, proxies listFlag
+	fs.Var(&envs, "env", "")
+	fs.Var(&keystoreFor, "keystore-for", "")
+	fs.Var(&truststoreFor, "truststore-for", "")
+	fs.Var(&proxies, "mtls-proxy", "")
+	positional, err := parseArgs(fs, args)
+	if err != nil {
+		return flagFailure(err)
+	}
+	apply()
+	run.sealKeyGiven = flagGiven(fs, "seal-key")
+	if err := checkRotateFlags(fs, positional, *project, *keystoreName, *certFile, *keyFile, *caFile, envs, keystoreFor, truststoreFor); err != nil {
+		return fail(env, name, err)
+	}
+	*kind = strings.ToUpper(*kind)
+	if *kind != keystores.KindPKCS12 && *kind != keystores.KindJKS {
+		return fail(env, name, fmt.Errorf("--type %q: want PKCS12 or JKS", *kind))
+	}
+	if !*dryRun {
+		if err := run.check(); err != nil {
+			return fail(env, name, err)
+		}
+	} else if err := run.conn.check(); err != nil {
+		return fail(env, name, err)
+	}
+
+	var in keystores.Inputs
+	for _, f := range []struct {
+		flag, path string
+		dst        *[]byte
+	}{{"--cert", *certFile, &in.Chain}, {"--key", *keyFile, &in.Key}, {"--ca", *caFile, &in.CAs}} {
+		if f.path == "" {
+			continue
+		}
+		if *f.dst, err = os.ReadFile(f.path); err != nil {
+			return fail(env, name, fmt.Errorf("%s: %w", f.flag, err))
+		}
+	}
+	defer clear(in.Key)
+	trust := *certFile == ""
+	warnings, checkErr := keystores.Check(in, time.Now())
+	for _, w := range warnings {
+		fmt.Fprintf(env.Stderr, "apiopsctl %s: warning: %s\n", name, w)
+	}
+	if checkErr != nil {
+		fmt.Fprintf(env.Stderr, "apiopsctl %s: the PEM inputs fail their checks; nothing was published:\n", name)
+		for line := range strings.Lines(checkErr.Error()) {
+			fmt.Fprintf(env.Stderr, "  %s\n", strings.TrimRight(line, "\n"))
+		}
+		return 2
+	}
+
+	var password []byte
+	generated := *passwordFile == ""
+	if generated {
+		password, err = keystores.GeneratePassword()
+	} else {
+		password, err = keystores.ReadPasswordFile(*passwordFile)
+	}
+	if err != nil {
+		return fail(env, name, fmt.Errorf("--password-file: %w", err))
+	}
+	defer clear(password)
+	if *alias == "" {
+		*alias = "client"
+		if trust {
+			*alias = "ca"
+		}
+	}
+	file, err := keystores.Build(in, *kind, password, *alias)
+	if err != nil {
+		return fail(env, name, fmt.Errorf("build the %s: %w", storeNoun(trust), err))
+	}
+	defer clear(file)
+
+	planID := *id
+	if planID == "" {
+		planID = defaultPlanID("rotate-"+*keystoreName, time.Now())
+	}
+	plan, err := rotationPlan(planID, *project, *keystoreName, *kind, *alias, trust, file, password, envs, keystoreFor, truststoreFor, proxies, *deleteOld)
+	if err != nil {
+		return fail(env, name, err)
+	}
+	if generated {
+		fmt.Fprintf(env.Stderr, "apiopsctl %s: the %s's password was generated; it is not shown here, stored or logged anywhere: it is only inside the keystore.create step (give --password-file to keep one)\n", name, storeNoun(trust))
+	}
+	if *dryRun {
+		return printDryRun(env, name, plan)
+	}
+	return run.submit(ctx, name, plan, env)
+}
+
+func storeNoun(trust bool) string {
+	if trust {
+		return "truststore"
+	}
+	return "keystore"
+}
+
+func checkRotateFlags(fs *flag.FlagSet, positional []string, project, keystoreName, cert, key, ca string, envs, keystoreFor, truststoreFor []string) error {
+	switch {
+	case len(positional) > 0:
+		return fmt.Errorf("unexpected argument %q: rotate takes flags only (see apiopsctl rotate -h)", positional[0])
+	case project == "":
+		return errors.New("--project is required")
+	case keystoreName == "":
+		return errors.New("--keystore is required: the new keystore's name")
+	case len(envs) == 0:
+		return errors.New("--env is required: at least one environment to deploy the keystore to")
+	case cert == "" && key == "" && ca == "":
+		return errors.New("give --cert and --key for a keystore, or --ca for a truststore")
+	case (cert == "") != (key == ""):
+		return errors.New("--cert and --key go together: a keystore needs the chain and its key")
+	case cert != "" && ca != "":
+		return errors.New("give --cert and --key for a keystore, or --ca for a truststore, not both: a keystore and a truststore are separate keystores (run rotate twice)")
+	case cert == "" && len(keystoreFor) > 0:
+		return errors.New("--keystore-for needs a keystore (--cert and --key); --ca builds a truststore: use --truststore-for")
+	case cert != "" && len(truststoreFor) > 0:
+		return errors.New("--truststore-for needs a truststore (--ca only); --cert and --key build a keystore: use --keystore-for")
+	}
+	seen := map[string]bool{}
+	for _, e := range envs {
+		if seen[e] {
+			return fmt.Errorf("--env %q is given twice", e)
+		}
+		seen[e] = true
+	}
+	return nil
+}
+
+// rotationPlan is the plan that creates the keystore and puts it in place.
+func rotationPlan(id, project, keystoreName, kind, alias string, trust bool, file, password []byte,
+	envs, keystoreFor, truststoreFor, proxies []string, deleteOld string) (*messages.Command, error) {
+	encoded := base64.StdEncoding.EncodeToString(file)
+	create := &messages.KeystoreCreate{Name: keystoreName}
+	for _, e := range envs {
+		ke := messages.KeyStoreEnvironment{EnvironmentName: e, File: messages.NewSecret(encoded),
+			Password: messages.NewSecret(string(password)), KeyStoreType: kind}
+		if kind == keystores.KindJKS && !trust {
+			ke.Alias = strings.ToLower(alias) // JKS lowercases aliases
+		}
+		create.KeyStoreEnvironmentList = append(create.KeyStoreEnvironmentList, ke)
+	}
+	steps := []*messages.Command{{Type: "keystore.create", Project: project, Params: create}}
+	for _, u := range keystoreFor {
+		steps = append(steps, &messages.Command{Type: "credential.keystore.set", Project: project,
+			Params: &messages.CredentialKeystoreSet{Username: u, KeystoreName: keystoreName}})
+	}
+	for _, u := range truststoreFor {
+		steps = append(steps, &messages.Command{Type: "credential.truststore.set", Project: project,
+			Params: &messages.CredentialTruststoreSet{Username: u, KeystoreName: keystoreName}})
+	}
+	for _, p := range proxies {
+		update := &messages.ProxyMTLSUpdate{APIProxyName: p}
+		if trust {
+			update.TrustStoreID = &keystoreName
+		} else {
+			update.KeyStoreID = &keystoreName
+		}
+		steps = append(steps, &messages.Command{Type: "proxy.mtls.update", Project: project, Params: update})
+	}
+	if deleteOld != "" {
+		steps = append(steps, &messages.Command{Type: "keystore.delete", Project: project,
+			Params: &messages.KeystoreDelete{KeystoreName: deleteOld}})
+	}
+	return newPlan(id, project, "", steps, nil, false)
+}
+
+// printDryRun prints the plan as it would travel, secrets redacted.
+func printDryRun(env IO, name string, plan *messages.Command) int {
+	data, err := plan.Encode()
+	if err != nil {
+		return fail(env, name, err)
+	}
+	redacted, _ := messages.RedactSecrets(data)
+	clear(data)
+	var out bytes.Buffer
+	if err := json.Indent(&out, redacted, "", "  "); err != nil {
+		return fail(env, name, err)
+	}
+	out.WriteByte('\n')
+	if _, err := env.Stdout.Write(out.Bytes()); err != nil {
+		return fail(env, name, err)
+	}
+	return 0
+}

@@ -1,0 +1,256 @@
+package ctl
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"math/big"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pavlo-v-chernykh/keystore-go/v4"
+	"software.sslmate.com/src/go-pkcs12"
+)
+
+const storePassword = "st0re-pw-41d9"
+
+// pki is a CA and a leaf it issued, as PEM files.
+type pki struct {
+	ca, leaf, chain, key, otherKey string // file paths
+	keyPEM                         []byte
+	keyDER                         []byte
+	leafCert                       *x509.Certificate
+}
+
+func newECKey(t *testing.T) *ecdsa.PrivateKey {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func certPEM(t *testing.T, tmpl, parent *x509.Certificate, pub, signer any) ([]byte, *x509.Certificate) {
+	t.Helper()
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, pub, signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), cert
+}
+
+func keyPEM(t *testing.T, k *ecdsa.PrivateKey) ([]byte, []byte) {
+	t.Helper()
+	der, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), der
+}
+
+// newPKI makes a CA and a leaf valid from an hour ago until leafNotAfter.
+func newPKI(t *testing.T, leafNotAfter time.Time) pki {
+	t.Helper()
+	now := time.Now()
+	caKey, leafKey := newECKey(t), newECKey(t)
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "Rotate Test CA"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(10 * 365 * 24 * time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign}
+	caPEM, caCert := certPEM(t, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	leafTmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "partner.example"},
+		NotBefore: now.Add(-time.Hour), NotAfter: leafNotAfter, KeyUsage: x509.KeyUsageDigitalSignature}
+	leafPEM, leafCert := certPEM(t, leafTmpl, caCert, &leafKey.PublicKey, caKey)
+	kp, kd := keyPEM(t, leafKey)
+	other, _ := keyPEM(t, newECKey(t))
+	return pki{
+		ca: writeFile(t, "ca.pem", string(caPEM)), leaf: writeFile(t, "leaf.pem", string(leafPEM)),
+		chain: writeFile(t, "chain.pem", string(leafPEM)+string(caPEM)), key: writeFile(t, "key.pem", string(kp)),
+		otherKey: writeFile(t, "other.pem", string(other)), keyPEM: kp, keyDER: kd, leafCert: leafCert,
+	}
+}
+
+func TestRotateDryRun(t *testing.T) {
+	e := newTestEnv(t)
+	p := newPKI(t, time.Now().Add(365*24*time.Hour))
+	pw := writeFile(t, "pw", storePassword+"\n")
+	var out output
+	code := Rotate(testContext(t), []string{"--dry-run", "--project", "MyProject", "--keystore", "client-2027", "--cert", p.chain, "--key", p.key,
+		"--env", "production", "--env", "staging", "--password-file", pw, "--keystore-for", "partner-a", "--keystore-for", "partner-b",
+		"--mtls-proxy", "PaymentsAPI", "--delete-old", "client-2025", "--id", "rot-dry"}, e.io("", &out))
+	if code != 0 {
+		t.Fatalf("exit %d; stderr:\n%s", code, out.stderr.String())
+	}
+	text := out.stdout.String()
+	for _, secret := range []string{storePassword, "PRIVATE KEY", "CERTIFICATE", base64.StdEncoding.EncodeToString(p.keyDER)[:40], base64.StdEncoding.EncodeToString(p.leafCert.Raw)[:40]} {
+		if strings.Contains(text+out.stderr.String(), secret) {
+			t.Errorf("the dry run shows %q:\n%s", secret, text)
+		}
+	}
+	var plan struct {
+		ID    string `json:"id"`
+		Steps []struct {
+			Type   string         `json:"type"`
+			Params map[string]any `json:"params"`
+		} `json:"steps"`
+	}
+	if err := json.Unmarshal([]byte(text), &plan); err != nil {
+		t.Fatalf("%v:\n%s", err, text)
+	}
+	var types []string
+	for _, s := range plan.Steps {
+		types = append(types, s.Type)
+	}
+	want := "keystore.create credential.keystore.set credential.keystore.set proxy.mtls.update keystore.delete"
+	if plan.ID != "rot-dry" || strings.Join(types, " ") != want {
+		t.Fatalf("plan %s: steps %v, want %s", plan.ID, types, want)
+	}
+	envs := plan.Steps[0].Params["keyStoreEnvironmentList"].([]any)
+	if len(envs) != 2 {
+		t.Fatalf("environments %v", envs)
+	}
+	for _, env := range envs {
+		m := env.(map[string]any)
+		if m["password"] != "[REDACTED]" || m["file"] != "[REDACTED]" || m["keyStoreType"] != "PKCS12" {
+			t.Errorf("environment %v", m)
+		}
+	}
+	if id := plan.Steps[3].Params["keyStoreId"]; id != "client-2027" {
+		t.Errorf("proxy step %v", plan.Steps[3].Params)
+	}
+	if bytes.Contains(out.stderr.Bytes(), []byte("generated")) {
+		t.Errorf("stderr speaks of a generated password: %s", out.stderr.String())
+	}
+
+	// A generated password is never shown; stderr says so.
+	out = output{}
+	code = Rotate(testContext(t), []string{"--dry-run", "--project", "MyProject", "--keystore", "trust-2027", "--ca", p.ca, "--env", "production",
+		"--truststore-for", "partner-a", "--mtls-proxy", "PaymentsAPI"}, e.io("", &out))
+	if code != 0 || !strings.Contains(out.stderr.String(), "password was generated; it is not shown") {
+		t.Fatalf("exit %d; stderr:\n%s", code, out.stderr.String())
+	}
+	if !strings.Contains(out.stdout.String(), `"trustStoreId": "trust-2027"`) || !strings.Contains(out.stdout.String(), `"credential.truststore.set"`) {
+		t.Errorf("truststore plan:\n%s", out.stdout.String())
+	}
+}
+
+func TestRotateChecksFail(t *testing.T) {
+	e := newTestEnv(t)
+	good := newPKI(t, time.Now().Add(365*24*time.Hour))
+	expired := newPKI(t, time.Now().Add(-time.Minute))
+	base := []string{"--dry-run", "--project", "MyProject", "--keystore", "k", "--env", "production"}
+	for _, c := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"mismatched key", []string{"--cert", good.chain, "--key", good.otherKey}, "private key does not match the leaf certificate"},
+		{"expired leaf", []string{"--cert", expired.chain, "--key", expired.key}, "certificate has expired"},
+	} {
+		var out output
+		code := Rotate(testContext(t), append(append([]string(nil), base...), c.args...), e.io("", &out))
+		if code != 2 || !strings.Contains(out.stderr.String(), c.want) || !strings.Contains(out.stderr.String(), "nothing was published") || out.stdout.Len() != 0 {
+			t.Errorf("%s: exit %d, stdout %q, stderr:\n%s", c.name, code, out.stdout.String(), out.stderr.String())
+		}
+		if strings.Contains(out.stderr.String(), "BEGIN") {
+			t.Errorf("%s: stderr shows PEM", c.name)
+		}
+	}
+	soon := newPKI(t, time.Now().Add(5*24*time.Hour))
+	var out output
+	if code := Rotate(testContext(t), append(base, "--cert", soon.chain, "--key", soon.key), e.io("", &out)); code != 0 || !strings.Contains(out.stderr.String(), "warning:") {
+		t.Errorf("expiring soon: exit %d, stderr:\n%s", code, out.stderr.String())
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--keystore", "k", "--env", "e", "--ca", good.ca}, "--project is required"},
+		{[]string{"--project", "P", "--env", "e", "--ca", good.ca}, "--keystore is required"},
+		{[]string{"--project", "P", "--keystore", "k", "--ca", good.ca}, "--env is required"},
+		{[]string{"--project", "P", "--keystore", "k", "--env", "e", "--cert", good.chain}, "--cert and --key go together"},
+		{[]string{"--project", "P", "--keystore", "k", "--env", "e", "--cert", good.chain, "--key", good.key, "--ca", good.ca}, "not both"},
+		{[]string{"--project", "P", "--keystore", "k", "--env", "e", "--ca", good.ca, "--keystore-for", "u"}, "use --truststore-for"},
+		{[]string{"--project", "P", "--keystore", "k", "--env", "e", "--ca", good.ca, "--type", "PEM"}, `--type "PEM"`},
+		{[]string{"--project", "P", "--keystore", "k", "--env", "e", "--ca", good.ca, "--password", "x"}, "flag provided but not defined: -password"},
+	} {
+		var out output
+		if code := Rotate(testContext(t), append([]string{"--dry-run"}, c.args...), e.io("", &out)); code != 1 || !strings.Contains(out.stderr.String(), c.want) {
+			t.Errorf("%v: exit %d, stderr %q, want %q", c.args, code, out.stderr.String(), c.want)
+		}
+	}
+}
+
+func TestRotateRuns(t *testing.T) {
+	e, sim := newWorkerEnv(t)
+	p := newPKI(t, time.Now().Add(365*24*time.Hour))
+	pw := writeFile(t, "pw", storePassword+"\n")
+
+	// A PKCS12 keystore for partner-a and MyAPI, the old one deleted.
+	var out output
+	code := Rotate(testContext(t), []string{"--project", "MyProject", "--keystore", "client-2027", "--cert", p.chain, "--key", p.key,
+		"--env", "production", "--env", "staging", "--password-file", pw, "--keystore-for", "partner-a", "--mtls-proxy", "MyAPI",
+		"--delete-old", "legacy-2019", "--id", "rot-run-1", "--output", "json"}, e.io("", &out))
+	if code != 0 {
+		t.Fatalf("exit %d; stdout %s; stderr:\n%s", code, out.stdout.String(), out.stderr.String())
+	}
+	if r := onePlanResult(t, &out); len(r.Steps) != 4 || r.Status != "succeeded" {
+		t.Errorf("result %+v", r)
+	}
+	if strings.Contains(out.stdout.String()+out.stderr.String(), storePassword) {
+		t.Error("the output shows the password")
+	}
+	ks, ok := sim.Keystore("MyProject", "client-2027")
+	if !ok || len(ks.Environments) != 2 || !bytes.Equal(ks.Environments[0].File, ks.Environments[1].File) {
+		t.Fatalf("keystore %+v", ks)
+	}
+	key, leaf, cas, err := pkcs12.DecodeChain(ks.Environments[0].File, storePassword)
+	if err != nil || !leaf.Equal(p.leafCert) || len(cas) != 1 {
+		t.Fatalf("DecodeChain: %v", err)
+	}
+	if !key.(*ecdsa.PrivateKey).PublicKey.Equal(p.leafCert.PublicKey) {
+		t.Error("the keystore's key is not the leaf's")
+	}
+	if cred, _ := sim.Credential("MyProject", "partner-a"); cred.Keystore != "client-2027" {
+		t.Errorf("partner-a's keystore %q", cred.Keystore)
+	}
+	if proxy, _ := sim.Proxy("MyProject", "MyAPI"); proxy.KeyStoreID != "client-2027" {
+		t.Errorf("MyAPI %+v", proxy)
+	}
+	if _, ok := sim.Keystore("MyProject", "legacy-2019"); ok {
+		t.Error("legacy-2019 was not deleted")
+	}
+
+	// A JKS truststore for partner-b and PaymentsAPI.
+	out = output{}
+	code = Rotate(testContext(t), []string{"--project", "MyProject", "--keystore", "trust-2027", "--type", "jks", "--ca", p.ca,
+		"--env", "production", "--password-file", pw, "--truststore-for", "partner-b", "--mtls-proxy", "PaymentsAPI", "--id", "rot-run-2"}, e.io("", &out))
+	if code != 0 {
+		t.Fatalf("truststore: exit %d; stdout %s; stderr:\n%s", code, out.stdout.String(), out.stderr.String())
+	}
+	ts, _ := sim.Keystore("MyProject", "trust-2027")
+	if len(ts.Environments) != 1 {
+		t.Fatalf("truststore %+v", ts)
+	}
+	store := keystore.New()
+	if err := store.Load(bytes.NewReader(ts.Environments[0].File), []byte(storePassword)); err != nil {
+		t.Fatalf("JKS Load: %v", err)
+	}
+	if entry, err := store.GetTrustedCertificateEntry("ca-1"); err != nil || len(entry.Certificate.Content) == 0 {
+		t.Errorf("ca-1: %v (aliases %v)", err, store.Aliases())
+	}
+	if cred, _ := sim.Credential("MyProject", "partner-b"); cred.Truststore != "trust-2027" {
+		t.Errorf("partner-b's truststore %q", cred.Truststore)
+	}
+	if !strings.Contains(out.stdout.String(), "plan rot-run-2 succeeded") {
+		t.Errorf("table:\n%s", out.stdout.String())
+	}
+}

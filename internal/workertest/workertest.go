@@ -1,0 +1,67 @@
+// Package workertest runs a real worker between an embedded NATS server and the APIOps
+// simulator, for the tests of the packages that publish to it.
+package workertest
+
+import (
+	"context"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/apiops-worker/apiops-worker/apiops"
+	"github.com/apiops-worker/apiops-worker/apiops/apiopstest"
+	"github.com/apiops-worker/apiops-worker/internal/natstest"
+	"github.com/apiops-worker/apiops-worker/worker"
+)
+
+// Env is a running worker's surroundings.
+type Env struct {
+	NATS *natstest.Server
+	Sim  *apiopstest.Server
+}
+
+// Start starts NATS, the simulator with the seed at seedPath and a worker between them
+// (which creates its streams), all stopped when the test ends. cfg's Opener and
+// RequireSealed are kept; the rest is fast retries and a short ack wait.
+func Start(t testing.TB, seedPath string, cfg worker.Config) *Env {
+	t.Helper()
+	seed, err := apiopstest.LoadSeed(seedPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &Env{NATS: natstest.Start(t), Sim: apiopstest.New(seed)}
+	srv := httptest.NewServer(e.Sim)
+	t.Cleanup(srv.Close)
+	api, err := apiops.New(srv.URL, apiops.StaticToken(seed.Token), apiops.WithTimeout(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := worker.New(e.NATS.Connect(t), api, worker.Config{
+		ManageStreams: true, Concurrency: 4, MaxAttempts: 3, RetryInitial: 10 * time.Millisecond,
+		RetryMax: 100 * time.Millisecond, ShutdownTimeout: 5 * time.Second, AckWait: 3 * time.Second,
+		Opener: cfg.Opener, RequireSealed: cfg.RequireSealed, Logger: zap.NewNop(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Setup(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan error, 1)
+	go func() { stopped <- w.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-stopped:
+			if err != nil {
+				t.Errorf("worker Run: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Error("the worker did not stop")
+		}
+	})
+	return e
+}
