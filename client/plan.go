@@ -19,7 +19,7 @@ import (
 // before anything is published; with a seal key every step's secrets are sealed.
 //
 // Each step the worker runs publishes a result of its own, with id
-// <plan id>:<n> or <plan id>:undo-<n> (messages.StepID), on the result subject of its
+// <plan id>:step-<n> or <plan id>:undo-<n> (messages.StepID), on the result subject of its
 // type. SubmitPlan subscribes to <prefix>.result.<project>.> before it publishes, and
 // calls onStep (may be nil) with each of these as it arrives, one call at a time, on
 // the goroutine that called SubmitPlan, at most once per step. A step result that
@@ -134,7 +134,7 @@ func (c *Client) SubmitPlan(ctx context.Context, plan *messages.Command, onStep 
 }
 
 // stepResultOf decodes m as the result of one of plan's steps: its project, an id
-// <plan id>:<n> or <plan id>:undo-<n> of a step it has, and that step's type.
+// <plan id>:step-<n> or <plan id>:undo-<n> of a step it has, and that step's type.
 func stepResultOf(plan *messages.Command, p *messages.Plan, m *nats.Msg) (*messages.Result, bool) {
 	if id := m.Header.Get(messages.HeaderCommandID); id != "" && !strings.HasPrefix(id, plan.ID+":") {
 		return nil, false // another command's: not worth decoding
@@ -147,8 +147,10 @@ func stepResultOf(plan *messages.Command, p *messages.Plan, m *nats.Msg) (*messa
 	if !ok {
 		return nil, false
 	}
-	steps := p.Steps
-	if n, undo := strings.CutPrefix(rest, "undo-"); undo {
+	var steps []*messages.Command
+	if n, ok := strings.CutPrefix(rest, "step-"); ok {
+		rest, steps = n, p.Steps
+	} else if n, ok := strings.CutPrefix(rest, "undo-"); ok {
 		rest, steps = n, p.OnFailure
 	}
 	n, err := strconv.Atoi(rest)

@@ -79,7 +79,7 @@ func TestSubmitPlanSucceeds(t *testing.T) {
 	if res.ID != "rot-ok" || res.Type != messages.PlanType || res.Status != messages.StatusSucceeded || res.FailedStep != nil || len(res.Steps) != 5 {
 		t.Fatalf("plan result %+v", res)
 	}
-	if got := strings.Join(steps.ids, " "); got != "rot-ok:1 rot-ok:2 rot-ok:3 rot-ok:4 rot-ok:5" {
+	if got := strings.Join(steps.ids, " "); got != "rot-ok:step-1 rot-ok:step-2 rot-ok:step-3 rot-ok:step-4 rot-ok:step-5" {
 		t.Errorf("onStep saw %s", got)
 	}
 	for _, r := range steps.res {
@@ -131,7 +131,7 @@ func TestSubmitPlanStopsAtAFailedStep(t *testing.T) {
 	if len(res.OnFailure) != 1 || res.OnFailure[0].Status != messages.StatusSucceeded || res.OnFailure[0].ID != "rot-bad:undo-1" {
 		t.Errorf("onFailure %+v", res.OnFailure)
 	}
-	if got := strings.Join(steps.ids, " "); got != "rot-bad:1 rot-bad:2 rot-bad:undo-1" {
+	if got := strings.Join(steps.ids, " "); got != "rot-bad:step-1 rot-bad:step-2 rot-bad:undo-1" {
 		t.Errorf("onStep saw %s", got)
 	}
 	if _, ok := sim.Keystore("MyProject", "legacy-2019"); !ok {

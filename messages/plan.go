@@ -49,13 +49,14 @@ type stepWire struct {
 	Params json.RawMessage `json:"params"`
 }
 
-// StepID is the id of a plan's step: <plan id>:<n> for Steps[n-1], and
-// <plan id>:undo-<n> for OnFailure[n-1].
+// StepID is the id of a plan's step: <plan id>:step-<n> for Steps[n-1], and
+// <plan id>:undo-<n> for OnFailure[n-1]. Within a project these ids are the plan's: a
+// command of its own with such an id would stand for the step.
 func StepID(planID string, undo bool, n int) string {
 	if undo {
 		return planID + ":undo-" + strconv.Itoa(n)
 	}
-	return planID + ":" + strconv.Itoa(n)
+	return planID + ":step-" + strconv.Itoa(n)
 }
 
 // decodePlan decodes and validates a plan completely, every step included, before any
@@ -162,11 +163,8 @@ func encodePlan(c *Command, p *Plan) ([]byte, error) {
 		out := make([]json.RawMessage, len(steps))
 		for i, s := range steps {
 			v := reflect.ValueOf(s.Params)
-			if v.Kind() != reflect.Pointer || v.IsNil() {
-				return nil, &Error{Code: CodeInvalidCommand, Field: fmt.Sprintf("%s[%d].params", field, i), Message: fmt.Sprintf("%T is not the params of a command type", s.Params)}
-			}
 			ct, ok := TypeOf(s.Params)
-			if !ok {
+			if !ok || v.Kind() != reflect.Pointer || v.IsNil() {
 				return nil, &Error{Code: CodeInvalidCommand, Field: fmt.Sprintf("%s[%d].params", field, i), Message: fmt.Sprintf("%T is not the params of a command type", s.Params)}
 			}
 			buf := append([]byte(`{"type":`), appendJSONString(nil, ct.Name)...)

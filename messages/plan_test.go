@@ -36,7 +36,7 @@ func TestPlanDecodes(t *testing.T) {
 	if !ok || len(plan.Steps) != 10 || len(plan.OnFailure) != 1 || plan.PartialSucceeds {
 		t.Fatalf("plan %+v", plan)
 	}
-	if s := plan.Steps[2]; s.ID != "rot-2026-11-22:3" || s.Type != "credential.truststore.set" || s.Project != "MyProject" || s.CorrelationID != "rotation-2026-11-22" {
+	if s := plan.Steps[2]; s.ID != "rot-2026-11-22:step-3" || s.Type != "credential.truststore.set" || s.Project != "MyProject" || s.CorrelationID != "rotation-2026-11-22" {
 		t.Errorf("step 3 is %+v", s)
 	}
 	if id := plan.OnFailure[0].ID; id != "rot-2026-11-22:undo-1" {

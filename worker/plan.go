@@ -66,6 +66,7 @@ func (w *Worker) runStep(ctx context.Context, t *task, step *messages.Command, f
 	}
 	st := &task{msg: t.msg, seq: t.seq, delivered: t.delivered, received: t.received, cmd: cmd,
 		keys: t.keys, term: t.term, waitCtx: t.waitCtx, planOf: t}
+	defer w.lockID(st.commandKey().String())() // as process does for a command
 	res, err := w.outcome(ctx, st)
 	if err != nil {
 		return nil, err

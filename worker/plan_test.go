@@ -70,7 +70,7 @@ func TestPlanRunsItsSteps(t *testing.T) {
 		t.Fatalf("plan result %s", plan.raw)
 	}
 	for i := range 5 {
-		id := fmt.Sprintf("rot-1:%d", i+1)
+		id := fmt.Sprintf("rot-1:step-%d", i+1)
 		if r := got[id]; r == nil || r.Status != messages.StatusSucceeded || plan.Steps[i].ID != id || plan.Steps[i].Status != messages.StatusSucceeded {
 			t.Errorf("step %d: result %v, in the plan %+v", i+1, r, plan.Steps[i])
 		}

@@ -65,11 +65,11 @@ type Worker struct {
 
 	mu        sync.Mutex
 	held      map[*task]struct{}
-	resources map[string]*resourceQueue // by resource key, while one of the key runs
-	idLocks   map[string]*idLock        // by command id, while a command with the id runs
-	idle      chan struct{}             // closed when nothing is held, while awaited
-	barrier   *barrier                  // while taking over: commands are parked
-	handBacks []*task                   // to hand back in stream order at shutdown
+	resources *resources         // which commands may run: see resources.go
+	idLocks   map[string]*idLock // by command id, while a command with the id runs
+	idle      chan struct{}      // closed when nothing is held, while awaited
+	barrier   *barrier           // while taking over: commands are parked
+	handBacks []*task            // to hand back in stream order at shutdown
 	// term is the lease term commands are admitted in, and termWait ends when that
 	// term does or shutdown starts.
 	term     *term
@@ -85,11 +85,9 @@ type task struct {
 	cmd       *messages.Command // never nil; partly filled when decodeErr is set
 	decodeErr error
 	// keys are the resources: commands with a key in common run one at a time, in
-	// stream order. A command has one; a plan those of all its steps. waitingFor
-	// counts the keys another command still holds.
-	keys       []string
-	waitingFor int
-	attempts   attempts
+	// stream order (resources.go). A command has one; a plan those of all its steps.
+	keys     []string
+	attempts attempts
 	// planOf is the plan this task is a step of: it shares the plan's message and
 	// finishes without replying or acknowledging, which the plan does once.
 	planOf *task
@@ -107,13 +105,6 @@ func (t *task) msgID() string { return messages.MsgID(t.cmd.Project, t.cmd.ID) }
 
 // messageMsgID is a Nats-Msg-Id for an outcome of this message alone, not of its id.
 func (t *task) messageMsgID() string { return t.msgID() + "@" + strconv.FormatUint(t.seq, 10) }
-
-// resourceQueue is a resource's running command and those waiting behind it, in stream
-// order.
-type resourceQueue struct {
-	running uint64 // stream sequence
-	queued  []*task
-}
 
 // New returns a worker that reads commands through nc and executes them with api.
 func New(nc *nats.Conn, api APIOps, cfg Config) (*Worker, error) {
@@ -146,7 +137,7 @@ func New(nc *nats.Conn, api APIOps, cfg Config) (*Worker, error) {
 		execSlots: make(chan struct{}, cfg.Concurrency),
 		ready:     make(chan *task, cfg.maxAckPending()), // a place for every command the worker can hold
 		held:      make(map[*task]struct{}),
-		resources: make(map[string]*resourceQueue),
+		resources: newResources(),
 		idLocks:   make(map[string]*idLock),
 		secrets:   secretOptions(cfg),
 	}, nil
@@ -515,30 +506,14 @@ func (w *Worker) admit(msg jetstream.Msg) {
 	}
 }
 
-// enqueueLocked queues t behind the commands for each of its resources, in stream
-// order, and reports whether it may start now: it holds all of them.
-//
-// A plan holds several resources. Commands arrive in stream order, so the earliest
-// waiting command is at the head of every queue it is in and none waits for another
-// in a cycle; only a redelivery arriving after later commands took its resources
-// breaks that order, and the takeover barrier exists to hold such commands back.
+// enqueueLocked queues t behind the commands for its resources and reports whether it
+// may start now.
 func (w *Worker) enqueueLocked(t *task) (start bool) {
-	t.waitingFor = 0
-	for _, key := range t.keys {
-		q := w.resources[key]
-		if q == nil {
-			w.resources[key] = &resourceQueue{running: t.seq}
-			continue
-		}
-		if t.seq < q.running {
-			w.log.Warn("a command arrived after a later one for its resource started", zap.String("id", t.cmd.ID),
-				zap.Uint64("seq", t.seq), zap.Uint64("running", q.running))
-		}
-		i, _ := slices.BinarySearchFunc(q.queued, t.seq, func(q *task, seq uint64) int { return int64Cmp(q.seq, seq) })
-		q.queued = slices.Insert(q.queued, i, t)
-		t.waitingFor++
+	start = w.resources.enqueue(t)
+	if !start && w.resources.overtakes(t) {
+		w.log.Warn("a command arrived after a later one for its resource started", zap.String("id", t.cmd.ID), zap.Uint64("seq", t.seq))
 	}
-	return t.waitingFor == 0
+	return start
 }
 
 func int64Cmp(a, b uint64) int {
@@ -577,28 +552,12 @@ func (w *Worker) checkReplyTo(replyTo string) string {
 	return ""
 }
 
-// release forgets a finished, dropped or handed-back command and passes each of its
-// resources to the next command waiting for it, starting those that now hold all of
-// theirs.
+// release forgets a finished, dropped or handed-back command and frees its
+// resources, starting the commands that now hold all of theirs.
 func (w *Worker) release(t *task) {
 	w.mu.Lock()
 	w.forgetLocked(t)
-	var ready []*task
-	for _, key := range t.keys {
-		q := w.resources[key]
-		if q == nil {
-			continue
-		}
-		if len(q.queued) == 0 {
-			delete(w.resources, key)
-			continue
-		}
-		next := q.queued[0]
-		q.queued, q.running = q.queued[1:], next.seq
-		if next.waitingFor--; next.waitingFor == 0 {
-			ready = append(ready, next)
-		}
-	}
+	ready := w.resources.release(t)
 	w.mu.Unlock()
 	for _, next := range ready {
 		w.ready <- next

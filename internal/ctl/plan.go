@@ -24,7 +24,7 @@ Turns the commands in FILE (- for stdin), one JSON object per line, each naming 
 and waits for its result. The worker runs the steps in order, each only after the one
 before succeeded; the first that does not succeed stops the plan, the later ones are
 skipped and the --on-failure steps run. A line's id, correlationId and replyTo are
-not used: step n's id is <plan id>:<n>.
+not used: step n's id is <plan id>:step-<n>.
 
 With --json, FILE is a plan as it travels ({"id","steps":[{"type","params"}…],
 "onFailure":[…],"partialSucceeds"}), published as it is; its project comes from

@@ -68,7 +68,7 @@ func TestPlanSucceeds(t *testing.T) {
 	if r.ID != "rot-ctl-1" || r.Type != messages.PlanType || r.Status != messages.StatusSucceeded || len(r.Steps) != 5 || r.FailedStep != nil || r.CorrelationID != "rot-ctl-1" {
 		t.Errorf("result %+v", r)
 	}
-	if r.Steps[1].ID != "rot-ctl-1:2" || r.Steps[1].Type != "credential.truststore.set" {
+	if r.Steps[1].ID != "rot-ctl-1:step-2" || r.Steps[1].Type != "credential.truststore.set" {
 		t.Errorf("step 2: %+v", r.Steps[1])
 	}
 	if cred, _ := sim.Credential("MyProject", "partner-a"); cred.Truststore != "trust-x" {
@@ -88,7 +88,7 @@ func TestPlanFailsAndUndoes(t *testing.T) {
 		t.Fatalf("exit %d, want 2; stderr:\n%s", code, out.stderr.String())
 	}
 	table := out.stdout.String()
-	for _, want := range []string{"rot-ctl-2:2", "failed", "skipped", "undo 1", "rot-ctl-2:undo-1",
+	for _, want := range []string{"rot-ctl-2:step-2", "failed", "skipped", "undo 1", "rot-ctl-2:undo-1",
 		"plan rot-ctl-2 failed: step 2 of 5 (credential.truststore.set) did not succeed; 3 skipped; onFailure: 1 succeeded"} {
 		if !strings.Contains(table, want) {
 			t.Errorf("the table lacks %q:\n%s", want, table)
