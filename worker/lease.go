@@ -297,7 +297,18 @@ func (l *lease) release(ctx context.Context) {
 	if t == nil {
 		return
 	}
-	if _, err := l.kv.Update(ctx, l.key, l.record(true), rev); err != nil {
+	_, err := l.kv.Update(ctx, l.key, l.record(true), rev)
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		// A renewal cut short by the stop may have landed after all: if the record is
+		// still ours, release it at its revision.
+		if entry, getErr := l.kv.Get(ctx, l.key); getErr == nil {
+			var rec leaseRecord
+			if json.Unmarshal(entry.Value(), &rec) == nil && rec.Holder == l.holder && !rec.Released {
+				_, err = l.kv.Update(ctx, l.key, l.record(true), entry.Revision())
+			}
+		}
+	}
+	if err != nil {
 		l.log.Warn("cannot release the lease; a standby takes over when it expires", zap.Error(err))
 	} else {
 		l.log.Info("lease released: a standby takes over now")
