@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 
 	"github.com/nats-io/nats.go"
@@ -143,18 +142,12 @@ func stepResultOf(plan *messages.Command, p *messages.Plan, m *nats.Msg) (*messa
 	if json.Unmarshal(m.Data, &r) != nil || r.Project != plan.Project {
 		return nil, false
 	}
-	rest, ok := strings.CutPrefix(r.ID, plan.ID+":")
-	if !ok {
-		return nil, false
+	undo, n, ok := messages.ParseStepID(plan.ID, r.ID)
+	steps := p.Steps
+	if undo {
+		steps = p.OnFailure
 	}
-	var steps []*messages.Command
-	if n, ok := strings.CutPrefix(rest, "step-"); ok {
-		rest, steps = n, p.Steps
-	} else if n, ok := strings.CutPrefix(rest, "undo-"); ok {
-		rest, steps = n, p.OnFailure
-	}
-	n, err := strconv.Atoi(rest)
-	if err != nil || n < 1 || n > len(steps) || strconv.Itoa(n) != rest || r.Type != typeOf(steps[n-1]) {
+	if !ok || n > len(steps) || r.Type != typeOf(steps[n-1]) {
 		return nil, false
 	}
 	return &r, true

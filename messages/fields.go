@@ -122,11 +122,8 @@ func decodeValue(data json.RawMessage, v reflect.Value, path string) *Error {
 		return nil
 	case t == secretType:
 		if data[0] == '{' {
-			var sealed Sealed
-			if err := decodeObject(data, reflect.ValueOf(&sealed).Elem(), path); err != nil {
-				return err
-			}
-			if err := checkSealed(sealed, path); err != nil {
+			sealed, err := decodeSealed(data, path)
+			if err != nil {
 				return err
 			}
 			v.Set(reflect.ValueOf(NewSealedSecret(sealed)))

@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -57,6 +58,27 @@ func StepID(planID string, undo bool, n int) string {
 		return planID + ":undo-" + strconv.Itoa(n)
 	}
 	return planID + ":step-" + strconv.Itoa(n)
+}
+
+// ParseStepID is StepID's inverse: whether id names a step of the plan planID, which
+// (n from 1), and whether an onFailure step.
+func ParseStepID(planID, id string) (undo bool, n int, ok bool) {
+	rest, ok := strings.CutPrefix(id, planID+":")
+	if !ok {
+		return false, 0, false
+	}
+	if r, isStep := strings.CutPrefix(rest, "step-"); isStep {
+		rest = r
+	} else if r, isUndo := strings.CutPrefix(rest, "undo-"); isUndo {
+		rest, undo = r, true
+	} else {
+		return false, 0, false
+	}
+	n, err := strconv.Atoi(rest)
+	if err != nil || n < 1 || strconv.Itoa(n) != rest {
+		return false, 0, false
+	}
+	return undo, n, true
 }
 
 // decodePlan decodes and validates a plan completely, every step included, before any

@@ -140,3 +140,20 @@ func TestPlanSealsItsSteps(t *testing.T) {
 		t.Error("the first step's password is still plaintext")
 	}
 }
+
+// TestParseStepID: StepID's inverse, and nothing else.
+func TestParseStepID(t *testing.T) {
+	for _, undo := range []bool{false, true} {
+		for _, n := range []int{1, 100} {
+			gotUndo, gotN, ok := messages.ParseStepID("rot:a", messages.StepID("rot:a", undo, n))
+			if !ok || gotUndo != undo || gotN != n {
+				t.Errorf("StepID(%v, %d) parses as %v %d %v", undo, n, gotUndo, gotN, ok)
+			}
+		}
+	}
+	for _, id := range []string{"rot:a", "rot:a:1", "rot:a:step-0", "rot:a:step-01", "rot:a:undo-x", "other:step-1", "rot:a:step-1x"} {
+		if _, _, ok := messages.ParseStepID("rot:a", id); ok {
+			t.Errorf("%q parses as a step of rot:a", id)
+		}
+	}
+}

@@ -3,7 +3,6 @@ package messages
 import (
 	"bytes"
 	"encoding/json"
-	"reflect"
 	"strings"
 )
 
@@ -96,7 +95,9 @@ func redactInvalid(body []byte) ([]byte, bool) {
 
 // isSealedValue reports whether a secret's JSON value is a well-formed sealed value.
 func isSealedValue(value []byte) bool {
-	var s Sealed
-	return len(value) > 0 && value[0] == '{' &&
-		decodeObject(value, reflect.ValueOf(&s).Elem(), "") == nil && checkSealed(s, "") == nil
+	if len(value) == 0 || value[0] != '{' {
+		return false
+	}
+	_, err := decodeSealed(value, "")
+	return err == nil
 }

@@ -45,6 +45,19 @@ type DecodeOptions struct {
 	RequireSealed bool
 }
 
+// decodeSealed decodes a sealed value (an object) strictly and checks its form; errors
+// name the part at path.
+func decodeSealed(data []byte, path string) (Sealed, *Error) {
+	var s Sealed
+	if err := decodeObject(data, reflect.ValueOf(&s).Elem(), path); err != nil {
+		return Sealed{}, err
+	}
+	if err := checkSealed(s, path); err != nil {
+		return Sealed{}, err
+	}
+	return s, nil
+}
+
 // xkeyBoxMin is the shortest xkv1 box: version, nonce and Poly1305 tag.
 const xkeyBoxMin = 4 + 24 + 16
 

@@ -54,7 +54,9 @@ func watchSealKeys(ctx context.Context, keys *seal.DirKeys, svc *service, interv
 		case <-ctx.Done():
 			return
 		case <-changed:
-			announce()
+			if !slices.Equal(keys.Publics(), announced) { // unless a periodic read announced them
+				announce()
+			}
 		case <-time.After(interval):
 			err := keys.Reload()
 			switch {

@@ -286,7 +286,7 @@ func (r *planRun) submit(ctx context.Context, name string, plan *messages.Comman
 	waitCtx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
 
-	live := newLiveSteps(env.Stderr, p)
+	live := newLiveSteps(env.Stderr, plan.ID, p)
 	live.start()
 	res, err := c.SubmitPlan(waitCtx, plan, live.step)
 	live.finish()
@@ -314,15 +314,16 @@ func (r *planRun) submit(ctx context.Context, name string, plan *messages.Comman
 // liveSteps shows each step's result as it arrives, on a terminal: a table row and a
 // progress bar under it.
 type liveSteps struct {
-	w     io.Writer
-	on    bool
-	total int
-	done  int
-	bar   *progress
+	w      io.Writer
+	planID string
+	on     bool
+	total  int
+	done   int
+	bar    *progress
 }
 
-func newLiveSteps(w io.Writer, p *messages.Plan) *liveSteps {
-	return &liveSteps{w: w, on: isTerminal(w), total: len(p.Steps), bar: newProgress(w, len(p.Steps))}
+func newLiveSteps(w io.Writer, planID string, p *messages.Plan) *liveSteps {
+	return &liveSteps{w: w, planID: planID, on: isTerminal(w), total: len(p.Steps), bar: newProgress(w, len(p.Steps))}
 }
 
 func (l *liveSteps) start() {
@@ -333,7 +334,7 @@ func (l *liveSteps) start() {
 }
 
 func (l *liveSteps) step(r *messages.Result) {
-	if !strings.Contains(r.ID, ":undo-") {
+	if undo, _, _ := messages.ParseStepID(l.planID, r.ID); !undo {
 		l.done++
 	}
 	if l.on {
