@@ -5,11 +5,15 @@ STATICCHECK   := $(BIN)/staticcheck
 STATICCHECK_VERSION := v0.8.2
 KUSTOMIZE     := $(BIN)/kustomize
 KUSTOMIZE_VERSION := v5.8.1
+PROMTOOL      := $(BIN)/promtool
+# The version of github.com/prometheus/prometheus in go.mod, whose parser the Go test of
+# the alerts uses (internal/app/observability_test.go checks the two agree).
+PROMTOOL_VERSION := v0.316.0
 export GOFLAGS ?= -buildvcs=false
 SHELL         := bash
 .SHELLFLAGS   := -o pipefail -c
 
-.PHONY: all build demo demo-plan demo-plan-fail run test unit e2e chaos chaos-short lint vet staticcheck validate-samples schema fuzz clean check-deploy container-images
+.PHONY: all build demo demo-plan demo-plan-fail run test unit e2e chaos chaos-short lint vet staticcheck validate-samples schema fuzz clean check-deploy check-alerts container-images
 
 all: build
 
@@ -35,9 +39,10 @@ run: build
 	bin/apiops-worker --demo --log-format console
 
 ## test: everything CI checks: formatting, vet, staticcheck, samples, the rendered
-## Kubernetes manifests, the container images, all tests with -race (the container
-## tests skip, saying why, where no Docker engine runs), and a short chaos run.
-test: lint validate-samples check-deploy container-images unit e2e chaos-short
+## Kubernetes manifests, the alerts (promtool), the container images, all tests with
+## -race (the container tests skip, saying why, where no Docker engine runs), and a
+## short chaos run.
+test: lint validate-samples check-deploy check-alerts container-images unit e2e chaos-short
 
 unit:
 	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v -e /e2e -e /internal/chaos)
@@ -77,6 +82,18 @@ $(KUSTOMIZE):
 ## check-deploy: render the kustomize base (deploy/deploy_test.go checks its content).
 check-deploy: $(KUSTOMIZE)
 	$(KUSTOMIZE) build deploy/base > /dev/null
+
+$(PROMTOOL):
+	GOBIN=$(BIN) $(GO) install github.com/prometheus/prometheus/cmd/promtool@$(PROMTOOL_VERSION)
+
+## check-alerts: the alerts as Prometheus loads them, the Compose Prometheus's config,
+## and the alerts' unit tests (deploy/observability/alerts_test.yml: each alert fires
+## when it should and stays quiet when it should not). Building promtool the first
+## time takes about 4 minutes.
+check-alerts: $(PROMTOOL)
+	$(PROMTOOL) check rules deploy/observability/alerts.rules.yml
+	$(PROMTOOL) check config deploy/observability/prometheus.yml
+	$(PROMTOOL) test rules deploy/observability/alerts_test.yml
 
 ## container-images: the images the container tests run, where a Docker engine runs.
 container-images:

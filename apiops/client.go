@@ -21,6 +21,9 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/apiops-worker/apiops-worker/messages"
 )
 
@@ -194,6 +197,9 @@ func (c *Client) Do(ctx context.Context, req messages.APIRequest) (*Response, er
 	}
 	httpReq.Header.Set("Authorization", "Bearer "+token)
 	httpReq.Header.Set("Accept", "application/json")
+	if trace.SpanContextFromContext(ctx).IsValid() { // W3C Trace Context, as the worker's spans
+		propagation.TraceContext{}.Inject(ctx, propagation.HeaderCarrier(httpReq.Header))
+	}
 	if c.userAgent != "" {
 		httpReq.Header.Set("User-Agent", c.userAgent)
 	}

@@ -27,6 +27,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/apiops-worker/apiops-worker/internal/tracecontext"
 	"github.com/apiops-worker/apiops-worker/messages"
 	"github.com/apiops-worker/apiops-worker/seal"
 )
@@ -148,7 +149,7 @@ func (c *Client) Publish(ctx context.Context, cmd *messages.Command) (duplicate 
 	if cmd != nil {
 		replyTo = cmd.ReplyTo
 	}
-	msg, err := c.message(cmd, replyTo)
+	msg, err := c.message(ctx, cmd, replyTo)
 	if err != nil {
 		return false, err
 	}
@@ -169,7 +170,7 @@ func (c *Client) Publish(ctx context.Context, cmd *messages.Command) (duplicate 
 // it answers from the result it stored.
 func (c *Client) Request(ctx context.Context, cmd *messages.Command) (*messages.Result, error) {
 	inbox := c.nc.NewInbox()
-	msg, err := c.message(cmd, inbox)
+	msg, err := c.message(ctx, cmd, inbox)
 	if err != nil {
 		return nil, err
 	}
@@ -212,7 +213,7 @@ func (c *Client) Submit(ctx context.Context, cmds []*messages.Command, onResult 
 	inbox := c.nc.NewInbox()
 	msgs := make([]*nats.Msg, len(cmds))
 	for i, cmd := range cmds {
-		msg, err := c.message(cmd, inbox+"."+strconv.Itoa(i))
+		msg, err := c.message(ctx, cmd, inbox+"."+strconv.Itoa(i))
 		if err != nil {
 			return fmt.Errorf("command %d: %w", i, err)
 		}
@@ -323,8 +324,8 @@ func (c *Client) publishAll(ctx context.Context, cmds []*messages.Command, msgs 
 }
 
 // message validates cmd with replyTo in place of its own and builds the message that
-// carries it.
-func (c *Client) message(cmd *messages.Command, replyTo string) (*nats.Msg, error) {
+// carries it, with the trace of ctx, if any, as traceparent and tracestate.
+func (c *Client) message(ctx context.Context, cmd *messages.Command, replyTo string) (*nats.Msg, error) {
 	if cmd == nil {
 		return nil, errors.New("publish: nil command")
 	}
@@ -345,6 +346,7 @@ func (c *Client) message(cmd *messages.Command, replyTo string) (*nats.Msg, erro
 	msg := nats.NewMsg(c.subjects.Command(cmd.Project, typeOf(cmd)))
 	msg.Data = data
 	msg.Header.Set(messages.HeaderMsgID, messages.MsgID(cmd.Project, cmd.ID))
+	tracecontext.Inject(ctx, msg.Header)
 	return msg, nil
 }
 

@@ -41,7 +41,7 @@ func (c *Client) SubmitPlan(ctx context.Context, plan *messages.Command, onStep 
 		return nil, fmt.Errorf("submit plan %s: type is %q, not %q", label(plan), plan.Type, messages.PlanType)
 	}
 	inbox := c.nc.NewInbox()
-	msg, err := c.message(plan, inbox)
+	msg, err := c.message(ctx, plan, inbox)
 	if err != nil {
 		return nil, err
 	}

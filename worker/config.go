@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nuid"
+	"go.opentelemetry.io/otel/trace"
 
 	"go.uber.org/zap"
 
@@ -85,6 +86,9 @@ type Config struct {
 	Logger       *zap.Logger
 	// Observer is told what happens, for metrics; nil means NopObserver.
 	Observer Observer
+	// TracerProvider makes the spans of each command (see tracing.go); nil means no
+	// tracing, at no cost.
+	TracerProvider trace.TracerProvider
 	// Clock is the time source of retries and probes; nil means the real clock.
 	Clock Clock
 }

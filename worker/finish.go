@@ -136,7 +136,7 @@ func (w *Worker) publishOutcome(ctx context.Context, t *task, res *messages.Resu
 		}
 		dead = f
 	}
-	result, err := w.js.PublishMsgAsync(&nats.Msg{Subject: w.subjects.ResultFor(w.subjectOf(t)), Header: resultHeaders(res, msgID), Data: body})
+	result, err := w.js.PublishMsgAsync(&nats.Msg{Subject: w.subjects.ResultFor(w.subjectOf(t)), Header: resultHeaders(t, res, msgID), Data: body})
 	if err != nil {
 		return fmt.Errorf("publish result: %w", err)
 	}
@@ -158,7 +158,11 @@ func (w *Worker) publishOutcome(ctx context.Context, t *task, res *messages.Resu
 		if meta, err := t.msg.Metadata(); err == nil {
 			sincePublish = res.FinishedAt.Sub(meta.Timestamp)
 		}
-		w.observer.CommandFinished(metricType(res.Type), res.Status, sincePublish)
+		code := ""
+		if res.Error != nil {
+			code = res.Error.Code
+		}
+		w.observer.CommandFinished(metricType(res.Type), res.Status, code, sincePublish)
 	}
 	w.reply(t, res, body, msgID)
 	w.ack(t)
@@ -177,8 +181,9 @@ func awaitAck(ctx context.Context, f jetstream.PubAckFuture) (*jetstream.PubAck,
 	}
 }
 
-func resultHeaders(res *messages.Result, msgID string) nats.Header {
+func resultHeaders(t *task, res *messages.Result, msgID string) nats.Header {
 	h := nats.Header{}
+	t.traceHeaders(h)
 	if msgID != "" {
 		h.Set(messages.HeaderMsgID, msgID)
 	}
@@ -198,6 +203,7 @@ func (w *Worker) deadLetter(t *task, res *messages.Result, msgID string) *nats.M
 			h[k] = v
 		}
 	}
+	t.traceHeaders(h) // the worker's span, in place of the publisher's
 	if msgID != "" {
 		h.Set(messages.HeaderMsgID, msgID)
 	}
@@ -240,7 +246,7 @@ func (w *Worker) reply(t *task, res *messages.Result, body []byte, msgID string)
 	if t.cmd.ReplyTo == "" || t.planOf != nil {
 		return
 	}
-	msg := &nats.Msg{Subject: t.cmd.ReplyTo, Header: resultHeaders(res, msgID), Data: body}
+	msg := &nats.Msg{Subject: t.cmd.ReplyTo, Header: resultHeaders(t, res, msgID), Data: body}
 	if err := w.nc.PublishMsg(msg); err != nil {
 		w.log.Warn("reply to replyTo", zap.String("id", res.ID), zap.Error(err))
 	}

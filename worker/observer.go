@@ -13,9 +13,9 @@ type Observer interface {
 	// CommandStarted and CommandDone bracket the processing of one command.
 	CommandStarted()
 	CommandDone()
-	// CommandFinished reports a command's final status and the time from its publish
-	// to its result.
-	CommandFinished(typeName string, status messages.Status, sincePublish time.Duration)
+	// CommandFinished reports a command's final status, its result's error code ("" when
+	// it succeeded) and the time from its publish to its result.
+	CommandFinished(typeName string, status messages.Status, errorCode string, sincePublish time.Duration)
 	// APIOpsRequest reports one request; statusCode is 0 when no response came.
 	APIOpsRequest(typeName string, statusCode int, d time.Duration)
 	// Retry reports that a command will be sent to APIOps again.
@@ -32,14 +32,14 @@ type Observer interface {
 // NopObserver ignores everything.
 type NopObserver struct{}
 
-func (NopObserver) CommandStarted()                                        {}
-func (NopObserver) CommandDone()                                           {}
-func (NopObserver) CommandFinished(string, messages.Status, time.Duration) {}
-func (NopObserver) APIOpsRequest(string, int, time.Duration)               {}
-func (NopObserver) Retry(string)                                           {}
-func (NopObserver) DeadLetter(string, messages.Status)                     {}
-func (NopObserver) Paused(PauseReason)                                     {}
-func (NopObserver) Active(bool)                                            {}
+func (NopObserver) CommandStarted()                                                {}
+func (NopObserver) CommandDone()                                                   {}
+func (NopObserver) CommandFinished(string, messages.Status, string, time.Duration) {}
+func (NopObserver) APIOpsRequest(string, int, time.Duration)                       {}
+func (NopObserver) Retry(string)                                                   {}
+func (NopObserver) DeadLetter(string, messages.Status)                             {}
+func (NopObserver) Paused(PauseReason)                                             {}
+func (NopObserver) Active(bool)                                                    {}
 
 // metricType bounds a command's type to the known types: the subject's type token is
 // whatever a publisher sent.

@@ -27,7 +27,7 @@ func (w *Worker) runPlan(ctx context.Context, t *task, plan *messages.Plan) (*me
 			res.Steps = append(res.Steps, skipped(step))
 			continue
 		}
-		sr, err := w.runStep(ctx, t, step, i == 0)
+		sr, err := w.runStep(ctx, t, step, "step", i)
 		if err != nil {
 			return nil, err
 		}
@@ -43,8 +43,8 @@ func (w *Worker) runPlan(ctx context.Context, t *task, plan *messages.Plan) (*me
 		}
 	}
 	if res.FailedStep != nil && res.Status != messages.StatusExpired { // an expired plan never started: nothing to undo
-		for _, step := range plan.OnFailure {
-			sr, err := w.runStep(ctx, t, step, false)
+		for i, step := range plan.OnFailure {
+			sr, err := w.runStep(ctx, t, step, "undo", i)
 			if err != nil {
 				return nil, err
 			}
@@ -55,11 +55,12 @@ func (w *Worker) runPlan(ctx context.Context, t *task, plan *messages.Plan) (*me
 	return res, nil
 }
 
-// runStep runs one step of the plan t. The first step carries the plan's notAfter: a
-// plan that has not started by then does not start.
-func (w *Worker) runStep(ctx context.Context, t *task, step *messages.Command, first bool) (*messages.Result, error) {
+// runStep runs one step of the plan t: step i of its steps (kind "step") or of its
+// onFailure (kind "undo"). The first step carries the plan's notAfter: a plan that
+// has not started by then does not start.
+func (w *Worker) runStep(ctx context.Context, t *task, step *messages.Command, kind string, i int) (*messages.Result, error) {
 	cmd := step
-	if first && t.cmd.NotAfter != nil {
+	if kind == "step" && i == 0 && t.cmd.NotAfter != nil {
 		c := *step
 		c.NotAfter = t.cmd.NotAfter
 		cmd = &c
@@ -67,7 +68,9 @@ func (w *Worker) runStep(ctx context.Context, t *task, step *messages.Command, f
 	st := &task{msg: t.msg, seq: t.seq, delivered: t.delivered, received: t.received, cmd: cmd,
 		keys: t.keys, term: t.term, waitCtx: t.waitCtx, planOf: t}
 	defer w.lockID(st.commandKey().String())() // as process does for a command
+	w.traceStep(t, st, kind, i)
 	res, err := w.outcome(ctx, st)
+	st.traceEnd(res, err)
 	if err != nil {
 		return nil, err
 	}

@@ -31,6 +31,7 @@ const maxRetryAfter = 15 * time.Minute
 // process takes one command from delivery to acknowledgement.
 func (w *Worker) process(ctx context.Context, t *task) {
 	defer w.release(t)
+	t.traceStarted()
 	if err := w.mayGoOn(t); err != nil {
 		w.stopped(t, err)
 		return
@@ -51,6 +52,7 @@ func (w *Worker) process(ctx context.Context, t *task) {
 		w.stopped(t, err)
 		return
 	}
+	t.traceEnd(res, nil)
 	if res != nil {
 		w.logOutcome(t, res)
 	}
@@ -79,6 +81,7 @@ func (w *Worker) stopErr(t *task) error {
 // stopped deals with a command that did not finish: a dropped one is left to the
 // active instance; one handed back goes back to the stream at shutdown, in order.
 func (w *Worker) stopped(t *task, err error) {
+	t.traceEnd(nil, err)
 	if errors.Is(err, errHandBack) {
 		w.handBackLater(t)
 	}
@@ -102,10 +105,12 @@ func (w *Worker) outcome(ctx context.Context, t *task) (*messages.Result, error)
 	}
 	if done != nil {
 		var rejected *messages.Result
+		writes := w.traceChild(t, "terminal writes")
 		err := w.persistently(ctx, t, "send the stored result again", func(ctx context.Context) (err error) {
 			rejected, err = w.finishAgain(ctx, t, done)
 			return err
 		})
+		writes.End()
 		if rejected == nil && err == nil && t.planOf != nil {
 			return storedResult(done) // the plan goes on from it
 		}
@@ -139,6 +144,8 @@ func (w *Worker) outcome(ctx context.Context, t *task) (*messages.Result, error)
 	}
 	// Once APIOps has answered, storing keeps trying until the shutdown deadline: a
 	// command handed back now would be executed again.
+	writes := w.traceChild(t, "terminal writes")
+	defer writes.End()
 	return res, w.persistently(ctx, t, "store the outcome", func(ctx context.Context) error {
 		return w.finish(ctx, t, res)
 	})
@@ -209,11 +216,17 @@ func (w *Worker) execute(ctx context.Context, t *task) (outcome, error) {
 	// The body may hold opened secrets: no copy of ours outlives the command.
 	defer clear(req.Body)
 	var wait backoff.BackOff // made at the first charged failure
+	retryOf := ""            // why the next request is sent again
+	if t.attempts.Requests > 0 {
+		retryOf = "redelivered"
+	}
 	for {
 		if err := w.awaitLease(t); err != nil {
 			return outcome{}, err
 		}
+		pause := w.tracePause(t)
 		probing, err := w.awaitTurn(t.waitCtx)
+		pause.End()
 		if err != nil {
 			return outcome{}, w.stopErr(t)
 		}
@@ -233,21 +246,24 @@ func (w *Worker) execute(ctx context.Context, t *task) (outcome, error) {
 			w.observer.Retry(metricType(t.cmd.Type))
 		}
 		started := w.cfg.Clock.Now()
-		resp, err := w.api.Do(ctx, req)
+		actx, attempt := w.traceAttempt(ctx, t, req, retryOf)
+		resp, err := w.api.Do(actx, req)
 		if probing {
 			<-w.gate.probe
 		}
 		var apiErr *apiops.Error
 		errors.As(err, &apiErr)
-		if apiErr == nil || apiErr.Kind != apiops.Unauthorized || apiErr.StatusCode != 0 {
-			t.attempts.Requests++ // else the token could not be read: nothing was sent
-			status := 0
-			switch {
-			case resp != nil:
-				status = resp.StatusCode
-			case apiErr != nil:
-				status = apiErr.StatusCode
-			}
+		status := 0
+		switch {
+		case resp != nil:
+			status = resp.StatusCode
+		case apiErr != nil:
+			status = apiErr.StatusCode
+		}
+		retryOf = failureCode(err, apiErr)
+		endAttempt(attempt, status, retryOf)
+		if retryOf != "token_unreadable" {
+			t.attempts.Requests++ // else nothing was sent
 			w.observer.APIOpsRequest(metricType(t.cmd.Type), status, w.cfg.Clock.Now().Sub(started))
 		}
 		switch {
@@ -366,6 +382,20 @@ func (w *Worker) saveAttempts(t *task) {
 	}
 }
 
+// failureCode names a request's failure for its span and the next attempt's ("" when
+// it succeeded), without quoting APIOps's text.
+func failureCode(err error, apiErr *apiops.Error) string {
+	switch {
+	case err == nil:
+		return ""
+	case apiErr == nil:
+		return "network_error"
+	case apiErr.Kind == apiops.Unauthorized && apiErr.StatusCode == 0:
+		return "token_unreadable" // nothing was sent
+	}
+	return apiErr.ResultCode()
+}
+
 func successOutcome(resp *apiops.Response) outcome {
 	o := outcome{status: messages.StatusSucceeded, httpStatus: resp.StatusCode, deployment: resp.DeploymentResult}
 	switch d := resp.DeploymentResult; {
@@ -395,6 +425,9 @@ func (w *Worker) logOutcome(t *task, res *messages.Result) {
 		zap.String("id", res.ID), zap.String("type", res.Type), zap.String("project", res.Project),
 		zap.String("status", string(res.Status)), zap.Int("attempts", res.Attempts),
 		zap.Duration("duration", res.FinishedAt.Sub(t.received)), zap.Int("http_status", res.HTTPStatus),
+	}
+	if id := t.traceID(); id != "" {
+		fields = append(fields, zap.String("trace_id", id))
 	}
 	if res.CorrelationID != "" {
 		fields = append(fields, zap.String("correlation_id", res.CorrelationID))

@@ -150,6 +150,9 @@ func (w *Worker) unpark(handBack bool) {
 	for _, t := range w.barrier.parked {
 		if handBack {
 			w.handBacks = append(w.handBacks, t)
+			t.traceEnd(nil, errHandBack)
+		} else {
+			t.traceEnd(nil, errDropped)
 		}
 		w.forgetLocked(t)
 	}

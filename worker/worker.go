@@ -14,6 +14,7 @@ import (
 	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/apiops-worker/apiops-worker/messages"
@@ -42,6 +43,7 @@ type Worker struct {
 	store    *store
 	lease    *lease
 	observer Observer
+	tracer   trace.Tracer
 	consumer atomic.Pointer[jetstream.Consumer] // replaced when set up again
 
 	room       *room         // the commands held: 2×Concurrency, more while taking over
@@ -95,6 +97,7 @@ type task struct {
 	// term does (the command is dropped) or when shutdown starts (handed back).
 	term    *term
 	waitCtx context.Context
+	trace   *traced // nil when tracing is off (tracing.go)
 }
 
 // commandKey is the command's identity: its project and id.
@@ -122,7 +125,12 @@ func New(nc *nats.Conn, api APIOps, cfg Config) (*Worker, error) {
 	if p := nc.Opts.InboxPrefix; p != "" && p+"." != nats.InboxPrefix {
 		ownInbox = p + "."
 	}
+	var tracer trace.Tracer // nil: tracing off
+	if cfg.TracerProvider != nil {
+		tracer = cfg.TracerProvider.Tracer(tracerName)
+	}
 	return &Worker{
+		tracer:    tracer,
 		lease:     newLease(cfg.Consumer, cfg.Instance, cfg.LeaseTimeout, cfg.Clock, cfg.Logger, cfg.Observer.Active),
 		ownInbox:  ownInbox,
 		cfg:       cfg,
@@ -491,6 +499,7 @@ func (w *Worker) admit(msg jetstream.Msg) {
 	} else {
 		t.keys = []string{"invalid:" + strconv.FormatUint(t.seq, 10)} // nothing to order against
 	}
+	w.traceDelivery(t)
 	w.mu.Lock()
 	t.term, t.waitCtx = w.term, w.termWait
 	w.held[t] = struct{}{}
@@ -649,16 +658,4 @@ func (w *Worker) keepAlive(quit <-chan struct{}) {
 			_ = t.msg.InProgress() // fails only for a command acknowledged meanwhile
 		}
 	}
-}
-
-// Pending reports how many commands wait in the stream for the worker's consumer.
-func (w *Worker) Pending(ctx context.Context) (uint64, error) {
-	if !w.bound.Load() {
-		return 0, errors.New("consumer not bound")
-	}
-	info, err := (*w.consumer.Load()).Info(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("consumer info: %w", err)
-	}
-	return info.NumPending, nil
 }

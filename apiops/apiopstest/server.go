@@ -57,6 +57,8 @@ type Request struct {
 	Body     []byte
 	// Authorized tells whether the request carried the current token.
 	Authorized bool
+	// TraceParent is the request's W3C traceparent header, "" without one.
+	TraceParent string
 	// Status is what was answered: 0 when the connection was reset, or when the
 	// client went away during injected latency and nothing was answered.
 	Status int
@@ -335,11 +337,12 @@ func (s *Server) admit(r *http.Request, body []byte) admission {
 	a := admission{latency: s.faults.Latency, authorized: bearerMatches(r.Header.Get("Authorization"), s.token)}
 	if s.recording {
 		a.rec = &Request{
-			Method:     r.Method,
-			Path:       r.URL.EscapedPath(),
-			RawQuery:   r.URL.RawQuery,
-			Body:       body,
-			Authorized: a.authorized,
+			Method:      r.Method,
+			Path:        r.URL.EscapedPath(),
+			RawQuery:    r.URL.RawQuery,
+			Body:        body,
+			Authorized:  a.authorized,
+			TraceParent: r.Header.Get("Traceparent"),
 		}
 		s.requests = append(s.requests, a.rec)
 	}

@@ -3,7 +3,7 @@
 // nats-server, apiops-sim, apiops-worker and the baseline each run in their own
 // process (build them first; `make bench` does). See package internal/bench.
 //
-//	apiops-bench [--quick] [--scenarios 1,2,3,4,5,6] [--sync default,always] [--repeat 3]
+//	apiops-bench [--quick] [--scenarios 1,2,3,4,5,6,7] [--against BINARY] [--sync default,always] [--repeat 3]
 //	             [--scale 0.5] [--profile DIR]
 //	apiops-bench loop ...   (the baseline's process; started by the benchmark)
 package main
@@ -35,10 +35,11 @@ func main() {
 	sim := flag.String("sim", "bin/apiops-sim", "apiops-sim binary")
 	worker := flag.String("worker", "bin/apiops-worker", "apiops-worker binary")
 	quick := flag.Bool("quick", false, "small sizes, one run each: a smoke run that checks the harness")
-	scenarios := flag.String("scenarios", "1,2,3,4,5,6", "comma-separated scenarios to run:\n"+
+	scenarios := flag.String("scenarios", "1,2,3,4,5,6,7", "comma-separated scenarios to run:\n"+
 		"1: latency 0, 8 in flight; 2: latency 0, 64 in flight; 3: latency 50ms, 64 in flight;\n"+
 		"4: latency 50ms, 256 in flight; 5: memory with a small and a large backlog (worker only);\n"+
-		"6: latency 50ms, 64 in flight, taken by fleets of 1, 2 and 3 instances (worker only)")
+		"6: latency 50ms, 64 in flight, taken by fleets of 1, 2 and 3 instances (worker only);\n"+
+		"7: latency 0, 64 in flight, tracing off and exporting every span over OTLP (worker only)")
 	syncs := flag.String("sync", "default,always", "nats-server durability settings for scenarios 1-4: default, always")
 	repeat := flag.Int("repeat", 3, "runs per measurement, worker and baseline interleaved; the table shows medians")
 	scale := flag.Float64("scale", 1, "multiply every scenario's number of commands")
@@ -46,6 +47,7 @@ func main() {
 	timeout := flag.Duration("timeout", 5*time.Minute, "fail a run that is not done by then")
 	profile := flag.String("profile", "", "write CPU and allocation profiles of the worker in --profile-scenario's runs into this directory")
 	profileScenario := flag.String("profile-scenario", "2", "the scenario --profile profiles")
+	against := flag.String("against", "", "another apiops-worker binary for scenario 7 to run too, e.g. a build from before tracing")
 	flag.Parse()
 
 	all := bench.Scale(bench.Scenarios(*quick), *scale)
@@ -96,6 +98,7 @@ func main() {
 		RunTimeout:      *timeout,
 		ProfileDir:      *profile,
 		ProfileScenario: *profileScenario,
+		Against:         *against,
 		Out:             os.Stdout,
 		Progress:        os.Stderr,
 	})

@@ -14,6 +14,7 @@ import (
 	_ "golang.org/x/crypto/x509roots/fallback"
 
 	"github.com/apiops-worker/apiops-worker/internal/ctl"
+	"github.com/apiops-worker/apiops-worker/internal/tracecontext"
 )
 
 const usage = `usage: apiopsctl <command> [arguments]
@@ -47,11 +48,15 @@ commands:
 
 Run "apiopsctl <command> -h" for a command's flags. NATS is reached through
 --nats-url, --creds, --user, --tls-ca (or NATS_URL, NATS_CREDS, NATS_USER, NATS_CA);
-the password comes from NATS_PASSWORD only.
+the password comes from NATS_PASSWORD only. Commands carry the trace in TRACEPARENT
+and TRACESTATE (W3C Trace Context), when set, to the worker.
 `
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// A pipeline that runs apiopsctl inside a trace passes it as TRACEPARENT: the
+	// commands carry it to the worker.
+	ctx = tracecontext.FromEnvironment(ctx, os.Getenv)
 	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)

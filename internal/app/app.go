@@ -89,6 +89,14 @@ func run(ctx context.Context, s *settings, log *zap.Logger) error {
 	if s.worker.Instance == "" {
 		s.worker.Instance = worker.InstanceName()
 	}
+	tp, err := startTracing(ctx, s.tracing, s.worker.Instance, log)
+	if err != nil {
+		return err
+	}
+	if tp != nil {
+		s.worker.TracerProvider = tp
+		defer stopTracing(tp, log) // after the worker stopped: its last spans go too
+	}
 	opts := []apiops.Option{apiops.WithTimeout(s.apiopsTimeout), apiops.WithMaxConnsPerHost(2 * s.worker.Concurrency),
 		apiops.WithUserAgent("apiops-worker/" + Version + " (" + s.worker.Instance + ")")}
 	if s.apiopsCA != "" {
@@ -120,7 +128,7 @@ func run(ctx context.Context, s *settings, log *zap.Logger) error {
 	var w *worker.Worker
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	m := metrics.New(reg, func(ctx context.Context) (uint64, error) { return w.Pending(ctx) })
+	m := metrics.New(reg, Version, func(ctx context.Context) (worker.Backlog, error) { return w.Backlog(ctx) })
 	s.worker.Logger, s.worker.Observer = log, m
 	s.worker.OlderInstances = func(ctx context.Context) ([]string, error) { return olderInstances(ctx, nc) }
 	if w, err = worker.New(nc, client, s.worker); err != nil {

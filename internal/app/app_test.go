@@ -95,35 +95,9 @@ func (b *lockedBuffer) lines() []map[string]any {
 // JetStream and the simulator, commands in, results out, metrics, health and NATS
 // service discovery that match what happened, a clean exit on cancel.
 func TestDemoSingleBinary(t *testing.T) {
-	logs := &lockedBuffer{}
-	ctx, cancel := context.WithCancel(context.Background())
-	exit := make(chan int, 1)
-	go func() {
-		exit <- Run(ctx, []string{"--demo", "--demo-seed", "../../testdata/apiops-seed.json", "--listen", "127.0.0.1:-1",
-			"--http-addr", "127.0.0.1:0", "--data-dir", t.TempDir()}, envFrom(nil), logs)
-	}()
-	var natsURL, httpAddr string
-	deadline := time.Now().Add(10 * time.Second)
-	for natsURL == "" || httpAddr == "" {
-		started := false
-		for _, l := range logs.lines() {
-			started = started || l["msg"] == "worker started"
-			if u, ok := l["url"].(string); ok && strings.HasPrefix(u, "nats://") {
-				natsURL = u
-			}
-			if a, ok := l["addr"].(string); ok {
-				httpAddr = a
-			}
-		}
-		if !started {
-			natsURL = ""
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the worker did not start; logs: %+v", logs.lines())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	nc, err := nats.Connect(natsURL)
+	d := startDemo(t, nil)
+	httpAddr := d.httpAddr
+	nc, err := nats.Connect(d.natsURL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,18 +148,22 @@ func TestDemoSingleBinary(t *testing.T) {
 	// The results are published before the ack and the metrics; wait until the
 	// counters caught up rather than guessing a time.
 	want := map[string]float64{
-		`apiops_worker_commands_finished_total{status="succeeded",type="credential.truststore.set"}`:       1,
-		`apiops_worker_commands_finished_total{status="failed",type="credential.truststore.set"}`:          1,
-		`apiops_worker_commands_finished_total{status="rejected",type="keystore.delete"}`:                  1,
-		`apiops_worker_dead_letters_total{status="failed",type="credential.truststore.set"}`:               1,
-		`apiops_worker_dead_letters_total{status="rejected",type="keystore.delete"}`:                       1,
-		`apiops_worker_apiops_request_duration_seconds_count{code="2xx",type="credential.truststore.set"}`: 1,
-		`apiops_worker_apiops_request_duration_seconds_count{code="4xx",type="credential.truststore.set"}`: 1,
-		`apiops_worker_publish_to_result_seconds_count`:                                                    3,
-		`apiops_worker_commands_in_flight`:                                                                 0,
-		`apiops_worker_paused{reason="outage"}`:                                                            0,
-		`apiops_worker_paused{reason="unauthorized"}`:                                                      0,
-		`apiops_worker_consumer_pending_commands`:                                                          0,
+		`apiops_worker_commands_finished_total{status="succeeded",type="credential.truststore.set"}`:         1,
+		`apiops_worker_commands_finished_total{status="failed",type="credential.truststore.set"}`:            1,
+		`apiops_worker_commands_finished_total{status="rejected",type="keystore.delete"}`:                    1,
+		`apiops_worker_dead_letters_total{status="failed",type="credential.truststore.set"}`:                 1,
+		`apiops_worker_dead_letters_total{status="rejected",type="keystore.delete"}`:                         1,
+		`apiops_worker_apiops_request_duration_seconds_count{code="2xx",type="credential.truststore.set"}`:   1,
+		`apiops_worker_apiops_request_duration_seconds_count{code="4xx",type="credential.truststore.set"}`:   1,
+		`apiops_worker_publish_to_result_seconds_count{status="succeeded",type="credential.truststore.set"}`: 1,
+		`apiops_worker_publish_to_result_seconds_count{status="rejected",type="keystore.delete"}`:            1,
+		`apiops_worker_command_errors_total{code="bad_request",type="credential.truststore.set"}`:            1,
+		`apiops_worker_command_errors_total{code="invalid_command",type="keystore.delete"}`:                  1,
+		`apiops_worker_oldest_pending_age_seconds`:                                                           0,
+		`apiops_worker_commands_in_flight`:                                                                   0,
+		`apiops_worker_paused{reason="outage"}`:                                                              0,
+		`apiops_worker_paused{reason="unauthorized"}`:                                                        0,
+		`apiops_worker_consumer_pending_commands`:                                                            0,
 		`apiops_worker_active`: 1,
 	}
 	var scraped map[string]float64
@@ -202,8 +180,8 @@ func TestDemoSingleBinary(t *testing.T) {
 			t.Errorf("%s = %v (present %v), want %v", k, got, ok, v)
 		}
 	}
-	if _, ok := scraped[`apiops_worker_retries_total{type="credential.truststore.set"}`]; ok {
-		t.Error("retries counted where there were none")
+	if n := scraped[`apiops_worker_retries_total{type="credential.truststore.set"}`]; n != 0 {
+		t.Errorf("%v retries counted where there were none", n)
 	}
 
 	// NATS service discovery: the instance answers PING and STATS with its counts.
@@ -235,14 +213,8 @@ func TestDemoSingleBinary(t *testing.T) {
 		t.Errorf("status endpoint: %v %s", err, status.Data)
 	}
 
-	cancel()
-	select {
-	case code := <-exit:
-		if code != 0 {
-			t.Errorf("exit %d", code)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("no exit after cancel")
+	if code := d.stop(); code != 0 {
+		t.Errorf("exit %d", code)
 	}
 }
 

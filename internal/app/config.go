@@ -39,6 +39,7 @@ type settings struct {
 	httpAddr            string
 	pprof               bool
 	sealKeys            string
+	tracing             *tracingSettings // nil: off
 
 	worker worker.Config
 }
@@ -157,6 +158,10 @@ func parseSettings(args []string, getenv func(string) string, stderr io.Writer) 
 	}
 	if s.apiopsTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("--apiops-timeout (APIOPS_TIMEOUT) must be positive, not %v", s.apiopsTimeout))
+	}
+	var err error
+	if s.tracing, err = tracingFromEnv(getenv); err != nil {
+		errs = append(errs, err)
 	}
 	return s, errors.Join(errs...)
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/apiops-worker/apiops-worker/internal/otlpsink"
 	"github.com/apiops-worker/apiops-worker/worker"
 )
 
@@ -44,6 +45,32 @@ type Scenario struct {
 	// Fleet, when set, runs the worker once per entry with that many instances sharing
 	// the consumer, on the first backlog.
 	Fleet []int
+	// Tracing compares the worker with tracing off to the worker exporting every span
+	// over OTLP/HTTP to a collector that discards them (and to Options.Against, when
+	// set), interleaved, instead of the worker to the baseline.
+	Tracing bool
+}
+
+// Systems measured besides the worker and the baseline.
+const (
+	// tracedWorker is the worker with OTEL_EXPORTER_OTLP_ENDPOINT set: every span made
+	// and exported.
+	tracedWorker = "worker+tracing"
+	// againstWorker is Options.Against, another build of the worker.
+	againstWorker = "against"
+)
+
+// systems are the systems a scenario compares, the worker first.
+func (sc Scenario) systems(against string) []string {
+	switch {
+	case sc.Tracing && against != "":
+		return []string{"worker", tracedWorker, againstWorker}
+	case sc.Tracing:
+		return []string{"worker", tracedWorker}
+	case sc.Baseline:
+		return []string{"worker", "baseline"}
+	}
+	return []string{"worker"}
 }
 
 // Scenarios returns the standard scenarios; quick ones are small, for a smoke run.
@@ -59,6 +86,7 @@ func Scenarios(quick bool) []Scenario {
 		memory.Backlogs, memory.Limit = []int{200, 5000}, 2*time.Second
 	}
 	fleet := Scenario{Name: "6", InFlight: 64, Latency: 50 * time.Millisecond, Backlogs: size(5000, 500), Fleet: []int{1, 2, 3}}
+	tracing := Scenario{Name: "7", InFlight: 64, Backlogs: size(20000, 500), Tracing: true}
 	return []Scenario{
 		{Name: "1", InFlight: 8, Backlogs: size(10000, 500), Baseline: true},
 		{Name: "2", InFlight: 64, Backlogs: size(20000, 500), Baseline: true},
@@ -66,6 +94,7 @@ func Scenarios(quick bool) []Scenario {
 		{Name: "4", InFlight: 256, Latency: 50 * time.Millisecond, Backlogs: size(15000, 1000), Baseline: true},
 		memory,
 		fleet,
+		tracing,
 	}
 }
 
@@ -126,8 +155,12 @@ type Options struct {
 	// ProfileScenario's runs.
 	ProfileDir      string
 	ProfileScenario string
-	Out             io.Writer // the table, at the end; nil means standard output
-	Progress        io.Writer // what is running, as it runs; may be nil
+	// Against, when set, is another worker binary that the tracing scenario also runs,
+	// e.g. a build from before tracing: the worker with tracing off ÷ it is what
+	// tracing costs when off.
+	Against  string
+	Out      io.Writer // the table, at the end; nil means standard output
+	Progress io.Writer // what is running, as it runs; may be nil
 }
 
 // Measurement is the outcome of one run.
@@ -147,6 +180,7 @@ type Measurement struct {
 	CPU, NATSCPU, SimCPU time.Duration
 	PeakRSS              uint64        // the system's largest peak resident memory
 	P50, P99             time.Duration // receipt → result
+	Spans                int           // spans the traced worker exported
 }
 
 // Rate returns commands per second.
@@ -193,6 +227,16 @@ func Run(ctx context.Context, opts Options) error {
 	// The table goes out at the end, also after a failure, so that progress on a
 	// terminal does not break it up.
 	r := &runner{opts: opts, tmp: tmp, seed: seed}
+	if slices.ContainsFunc(opts.Scenarios, func(sc Scenario) bool { return sc.Tracing }) {
+		r.spans = otlpsink.New()
+		r.spans.Discard = true // a collector that costs the worker nothing but the export
+		endpoint, stop, err := r.spans.ListenHTTP()
+		if err != nil {
+			return fmt.Errorf("OTLP collector: %w", err)
+		}
+		defer stop()
+		r.spansEndpoint = endpoint
+	}
 	defer func() { _, _ = io.WriteString(opts.Out, r.table.String()) }()
 	r.printMachine()
 	r.printHeader()
@@ -215,6 +259,9 @@ type runner struct {
 	tmp   string
 	seed  string
 	table strings.Builder
+	// spans receives the traced worker's spans at spansEndpoint.
+	spans         *otlpsink.Sink
+	spansEndpoint string
 }
 
 // scenario measures one scenario under one durability setting.
@@ -231,34 +278,31 @@ func (r *runner) scenario(ctx context.Context, sc Scenario, sync Sync) error {
 		r.printFleet(sc, runs)
 		return nil
 	}
-	// The first backlog: worker and baseline interleaved.
-	var w, b []Measurement
+	// The first backlog: the systems interleaved, each repeat in another order.
+	systems := sc.systems(r.opts.Against)
+	runs := make(map[string][]Measurement)
 	for i := range r.opts.Repeat {
-		order := []string{"worker", "baseline"}
-		if i%2 == 1 {
-			order = []string{"baseline", "worker"}
-		}
-		for _, name := range order {
-			if name == "baseline" && !sc.Baseline {
-				continue
-			}
+		for j := range systems {
+			name := systems[(i+j)%len(systems)]
 			m, err := r.run(ctx, sc, sync, name, sc.Backlogs[0], 1, i)
 			if err != nil {
 				return err
 			}
-			if name == "worker" {
-				w = append(w, m)
-			} else {
-				b = append(b, m)
-			}
+			runs[name] = append(runs[name], m)
 		}
 	}
-	workers := []Measurement{median(w)}
-	r.printRow(workers[0])
+	medians := make(map[string]Measurement)
+	for _, name := range systems {
+		medians[name] = median(runs[name])
+		r.printRow(medians[name])
+	}
+	if sc.Tracing {
+		r.printTracing(sc, sync, medians)
+		return nil
+	}
+	workers := []Measurement{medians["worker"]}
 	var base *Measurement
-	if len(b) > 0 {
-		m := median(b)
-		r.printRow(m)
+	if m, ok := medians["baseline"]; ok {
 		base = &m
 	}
 	for _, n := range sc.Backlogs[1:] {
@@ -351,7 +395,11 @@ func (r *runner) measure(ctx context.Context, sc Scenario, sync Sync, name strin
 		return m, err
 	}
 	profile := r.opts.ProfileDir != "" && sc.Name == r.opts.ProfileScenario && name == "worker"
-	sys, err := startSystem(r.opts, name, dir, natsURL, apiURL, sc.InFlight, instances, profile)
+	spansBefore := 0
+	if r.spans != nil {
+		spansBefore = r.spans.Count()
+	}
+	sys, err := startSystem(r.opts, name, dir, natsURL, apiURL, r.spansEndpoint, sc.InFlight, instances, profile)
 	if err != nil {
 		return m, err
 	}
@@ -389,6 +437,12 @@ func (r *runner) measure(ctx context.Context, sc Scenario, sync Sync, name strin
 		return m, err
 	}
 	m.Done, m.Span = len(res.latencies), res.span
+	if name == tracedWorker {
+		// The spans are batched: the last ones leave at the worker's shutdown, above.
+		if m.Spans = r.spans.Count() - spansBefore; m.Spans < m.Done {
+			return m, fmt.Errorf("%d spans reached the collector for %d commands: is tracing on?", m.Spans, m.Done)
+		}
+	}
 	m.P50, m.P99 = Percentile(res.latencies, 50), Percentile(res.latencies, 99)
 	return m, nil
 }
@@ -521,6 +575,25 @@ func (r *runner) printFleet(sc Scenario, runs []Measurement) {
 		line += fmt.Sprintf(" ×%d %s", m.Instances, formatRatio(Ratio(m.Rate(), runs[0].Rate())))
 	}
 	fmt.Fprintln(&r.table, line)
+	fmt.Fprintln(&r.table)
+}
+
+// printTracing prints what tracing costs: the traced worker ÷ the worker, and the
+// worker ÷ the build it is compared against.
+func (r *runner) printTracing(sc Scenario, sync Sync, medians map[string]Measurement) {
+	ratios := func(label string, a, b Measurement) {
+		r.row(sc.Name, string(sync), label, "", "", "", formatRatio(Ratio(a.Rate(), b.Rate())),
+			formatRatio(Ratio(float64(a.P50), float64(b.P50))), formatRatio(Ratio(float64(a.P99), float64(b.P99))),
+			formatRatio(Ratio(perCommand(a.CPU, a.Done), perCommand(b.CPU, b.Done))), "", "",
+			formatRatio(Ratio(float64(a.PeakRSS), float64(b.PeakRSS))), "")
+	}
+	off, on := medians["worker"], medians[tracedWorker]
+	ratios("traced÷worker", on, off)
+	if m, ok := medians[againstWorker]; ok {
+		ratios("worker÷against", off, m)
+	}
+	fmt.Fprintf(&r.table, "%-8s the traced worker exported %.1f spans per command over OTLP/HTTP to a collector that discards them (the SDK's defaults: every trace sampled, batches of 512)\n",
+		sc.Name, Ratio(float64(on.Spans), float64(on.Done)))
 	fmt.Fprintln(&r.table)
 }
 

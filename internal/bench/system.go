@@ -22,12 +22,12 @@ type system struct {
 
 // startSystem starts the worker (instances processes sharing the consumer) or the
 // baseline against NATS and APIOps.
-func startSystem(opts Options, name, dir, natsURL, apiURL string, inFlight, instances int, profile bool) (*system, error) {
+func startSystem(opts Options, name, dir, natsURL, apiURL, spansEndpoint string, inFlight, instances int, profile bool) (*system, error) {
 	sys := &system{}
 	for i := range instances {
 		var cmd *exec.Cmd
 		switch name {
-		case "worker":
+		case "worker", tracedWorker, againstWorker:
 			addr, err := freeAddr()
 			if err != nil {
 				return nil, err
@@ -37,8 +37,15 @@ func startSystem(opts Options, name, dir, natsURL, apiURL string, inFlight, inst
 			if profile {
 				args = append(args, "--pprof")
 			}
-			cmd = exec.Command(opts.Worker, args...)
+			binary := opts.Worker
+			if name == againstWorker {
+				binary = opts.Against
+			}
+			cmd = exec.Command(binary, args...)
 			cmd.Env = append(os.Environ(), "APIOPS_TOKEN="+token)
+			if name == tracedWorker {
+				cmd.Env = append(cmd.Env, "OTEL_EXPORTER_OTLP_ENDPOINT="+spansEndpoint, "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf")
+			}
 			sys.http = append(sys.http, addr)
 		case "baseline":
 			cmd = exec.Command(opts.Self, "loop", "--nats-url", natsURL, "--apiops-url", apiURL, "--in-flight", strconv.Itoa(inFlight))

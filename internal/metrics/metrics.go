@@ -4,7 +4,9 @@ package metrics
 
 import (
 	"context"
+	"runtime"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -19,10 +21,11 @@ const namespace = "apiops_worker"
 // Metrics implements worker.Observer with Prometheus collectors.
 type Metrics struct {
 	finished      *prometheus.CounterVec
+	errors        *prometheus.CounterVec
 	requests      *prometheus.HistogramVec
 	retries       *prometheus.CounterVec
 	inFlight      prometheus.Gauge
-	publishResult prometheus.Histogram
+	publishResult *prometheus.HistogramVec
 	deadLetters   *prometheus.CounterVec
 	paused        *prometheus.GaugeVec
 	active        prometheus.Gauge
@@ -33,16 +36,23 @@ type Metrics struct {
 	isActive                                atomic.Bool
 }
 
-// PendingFunc reports how many commands wait in the consumer.
-type PendingFunc func(ctx context.Context) (uint64, error)
+// BacklogFunc reports the consumer's backlog; it is asked at each scrape.
+type BacklogFunc func(ctx context.Context) (worker.Backlog, error)
 
-// New registers the collectors with reg. pending, if not nil, is asked at each scrape.
-func New(reg prometheus.Registerer, pending PendingFunc) *Metrics {
+// New registers the collectors with reg, every labelled family with all its known
+// label values at zero, so that a fresh worker exposes every series: dashboards show
+// zeros rather than "no data", and rate() alerts work before the first event.
+// backlog, if not nil, is asked at each scrape.
+func New(reg prometheus.Registerer, version string, backlog BacklogFunc) *Metrics {
 	m := &Metrics{
 		finished: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "commands_finished_total",
 			Help: "Commands finished, by type and final status.",
 		}, []string{"type", "status"}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "command_errors_total",
+			Help: "Commands that did not succeed, by type and error code (the worker's codes, APIOps's common ones, http_4xx, http_5xx or other).",
+		}, []string{"type", "code"}),
 		requests: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: namespace, Name: "apiops_request_duration_seconds",
 			Help:    "APIOps request duration, by command type and HTTP status class (2xx, 4xx, 5xx, or error when no response came).",
@@ -56,11 +66,11 @@ func New(reg prometheus.Registerer, pending PendingFunc) *Metrics {
 			Namespace: namespace, Name: "commands_in_flight",
 			Help: "Commands being processed now.",
 		}),
-		publishResult: prometheus.NewHistogram(prometheus.HistogramOpts{
+		publishResult: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: namespace, Name: "publish_to_result_seconds",
-			Help:    "Time from a command's publish to its result.",
+			Help:    "Time from a command's publish to its result, by type and final status.",
 			Buckets: prometheus.ExponentialBuckets(0.005, 2, 16),
-		}),
+		}, []string{"type", "status"}),
 		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "dead_letters_total",
 			Help: "Dead letters published, by command type and status.",
@@ -74,37 +84,125 @@ func New(reg prometheus.Registerer, pending PendingFunc) *Metrics {
 			Help: "1 while this instance holds the lease and takes the commands; 0 while it is a standby.",
 		}),
 	}
-	for _, reason := range []worker.PauseReason{worker.Outage, worker.Unauthorized} {
-		m.paused.WithLabelValues(string(reason)).Set(0)
-	}
+	m.initialise()
 	m.pauseReason.Store(worker.Running)
-	reg.MustRegister(m.finished, m.requests, m.retries, m.inFlight, m.publishResult, m.deadLetters, m.paused, m.active)
-	if pending != nil {
-		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Namespace: namespace, Name: "consumer_pending_commands",
-			Help: "Commands waiting in the stream for the worker's consumer (-1 when unknown).",
-		}, func() float64 {
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			defer cancel()
-			n, err := pending(ctx)
-			if err != nil {
-				return -1
-			}
-			return float64(n)
-		}))
+	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "build_info",
+		Help: "Always 1; the labels say which build runs.",
+	}, []string{"version", "go_version"})
+	buildInfo.WithLabelValues(version, runtime.Version()).Set(1)
+	reg.MustRegister(m.finished, m.errors, m.requests, m.retries, m.inFlight, m.publishResult, m.deadLetters, m.paused, m.active, buildInfo)
+	if backlog != nil {
+		reg.MustRegister(backlogCollector(backlog))
 	}
 	return m
 }
 
+// initialise creates every series whose label values are known in advance.
+func (m *Metrics) initialise() {
+	for _, typeName := range typeNames() {
+		for _, status := range statuses {
+			m.finished.WithLabelValues(typeName, string(status))
+			m.publishResult.WithLabelValues(typeName, string(status))
+			if status != messages.StatusSucceeded {
+				m.deadLetters.WithLabelValues(typeName, string(status))
+			}
+		}
+		for _, code := range errorCodes {
+			m.errors.WithLabelValues(typeName, code)
+		}
+		for _, class := range []string{"2xx", "4xx", "5xx", "error"} {
+			m.requests.WithLabelValues(typeName, class)
+		}
+		m.retries.WithLabelValues(typeName)
+	}
+	for _, reason := range []worker.PauseReason{worker.Outage, worker.Unauthorized} {
+		m.paused.WithLabelValues(string(reason)).Set(0)
+	}
+}
+
+var statuses = []messages.Status{messages.StatusSucceeded, messages.StatusPartial, messages.StatusFailed,
+	messages.StatusRejected, messages.StatusExpired, messages.StatusSkipped}
+
+// typeNames are the values of the type label: what worker.Observer may be told.
+func typeNames() []string {
+	names := []string{messages.PlanType, "unknown"}
+	for _, ct := range messages.Types() {
+		names = append(names, ct.Name)
+	}
+	return names
+}
+
+// errorCodes are the values of command_errors_total's code label: the worker's own
+// codes and the ones APIOps is known to send. Any other code is counted as http_4xx,
+// http_5xx or other, since a proxy or APIOps may send anything.
+var errorCodes = []string{
+	messages.CodeInvalidJSON, messages.CodeInvalidCommand, messages.CodeUnknownType, messages.CodeSubjectMismatch,
+	messages.CodeExpired, messages.CodeRetriesExhausted, messages.CodeDeployFailed, messages.CodeIDReused,
+	messages.CodeStepFailed, "network_error", "bad_request", "not_found", "unauthorized_client",
+	"http_4xx", "http_5xx", "other",
+}
+
+func errorCodeLabel(code string) string {
+	for _, known := range errorCodes {
+		if code == known {
+			return code
+		}
+	}
+	if n, ok := strings.CutPrefix(code, "http_"); ok && len(n) == 3 && (n[0] == '4' || n[0] == '5') {
+		return "http_" + n[:1] + "xx"
+	}
+	return "other"
+}
+
+// backlogCollector reports the consumer's backlog at each scrape, -1 when it cannot be
+// read (a standby before its first term, or NATS unreachable).
+func backlogCollector(backlog BacklogFunc) prometheus.Collector {
+	pending := prometheus.NewDesc(namespace+"_consumer_pending_commands",
+		"Commands waiting in the stream for the worker's consumer, not yet delivered (-1 when unknown).", nil, nil)
+	ackPending := prometheus.NewDesc(namespace+"_consumer_ack_pending_commands",
+		"Commands delivered to an instance and not yet finished (-1 when unknown).", nil, nil)
+	oldest := prometheus.NewDesc(namespace+"_oldest_pending_age_seconds",
+		"Age of the oldest command not yet finished, 0 when none waits (-1 when unknown).", nil, nil)
+	return collectorFunc{descs: []*prometheus.Desc{pending, ackPending, oldest}, collect: func(ch chan<- prometheus.Metric) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		p, a, age := -1.0, -1.0, -1.0
+		if b, err := backlog(ctx); err == nil {
+			p, a, age = float64(b.Pending), float64(b.AckPending), 0
+			if !b.Oldest.IsZero() {
+				age = max(0, time.Since(b.Oldest).Seconds())
+			}
+		}
+		ch <- prometheus.MustNewConstMetric(pending, prometheus.GaugeValue, p)
+		ch <- prometheus.MustNewConstMetric(ackPending, prometheus.GaugeValue, a)
+		ch <- prometheus.MustNewConstMetric(oldest, prometheus.GaugeValue, age)
+	}}
+}
+
+type collectorFunc struct {
+	descs   []*prometheus.Desc
+	collect func(chan<- prometheus.Metric)
+}
+
+func (c collectorFunc) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range c.descs {
+		ch <- d
+	}
+}
+
+func (c collectorFunc) Collect(ch chan<- prometheus.Metric) { c.collect(ch) }
+
 func (m *Metrics) CommandStarted() { m.inFlight.Inc(); m.inFlightNow.Add(1) }
 func (m *Metrics) CommandDone()    { m.inFlight.Dec(); m.inFlightNow.Add(-1) }
 
-func (m *Metrics) CommandFinished(typeName string, status messages.Status, sincePublish time.Duration) {
+func (m *Metrics) CommandFinished(typeName string, status messages.Status, errorCode string, sincePublish time.Duration) {
 	m.finished.WithLabelValues(typeName, string(status)).Inc()
-	m.publishResult.Observe(sincePublish.Seconds())
+	m.publishResult.WithLabelValues(typeName, string(status)).Observe(sincePublish.Seconds())
 	m.finishedTotal.Add(1)
 	if status != messages.StatusSucceeded {
 		m.failedTotal.Add(1)
+		m.errors.WithLabelValues(typeName, errorCodeLabel(errorCode)).Inc()
 	}
 }
 

@@ -1,0 +1,202 @@
+package worker
+
+import (
+	"context"
+
+	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/apiops-worker/apiops-worker/internal/tracecontext"
+	"github.com/apiops-worker/apiops-worker/messages"
+)
+
+// Tracing continues a publisher's trace (the traceparent header of a command) with
+// one span per command, from delivery to acknowledgement, and child spans for the
+// wait for its resources, each APIOps attempt, pauses, and the terminal writes; a
+// plan's steps are spans of their own under the plan's. The spans' context goes out
+// as traceparent on the APIOps request, the result, the reply and the dead letter.
+//
+// Attributes hold names (project, type, id, subject), counts, statuses and error
+// codes, never a command's params: those may hold keystore passwords and files. Error
+// messages are left out too: APIOps's text may quote what it was sent.
+//
+// With no TracerProvider the worker makes no span and touches no header; the log
+// still names the publisher's trace.
+
+const tracerName = "github.com/apiops-worker/apiops-worker/worker"
+
+// Span attribute keys of the worker's own.
+const (
+	attrProject     = attribute.Key("apiops.project")
+	attrCommandID   = attribute.Key("apiops.command.id")
+	attrCommandType = attribute.Key("apiops.command.type")
+	attrCorrelation = attribute.Key("apiops.correlation_id")
+	attrSequence    = attribute.Key("apiops.stream.sequence")
+	attrDelivery    = attribute.Key("apiops.delivery")
+	attrStatus      = attribute.Key("apiops.result.status")
+	attrErrorCode   = attribute.Key("apiops.error.code")
+	attrAttempt     = attribute.Key("apiops.attempt")
+	attrRetryReason = attribute.Key("apiops.retry.reason")
+	attrPause       = attribute.Key("apiops.pause.reason")
+	attrStep        = attribute.Key("apiops.plan.step")
+	attrStopped     = attribute.Key("apiops.stopped")
+)
+
+// traced is a task's spans; nil when tracing is off.
+type traced struct {
+	ctx  context.Context // holds span
+	span trace.Span
+	wait trace.Span // the wait for the task's resources, until it starts
+}
+
+// traceDelivery starts t's command span, under the publisher's span if the message
+// names one, and its wait for its resources.
+func (w *Worker) traceDelivery(t *task) {
+	if w.tracer == nil {
+		return
+	}
+	parent := tracecontext.Extract(context.Background(), t.msg.Headers())
+	ctx, span := w.tracer.Start(parent, "process "+metricType(t.cmd.Type),
+		trace.WithSpanKind(trace.SpanKindConsumer), trace.WithTimestamp(t.received),
+		trace.WithAttributes(
+			attribute.String("messaging.system", "nats"),
+			attribute.String("messaging.operation.type", "process"),
+			attribute.String("messaging.destination.name", t.msg.Subject()),
+			attrSequence.Int64(int64(t.seq)), attrDelivery.Int64(int64(t.delivered)),
+		), commandAttributes(t.cmd))
+	_, wait := w.tracer.Start(ctx, "wait for resource", trace.WithTimestamp(t.received))
+	t.trace = &traced{ctx: ctx, span: span, wait: wait}
+}
+
+func commandAttributes(cmd *messages.Command) trace.SpanStartEventOption {
+	attrs := []attribute.KeyValue{attrProject.String(cmd.Project), attrCommandID.String(cmd.ID), attrCommandType.String(metricType(cmd.Type))}
+	if cmd.CorrelationID != "" {
+		attrs = append(attrs, attrCorrelation.String(cmd.CorrelationID))
+	}
+	return trace.WithAttributes(attrs...)
+}
+
+// traceStarted ends t's wait: its resources are its own.
+func (t *task) traceStarted() {
+	if t.trace != nil && t.trace.wait != nil {
+		t.trace.wait.End()
+		t.trace.wait = nil
+	}
+}
+
+// traceEnd ends t's span with its result, or with why it stopped unfinished.
+func (t *task) traceEnd(res *messages.Result, stopped error) {
+	if t.trace == nil {
+		return
+	}
+	t.traceStarted()
+	endSpan(t.trace.span, res, stopped)
+}
+
+func endSpan(span trace.Span, res *messages.Result, stopped error) {
+	switch {
+	case stopped != nil:
+		span.SetAttributes(attrStopped.String(stopped.Error()))
+	case res != nil:
+		span.SetAttributes(attrStatus.String(string(res.Status)))
+		if res.Error != nil {
+			span.SetAttributes(attrErrorCode.String(res.Error.Code))
+		}
+		if res.Status != messages.StatusSucceeded {
+			span.SetStatus(codes.Error, string(res.Status))
+		}
+	}
+	span.End()
+}
+
+// traceStep starts the span of a plan's step, under the plan's; st.trace is nil when
+// tracing is off.
+func (w *Worker) traceStep(plan, st *task, name string, index int) {
+	if plan.trace == nil {
+		return
+	}
+	ctx, span := w.tracer.Start(plan.trace.ctx, name+" "+metricType(st.cmd.Type), commandAttributes(st.cmd),
+		trace.WithAttributes(attrStep.Int(index)))
+	st.trace = &traced{ctx: ctx, span: span}
+}
+
+// traceChild starts a child span of t, to be ended by the caller; a no-op span when
+// tracing is off.
+func (w *Worker) traceChild(t *task, name string, attrs ...attribute.KeyValue) trace.Span {
+	if t.trace == nil {
+		return noSpan
+	}
+	_, span := w.tracer.Start(t.trace.ctx, name, trace.WithAttributes(attrs...))
+	return span
+}
+
+var noSpan = trace.SpanFromContext(context.Background())
+
+// tracePause starts a span for a wait that is about to begin if the worker is paused
+// now; it is ended by the caller.
+func (w *Worker) tracePause(t *task) trace.Span {
+	if t.trace == nil {
+		return noSpan
+	}
+	reason, _, _ := w.gate.state()
+	if reason == Running {
+		return noSpan
+	}
+	return w.traceChild(t, "paused", attrPause.String(string(reason)))
+}
+
+// traceAttempt starts the span of one APIOps request and returns the context that
+// carries it to the HTTP client, which sends it as traceparent. retryOf is why the
+// request is sent again ("" for a first request).
+func (w *Worker) traceAttempt(ctx context.Context, t *task, req messages.APIRequest, retryOf string) (context.Context, trace.Span) {
+	if t.trace == nil {
+		return ctx, noSpan
+	}
+	attrs := []attribute.KeyValue{attribute.String("http.request.method", req.Method), attrAttempt.Int(t.attempts.Requests + 1)}
+	if retryOf != "" {
+		attrs = append(attrs, attrRetryReason.String(retryOf))
+	}
+	_, span := w.tracer.Start(t.trace.ctx, req.Method, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrs...))
+	return trace.ContextWithSpan(ctx, span), span
+}
+
+// endAttempt ends an attempt's span with APIOps's HTTP status (0: no answer) and the
+// failure's code ("" when it succeeded).
+func endAttempt(span trace.Span, status int, failure string) {
+	if !span.IsRecording() {
+		return
+	}
+	if status != 0 {
+		span.SetAttributes(attribute.Int("http.response.status_code", status))
+	}
+	if failure != "" {
+		span.SetAttributes(attribute.String("error.type", failure))
+		span.SetStatus(codes.Error, failure)
+	}
+	span.End()
+}
+
+// traceHeaders sets traceparent in h, a result's, reply's or dead letter's headers,
+// to t's span.
+func (t *task) traceHeaders(h nats.Header) {
+	if t.trace != nil {
+		tracecontext.Inject(t.trace.ctx, h)
+	}
+}
+
+// traceID is the trace t belongs to, for its log line: the worker's span's, or with
+// tracing off the one its publisher sent; "" when none.
+func (t *task) traceID() string {
+	var sc trace.SpanContext
+	if t.trace != nil {
+		sc = trace.SpanContextFromContext(t.trace.ctx)
+	} else if h := t.msg.Headers(); h.Get(tracecontext.HeaderTraceParent) != "" {
+		sc = trace.SpanContextFromContext(tracecontext.Extract(context.Background(), h))
+	}
+	if !sc.IsValid() {
+		return ""
+	}
+	return sc.TraceID().String()
+}
