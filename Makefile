@@ -44,8 +44,8 @@ run: build
 ## short chaos run.
 test: lint validate-samples check-deploy check-alerts container-images unit e2e chaos-short
 
-unit:
-	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v -e /e2e -e /internal/chaos)
+unit: $(PROMTOOL)
+	PROMTOOL=$(PROMTOOL) $(GO) test -race -count=1 $$($(GO) list ./... | grep -v -e /e2e -e /internal/chaos)
 
 ## chaos: the fleet's chaos test at full length (3,000 commands, 21 faults, several
 ## minutes), printing its figures; CHAOS_FLAGS adds flags, e.g. -chaos.seed N.

@@ -1,6 +1,10 @@
 package messages
 
-import "time"
+import (
+	"slices"
+	"strings"
+	"time"
+)
 
 // Status is a command's final status.
 type Status string
@@ -35,6 +39,38 @@ const (
 	// failedStep and that step's result say which and why.
 	CodeStepFailed = "step_failed"
 )
+
+// knownCodes are the error codes the contract names: the worker's own, network_error,
+// and those APIOps documents.
+var knownCodes = map[string]bool{
+	CodeInvalidJSON: true, CodeInvalidCommand: true, CodeUnknownType: true, CodeSubjectMismatch: true,
+	CodeExpired: true, CodeRetriesExhausted: true, CodeDeployFailed: true, CodeIDReused: true, CodeStepFailed: true,
+	"network_error": true, "bad_request": true, "not_found": true, "unauthorized_client": true,
+}
+
+// KnownCodes lists the error codes the contract names, for metrics to initialise.
+func KnownCodes() []string {
+	codes := make([]string, 0, len(knownCodes))
+	for c := range knownCodes {
+		codes = append(codes, c)
+	}
+	slices.Sort(codes)
+	return codes
+}
+
+// PublicCode is code where it may leave the result for telemetry: a code the contract
+// names, or http_<status>; any other is "other". APIOps's own codes are text APIOps
+// chose and might quote what it was sent, so traces and metrics do not carry them.
+func PublicCode(code string) string {
+	if knownCodes[code] {
+		return code
+	}
+	if n, ok := strings.CutPrefix(code, "http_"); ok && len(n) == 3 && n[0] >= '1' && n[0] <= '5' &&
+		strings.Trim(n, "0123456789") == "" {
+		return code
+	}
+	return "other"
+}
 
 // Headers of results and dead letters.
 const (

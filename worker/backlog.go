@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Backlog is what waits for the fleet in the command stream.
@@ -14,6 +16,9 @@ type Backlog struct {
 	Pending, AckPending uint64
 	// Oldest is when the oldest unfinished command was stored; zero when none waits.
 	Oldest time.Time
+	// OldestUnknown: the stream could not be read, or is not a work queue (an
+	// operator's), so its first message may be one finished long ago.
+	OldestUnknown bool
 }
 
 // Backlog asks the server for the consumer's backlog. The command stream is a work
@@ -32,11 +37,11 @@ func (w *Worker) Backlog(ctx context.Context) (Backlog, error) {
 		return b, nil
 	}
 	stream, err := w.js.Stream(ctx, w.cfg.CommandStream)
-	if err != nil {
-		return Backlog{}, fmt.Errorf("stream %s: %w", w.cfg.CommandStream, err)
-	}
-	if state := stream.CachedInfo().State; state.Msgs > 0 {
-		b.Oldest = state.FirstTime
+	switch {
+	case err != nil, stream.CachedInfo().Config.Retention != jetstream.WorkQueuePolicy:
+		b.OldestUnknown = true
+	case stream.CachedInfo().State.Msgs > 0:
+		b.Oldest = stream.CachedInfo().State.FirstTime
 	}
 	return b, nil
 }

@@ -203,7 +203,7 @@ func (w *Worker) deadLetter(t *task, res *messages.Result, msgID string) *nats.M
 			h[k] = v
 		}
 	}
-	t.traceHeaders(h) // the worker's span, in place of the publisher's
+	t.traceHeaders(h)
 	if msgID != "" {
 		h.Set(messages.HeaderMsgID, msgID)
 	}

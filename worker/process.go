@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
+	"go.opentelemetry.io/otel/attribute"
 	"go.uber.org/zap"
 
 	"github.com/apiops-worker/apiops-worker/apiops"
@@ -130,9 +131,7 @@ func (w *Worker) outcome(ctx context.Context, t *task) (*messages.Result, error)
 		if t.waitCtx.Err() != nil { // not started, so not to start
 			return nil, w.stopErr(t)
 		}
-		select {
-		case w.execSlots <- struct{}{}:
-		case <-t.waitCtx.Done():
+		if !w.takeSlot(t) {
 			return nil, w.stopErr(t)
 		}
 		o, err := w.execute(ctx, t) // expired, or executed
@@ -149,6 +148,24 @@ func (w *Worker) outcome(ctx context.Context, t *task) (*messages.Result, error)
 	return res, w.persistently(ctx, t, "store the outcome", func(ctx context.Context) error {
 		return w.finish(ctx, t, res)
 	})
+}
+
+// takeSlot waits for one of the Concurrency request slots; false when t must stop
+// first.
+func (w *Worker) takeSlot(t *task) bool {
+	select {
+	case w.execSlots <- struct{}{}:
+		return true
+	default:
+	}
+	waiting := w.traceChild(t, "wait for a request slot")
+	defer waiting.End()
+	select {
+	case w.execSlots <- struct{}{}:
+		return true
+	case <-t.waitCtx.Done():
+		return false
+	}
 }
 
 // persistently runs fn, which reads or stores the worker's own records in NATS, until
@@ -262,7 +279,7 @@ func (w *Worker) execute(ctx context.Context, t *task) (outcome, error) {
 		}
 		retryOf = failureCode(err, apiErr)
 		endAttempt(attempt, status, retryOf)
-		if retryOf != "token_unreadable" {
+		if retryOf != tokenUnreadable {
 			t.attempts.Requests++ // else nothing was sent
 			w.observer.APIOpsRequest(metricType(t.cmd.Type), status, w.cfg.Clock.Now().Sub(started))
 		}
@@ -302,9 +319,12 @@ func (w *Worker) execute(ctx context.Context, t *task) (outcome, error) {
 		if apiErr != nil && apiErr.RetryAfter > delay {
 			delay = min(apiErr.RetryAfter, maxRetryAfter)
 		}
+		sleeping := w.traceChild(t, "backoff", attribute.Int64("apiops.retry.delay_ms", delay.Milliseconds()))
 		select {
 		case <-w.cfg.Clock.After(delay):
+			sleeping.End()
 		case <-t.waitCtx.Done():
+			sleeping.End()
 			return outcome{}, w.stopErr(t)
 		}
 	}
@@ -391,10 +411,13 @@ func failureCode(err error, apiErr *apiops.Error) string {
 	case apiErr == nil:
 		return "network_error"
 	case apiErr.Kind == apiops.Unauthorized && apiErr.StatusCode == 0:
-		return "token_unreadable" // nothing was sent
+		return tokenUnreadable
 	}
-	return apiErr.ResultCode()
+	return messages.PublicCode(apiErr.ResultCode())
 }
+
+// tokenUnreadable: the token could not be read, so no request was sent.
+const tokenUnreadable = "token_unreadable"
 
 func successOutcome(resp *apiops.Response) outcome {
 	o := outcome{status: messages.StatusSucceeded, httpStatus: resp.StatusCode, deployment: resp.DeploymentResult}

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"strings"
 
 	"github.com/nats-io/nats.go"
 	"go.opentelemetry.io/otel/attribute"
@@ -19,11 +20,13 @@ import (
 // as traceparent on the APIOps request, the result, the reply and the dead letter.
 //
 // Attributes hold names (project, type, id, subject), counts, statuses and error
-// codes, never a command's params: those may hold keystore passwords and files. Error
-// messages are left out too: APIOps's text may quote what it was sent.
+// codes the contract names (messages.PublicCode), never a command's params: those may
+// hold keystore passwords and files. APIOps's error text and its own codes are left
+// out too: they may quote what it was sent.
 //
-// With no TracerProvider the worker makes no span and touches no header; the log
-// still names the publisher's trace.
+// With no TracerProvider the worker makes no span. A command without traceparent then
+// costs one header lookup; one with it has its publisher's span passed on unchanged,
+// as OpenTelemetry's API does without an SDK, and its log line names the trace.
 
 const tracerName = "github.com/apiops-worker/apiops-worker/worker"
 
@@ -44,7 +47,8 @@ const (
 	attrStopped     = attribute.Key("apiops.stopped")
 )
 
-// traced is a task's spans; nil when tracing is off.
+// traced is a task's spans; nil for a command without trace, with tracing off. With
+// tracing off, ctx holds the publisher's span context and the spans are no-ops.
 type traced struct {
 	ctx  context.Context // holds span
 	span trace.Span
@@ -55,6 +59,12 @@ type traced struct {
 // names one, and its wait for its resources.
 func (w *Worker) traceDelivery(t *task) {
 	if w.tracer == nil {
+		if t.msg.Headers().Get(tracecontext.HeaderTraceParent) == "" {
+			return
+		}
+		if parent := tracecontext.Extract(context.Background(), t.msg.Headers()); trace.SpanContextFromContext(parent).IsValid() {
+			t.trace = &traced{ctx: parent, span: noSpan}
+		}
 		return
 	}
 	parent := tracecontext.Extract(context.Background(), t.msg.Headers())
@@ -99,10 +109,12 @@ func endSpan(span trace.Span, res *messages.Result, stopped error) {
 	switch {
 	case stopped != nil:
 		span.SetAttributes(attrStopped.String(stopped.Error()))
-	case res != nil:
+	case res == nil: // its id had finished: the stored result went out again
+		span.SetAttributes(attribute.Bool("apiops.duplicate", true))
+	default:
 		span.SetAttributes(attrStatus.String(string(res.Status)))
 		if res.Error != nil {
-			span.SetAttributes(attrErrorCode.String(res.Error.Code))
+			span.SetAttributes(attrErrorCode.String(messages.PublicCode(res.Error.Code)))
 		}
 		if res.Status != messages.StatusSucceeded {
 			span.SetStatus(codes.Error, string(res.Status))
@@ -114,7 +126,8 @@ func endSpan(span trace.Span, res *messages.Result, stopped error) {
 // traceStep starts the span of a plan's step, under the plan's; st.trace is nil when
 // tracing is off.
 func (w *Worker) traceStep(plan, st *task, name string, index int) {
-	if plan.trace == nil {
+	if plan.trace == nil || w.tracer == nil {
+		st.trace = plan.trace
 		return
 	}
 	ctx, span := w.tracer.Start(plan.trace.ctx, name+" "+metricType(st.cmd.Type), commandAttributes(st.cmd),
@@ -125,7 +138,7 @@ func (w *Worker) traceStep(plan, st *task, name string, index int) {
 // traceChild starts a child span of t, to be ended by the caller; a no-op span when
 // tracing is off.
 func (w *Worker) traceChild(t *task, name string, attrs ...attribute.KeyValue) trace.Span {
-	if t.trace == nil {
+	if t.trace == nil || w.tracer == nil {
 		return noSpan
 	}
 	_, span := w.tracer.Start(t.trace.ctx, name, trace.WithAttributes(attrs...))
@@ -137,7 +150,7 @@ var noSpan = trace.SpanFromContext(context.Background())
 // tracePause starts a span for a wait that is about to begin if the worker is paused
 // now; it is ended by the caller.
 func (w *Worker) tracePause(t *task) trace.Span {
-	if t.trace == nil {
+	if t.trace == nil || w.tracer == nil {
 		return noSpan
 	}
 	reason, _, _ := w.gate.state()
@@ -151,8 +164,11 @@ func (w *Worker) tracePause(t *task) trace.Span {
 // carries it to the HTTP client, which sends it as traceparent. retryOf is why the
 // request is sent again ("" for a first request).
 func (w *Worker) traceAttempt(ctx context.Context, t *task, req messages.APIRequest, retryOf string) (context.Context, trace.Span) {
-	if t.trace == nil {
+	switch {
+	case t.trace == nil:
 		return ctx, noSpan
+	case w.tracer == nil: // the publisher's span goes on to APIOps
+		return trace.ContextWithSpanContext(ctx, trace.SpanContextFromContext(t.trace.ctx)), noSpan
 	}
 	attrs := []attribute.KeyValue{attribute.String("http.request.method", req.Method), attrAttempt.Int(t.attempts.Requests + 1)}
 	if retryOf != "" {
@@ -175,28 +191,30 @@ func endAttempt(span trace.Span, status int, failure string) {
 		span.SetAttributes(attribute.String("error.type", failure))
 		span.SetStatus(codes.Error, failure)
 	}
+	if failure == tokenUnreadable {
+		span.SetAttributes(attribute.Bool("apiops.request.sent", false))
+	}
 	span.End()
 }
 
-// traceHeaders sets traceparent in h, a result's, reply's or dead letter's headers,
-// to t's span.
+// traceHeaders sets traceparent and tracestate in h, a result's, reply's or dead
+// letter's headers, to t's span, in place of any the publisher set.
 func (t *task) traceHeaders(h nats.Header) {
-	if t.trace != nil {
-		tracecontext.Inject(t.trace.ctx, h)
+	if t.trace == nil {
+		return
 	}
+	for k := range h {
+		if strings.EqualFold(k, tracecontext.HeaderTraceParent) || strings.EqualFold(k, tracecontext.HeaderTraceState) {
+			delete(h, k)
+		}
+	}
+	tracecontext.Inject(t.trace.ctx, h)
 }
 
-// traceID is the trace t belongs to, for its log line: the worker's span's, or with
-// tracing off the one its publisher sent; "" when none.
+// traceID is the trace t belongs to, for its log line; "" when none.
 func (t *task) traceID() string {
-	var sc trace.SpanContext
-	if t.trace != nil {
-		sc = trace.SpanContextFromContext(t.trace.ctx)
-	} else if h := t.msg.Headers(); h.Get(tracecontext.HeaderTraceParent) != "" {
-		sc = trace.SpanContextFromContext(tracecontext.Extract(context.Background(), h))
-	}
-	if !sc.IsValid() {
+	if t.trace == nil {
 		return ""
 	}
-	return sc.TraceID().String()
+	return trace.SpanContextFromContext(t.trace.ctx).TraceID().String()
 }

@@ -185,12 +185,17 @@ func TestTraceFollowsACommand(t *testing.T) {
 	}
 }
 
-// TestTraceOfAFailedCommandReachesItsDeadLetter: the dead letter carries the worker's
-// span, not the publisher's, and the command span says why it failed.
+// TestTraceOfAFailedCommandReachesItsDeadLetter: the dead letter and the reply carry
+// the worker's span, not the publisher's, and the command span says why it failed.
 func TestTraceOfAFailedCommandReachesItsDeadLetter(t *testing.T) {
 	e, rec := tracedEnv(t)
 	e.start(nil)
+	replies, err := e.nc.SubscribeSync("_INBOX.trace-test")
+	if err != nil {
+		t.Fatal(err)
+	}
 	line := withField(t, readExample(t, "credential.truststore.set"), "params", map[string]any{"username": "nobody", "keystoreName": "trust-2026"})
+	line = withField(t, line, "replyTo", "_INBOX.trace-test")
 	cmd, _ := messages.DecodeLine(line)
 	e.publishTraced(cmd.Project, cmd.Type, cmd.ID, line)
 	if res := e.awaitResults(1, 30*time.Second)[cmd.ID]; res.Status != messages.StatusFailed {
@@ -206,6 +211,13 @@ func TestTraceOfAFailedCommandReachesItsDeadLetter(t *testing.T) {
 	}
 	if tid, sid := traceParentOf(t, dead[0].Headers().Get("traceparent")); tid != publisherTrace || sid != process.SpanContext().SpanID().String() {
 		t.Errorf("dead letter traceparent %q, want the command's span %s", dead[0].Headers().Get("traceparent"), process.SpanContext().SpanID())
+	}
+	reply, err := replies.NextMsg(5 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tid, sid := traceParentOf(t, reply.Header.Get("traceparent")); tid != publisherTrace || sid != process.SpanContext().SpanID().String() {
+		t.Errorf("reply traceparent %q, want the command's span %s", reply.Header.Get("traceparent"), process.SpanContext().SpanID())
 	}
 }
 
@@ -273,7 +285,8 @@ func TestNoSecretInSpans(t *testing.T) {
 		}
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(status)
-		_, _ = fmt.Fprintf(w, `{"error":"echoed","error_description":"echo: %s %s"}`, password, file)
+		// APIOps's code and text both quote what it was sent.
+		_, _ = fmt.Fprintf(w, `{"error":"%s","error_description":"echo: %s %s"}`, password, password, file)
 		return true
 	}
 	e.start(nil)
@@ -309,7 +322,39 @@ func TestNoSecretInSpans(t *testing.T) {
 			t.Errorf("a span holds the secret %q", secret)
 		}
 	}
-	if !strings.Contains(all.String(), `"apiops.retry.reason":"echoed"`) || !strings.Contains(all.String(), `"apiops.error.code":"echoed"`) {
+	if !strings.Contains(all.String(), "backoff [") {
+		t.Errorf("no backoff span for the retried command:\n%s", all.String())
+	}
+	if !strings.Contains(all.String(), `"apiops.retry.reason":"other"`) || !strings.Contains(all.String(), `"apiops.error.code":"other"`) {
 		t.Errorf("the spans do not show the failures at all:\n%s", all.String())
 	}
+}
+
+// TestTracingOffPassesThePublishersTrace: without a tracer provider the worker makes
+// no span; a command's traceparent goes on unchanged to APIOps and the result, and its
+// log line names the trace. A command without one gets none.
+func TestTracingOffPassesThePublishersTrace(t *testing.T) {
+	e := newEnv(t)
+	e.start(nil)
+	line := readExample(t, "credential.truststore.set")
+	cmd, _ := messages.DecodeLine(line)
+	e.publishTraced(cmd.Project, cmd.Type, cmd.ID, line)
+	untraced := withField(t, withField(t, line, "id", "untraced-1"), "params", map[string]any{"username": "partner-a", "keystoreName": "trust-2026"})
+	e.publishLine(untraced)
+	got := e.awaitResults(2, 30*time.Second)
+	want := "00-" + publisherTrace + "-" + publisherSpan + "-01"
+	if h := got[cmd.ID].header.Get("traceparent"); h != want {
+		t.Errorf("result traceparent %q, want the publisher's %q", h, want)
+	}
+	if h := got["untraced-1"].header.Get("traceparent"); h != "" {
+		t.Errorf("result of an untraced command: traceparent %q", h)
+	}
+	for _, r := range e.sim.Requests() {
+		if wantHere := map[bool]string{true: want, false: ""}[strings.Contains(r.Path, "/api-user/")]; r.TraceParent != wantHere {
+			t.Errorf("APIOps request %s: traceparent %q, want %q", r.Path, r.TraceParent, wantHere)
+		}
+	}
+	eventually(t, 5*time.Second, "the log line", func() bool {
+		return strings.Contains(e.logs.String(), `"trace_id":"`+publisherTrace+`"`)
+	})
 }

@@ -1,6 +1,8 @@
 package app
 
 import (
+	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -78,7 +80,7 @@ func TestFreshWorkerExposesEveryFamily(t *testing.T) {
 				}
 			}
 		}
-		for _, code := range []string{"2xx", "4xx", "5xx", "error"} {
+		for _, code := range []string{"2xx", "3xx", "4xx", "5xx", "error"} {
 			if !hasSeries(families["apiops_worker_apiops_request_duration_seconds"], map[string]string{"type": typ, "code": code}) {
 				t.Errorf("no apiops_request_duration_seconds{type=%q,code=%q}", typ, code)
 			}
@@ -131,4 +133,18 @@ func gaugeValue(f *dto.MetricFamily) float64 {
 		return -2
 	}
 	return f.GetMetric()[0].GetGauge().GetValue()
+}
+
+// TestMetricsPassPromtoolLint runs Prometheus's own linter over a fresh worker's
+// /metrics (naming, units, help texts). make test names promtool in PROMTOOL.
+func TestMetricsPassPromtoolLint(t *testing.T) {
+	promtool := os.Getenv("PROMTOOL")
+	if promtool == "" {
+		t.Skip("PROMTOOL is not set: make test sets it to bin/promtool")
+	}
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = strings.NewReader(freshWorkerMetrics(t))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("promtool check metrics: %v\n%s", err, out)
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -42,7 +43,7 @@ func startSystem(opts Options, name, dir, natsURL, apiURL, spansEndpoint string,
 				binary = opts.Against
 			}
 			cmd = exec.Command(binary, args...)
-			cmd.Env = append(os.Environ(), "APIOPS_TOKEN="+token)
+			cmd.Env = append(environWithoutOTEL(), "APIOPS_TOKEN="+token)
 			if name == tracedWorker {
 				cmd.Env = append(cmd.Env, "OTEL_EXPORTER_OTLP_ENDPOINT="+spansEndpoint, "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf")
 			}
@@ -60,6 +61,18 @@ func startSystem(opts Options, name, dir, natsURL, apiURL, spansEndpoint string,
 		sys.procs = append(sys.procs, p)
 	}
 	return sys, nil
+}
+
+// environWithoutOTEL is this process's environment less OpenTelemetry's variables,
+// which would turn tracing on in a worker measured with it off.
+func environWithoutOTEL() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "OTEL_") {
+			env = append(env, kv)
+		}
+	}
+	return env
 }
 
 // failure returns why the system cannot finish the run, or nil.

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/apiops-worker/apiops-worker/internal/tracecontext"
 	"github.com/apiops-worker/apiops-worker/messages"
 )
 
@@ -294,6 +295,7 @@ func replayDeadLetters(ctx context.Context, js jetstream.JetStream, s jetstream.
 		msg := &nats.Msg{Subject: d.Headers.Get(messages.HeaderOriginalSubject), Data: data, Header: nats.Header{}}
 		msg.Header.Set(messages.HeaderMsgID, messages.MsgID(project, newID))
 		msg.Header.Set(messages.HeaderReplayOf, id)
+		tracecontext.Inject(ctx, msg.Header) // the replay is part of its operator's trace, not the original's
 		ack, err := js.PublishMsg(ctx, msg)
 		if err == nil && ack.Duplicate {
 			// Another message holds this Nats-Msg-Id in the duplicate window (maybe

@@ -15,6 +15,7 @@ import (
 	"github.com/apiops-worker/apiops-worker/apiops"
 	"github.com/apiops-worker/apiops-worker/apiops/apiopstest"
 	"github.com/apiops-worker/apiops-worker/internal/natstest"
+	"github.com/apiops-worker/apiops-worker/internal/tracecontext"
 	"github.com/apiops-worker/apiops-worker/messages"
 	"github.com/apiops-worker/apiops-worker/worker"
 )
@@ -48,6 +49,7 @@ func TestDeadLetterListReplayPurge(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	var resultHeader nats.Header // the last result's
 	awaitResult := func(id string) messages.Result {
 		t.Helper()
 		for {
@@ -58,6 +60,7 @@ func TestDeadLetterListReplayPurge(t *testing.T) {
 			var r messages.Result
 			_ = json.Unmarshal(msg.Data, &r)
 			if r.ID == id {
+				resultHeader = msg.Header
 				return r
 			}
 		}
@@ -114,7 +117,10 @@ func TestDeadLetterListReplayPurge(t *testing.T) {
 	}
 	awaitResult("squat-1")
 	out = output{}
-	if code := DLQ(testContext(t), []string{"replay", "--all"}, e.io("", &out)); code != 2 {
+	// The operator's trace (apiopsctl reads it from TRACEPARENT) goes with the replay.
+	const operatorTrace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	traced := tracecontext.FromEnvironment(testContext(t), func(k string) string { return map[string]string{"TRACEPARENT": operatorTrace}[k] })
+	if code := DLQ(traced, []string{"replay", "--all"}, e.io("", &out)); code != 2 {
 		t.Fatalf("replay: exit %d, want 2 (two refused): %s %s", code, out.stdout.String(), out.stderr.String())
 	}
 	if !strings.Contains(out.stderr.String(), "redacted") || !strings.Contains(out.stderr.String(), "no valid id") {
@@ -123,6 +129,9 @@ func TestDeadLetterListReplayPurge(t *testing.T) {
 	r := awaitResult("early:replay-1")
 	if r.Status != messages.StatusSucceeded || r.CorrelationID != "rot-7" {
 		t.Errorf("replayed result %+v", r)
+	}
+	if h := resultHeader.Get(tracecontext.HeaderTraceParent); h != operatorTrace {
+		t.Errorf("the replay's result carries traceparent %q, want the operator's %q", h, operatorTrace)
 	}
 	out = output{}
 	DLQ(testContext(t), []string{"list", "--output", "json"}, e.io("", &out))

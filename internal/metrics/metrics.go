@@ -55,7 +55,7 @@ func New(reg prometheus.Registerer, version string, backlog BacklogFunc) *Metric
 		}, []string{"type", "code"}),
 		requests: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: namespace, Name: "apiops_request_duration_seconds",
-			Help:    "APIOps request duration, by command type and HTTP status class (2xx, 4xx, 5xx, or error when no response came).",
+			Help:    "APIOps request duration, by command type and HTTP status class (2xx, 3xx, 4xx, 5xx, or error when no response came).",
 			Buckets: prometheus.ExponentialBuckets(0.005, 2, 12),
 		}, []string{"type", "code"}),
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -68,8 +68,9 @@ func New(reg prometheus.Registerer, version string, backlog BacklogFunc) *Metric
 		}),
 		publishResult: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: namespace, Name: "publish_to_result_seconds",
-			Help:    "Time from a command's publish to its result, by type and final status.",
-			Buckets: prometheus.ExponentialBuckets(0.005, 2, 16),
+			Help: "Time from a command's publish to its result, by type and final status.",
+			// Up to 11 minutes: a Retry-After or a pause may hold a command that long.
+			Buckets: prometheus.ExponentialBuckets(0.005, 2, 18),
 		}, []string{"type", "status"}),
 		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "dead_letters_total",
@@ -111,7 +112,7 @@ func (m *Metrics) initialise() {
 		for _, code := range errorCodes {
 			m.errors.WithLabelValues(typeName, code)
 		}
-		for _, class := range []string{"2xx", "4xx", "5xx", "error"} {
+		for _, class := range []string{"2xx", "3xx", "4xx", "5xx", "error"} {
 			m.requests.WithLabelValues(typeName, class)
 		}
 		m.retries.WithLabelValues(typeName)
@@ -133,30 +134,23 @@ func typeNames() []string {
 	return names
 }
 
-// errorCodes are the values of command_errors_total's code label: the worker's own
-// codes and the ones APIOps is known to send. Any other code is counted as http_4xx,
-// http_5xx or other, since a proxy or APIOps may send anything.
-var errorCodes = []string{
-	messages.CodeInvalidJSON, messages.CodeInvalidCommand, messages.CodeUnknownType, messages.CodeSubjectMismatch,
-	messages.CodeExpired, messages.CodeRetriesExhausted, messages.CodeDeployFailed, messages.CodeIDReused,
-	messages.CodeStepFailed, "network_error", "bad_request", "not_found", "unauthorized_client",
-	"http_4xx", "http_5xx", "other",
-}
+// errorCodes are the values of command_errors_total's code label: the codes the
+// contract names, and http_<class>xx for any http_<status>.
+var errorCodes = append(messages.KnownCodes(), "http_4xx", "http_5xx", "other")
 
 func errorCodeLabel(code string) string {
-	for _, known := range errorCodes {
-		if code == known {
-			return code
+	code = messages.PublicCode(code)
+	if n, ok := strings.CutPrefix(code, "http_"); ok {
+		if n[0] != '4' && n[0] != '5' {
+			return "other"
 		}
-	}
-	if n, ok := strings.CutPrefix(code, "http_"); ok && len(n) == 3 && (n[0] == '4' || n[0] == '5') {
 		return "http_" + n[:1] + "xx"
 	}
-	return "other"
+	return code
 }
 
-// backlogCollector reports the consumer's backlog at each scrape, -1 when it cannot be
-// read (a standby before its first term, or NATS unreachable).
+// backlogCollector reports the consumer's backlog at each scrape, -1 for what cannot be
+// read (before the worker is set up, or with NATS unreachable).
 func backlogCollector(backlog BacklogFunc) prometheus.Collector {
 	pending := prometheus.NewDesc(namespace+"_consumer_pending_commands",
 		"Commands waiting in the stream for the worker's consumer, not yet delivered (-1 when unknown).", nil, nil)
@@ -169,8 +163,12 @@ func backlogCollector(backlog BacklogFunc) prometheus.Collector {
 		defer cancel()
 		p, a, age := -1.0, -1.0, -1.0
 		if b, err := backlog(ctx); err == nil {
-			p, a, age = float64(b.Pending), float64(b.AckPending), 0
-			if !b.Oldest.IsZero() {
+			p, a = float64(b.Pending), float64(b.AckPending)
+			switch {
+			case b.OldestUnknown:
+			case b.Oldest.IsZero():
+				age = 0
+			default:
 				age = max(0, time.Since(b.Oldest).Seconds())
 			}
 		}
