@@ -138,10 +138,12 @@ nats-image:
 	$(STATIC) -o build/nats/nats-server github.com/nats-io/nats-server/v2
 	docker build -q -t $(NATS_LOCAL_IMAGE) -f deploy/docker/nats/Dockerfile build/nats
 
-## bench: the full benchmark (about 15 minutes): apiops-worker against a minimal
+## bench: the full benchmark (about 17 minutes): apiops-worker against a minimal
 ## baseline loop, each in its own process like nats-server and the simulator, under both
-## durability settings, three interleaved runs each (medians). BENCH_FLAGS adds flags
-## (e.g. BENCH_FLAGS='--scenarios 2 --sync default --profile prof'); see bin/apiops-bench -h.
+## durability settings, three interleaved runs each (medians); scenario 7 compares
+## tracing off with every span exported over OTLP. BENCH_FLAGS adds flags (e.g.
+## BENCH_FLAGS='--scenarios 2 --sync default --profile prof', or '--against OLD' for
+## scenario 7 to also run an older worker binary); see bin/apiops-bench -h.
 ## bench-quick: a smoke run with small sizes that checks the harness.
 .PHONY: bench bench-quick bench-tools
 BENCH_FLAGS ?=
