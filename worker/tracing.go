@@ -123,8 +123,8 @@ func endSpan(span trace.Span, res *messages.Result, stopped error) {
 	span.End()
 }
 
-// traceStep starts the span of a plan's step, under the plan's; st.trace is nil when
-// tracing is off.
+// traceStep starts the span of a plan's step, under the plan's; with tracing off the
+// step shares the plan's trace context.
 func (w *Worker) traceStep(plan, st *task, name string, index int) {
 	if plan.trace == nil || w.tracer == nil {
 		st.trace = plan.trace

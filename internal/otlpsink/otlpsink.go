@@ -21,8 +21,8 @@ import (
 
 // Span is what the sink keeps of a received span.
 type Span struct {
-	Name, TraceID, SpanID, ParentSpanID string
-	Attributes                          map[string]string
+	Name, TraceID string
+	Attributes    map[string]string
 }
 
 // Sink collects spans; with Discard set it only counts them.
@@ -111,8 +111,7 @@ func (s *Sink) add(req *collectortrace.ExportTraceServiceRequest) {
 				for _, kv := range sp.GetAttributes() {
 					attrs[kv.GetKey()] = valueText(kv.GetValue())
 				}
-				s.spans = append(s.spans, Span{Name: sp.GetName(), TraceID: hex.EncodeToString(sp.GetTraceId()),
-					SpanID: hex.EncodeToString(sp.GetSpanId()), ParentSpanID: hex.EncodeToString(sp.GetParentSpanId()), Attributes: attrs})
+				s.spans = append(s.spans, Span{Name: sp.GetName(), TraceID: hex.EncodeToString(sp.GetTraceId()), Attributes: attrs})
 			}
 		}
 	}
