@@ -94,8 +94,12 @@ func (f *connFlags) check() error {
 	return nil
 }
 
-// connect connects to NATS. The error names the server(s) without any password.
+// connect checks the flags (see check) and connects to NATS. The error names the
+// server(s) without any password.
 func (f *connFlags) connect() (*nats.Conn, error) {
+	if err := f.check(); err != nil {
+		return nil, err
+	}
 	auth := natsconn.Auth{Creds: f.creds, User: f.user, Password: f.password, CA: f.ca, InboxPrefix: f.inboxPrefix}
 	nc, err := nats.Connect(f.url, append(auth.Options(), nats.Name("apiopsctl"))...)
 	if err != nil {

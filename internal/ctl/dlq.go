@@ -100,9 +100,6 @@ func DLQ(ctx context.Context, args []string, env IO) int {
 	if sel.statuses, err = parseFilters(*project, *typeName, *statusList); err != nil {
 		return fail(env, name, err)
 	}
-	if err := conn.check(); err != nil {
-		return fail(env, name, err)
-	}
 	nc, err := conn.connect()
 	if err != nil {
 		return fail(env, name, err)

@@ -57,3 +57,18 @@ func testContext(t *testing.T) context.Context {
 func lines(s string) []string {
 	return strings.Split(strings.TrimRight(s, "\n"), "\n")
 }
+
+// TestEveryVerbChecksTheConnectionFlags: a verb that talks to NATS refuses flags that
+// cannot work, naming them, before it tries to connect.
+func TestEveryVerbChecksTheConnectionFlags(t *testing.T) {
+	verbs := map[string]func(context.Context, []string, IO) int{"results": Results, "dlq": DLQ, "seal": Seal}
+	args := map[string][]string{"results": {"--prefix", "a.*"}, "dlq": {"list", "--prefix", "a.*"}, "seal": {"pubkey", "--prefix", "a.*"}}
+	for name, verb := range verbs {
+		var out output
+		env := IO{Stdin: strings.NewReader(""), Stdout: &out.stdout, Stderr: &out.stderr,
+			Getenv: func(k string) string { return map[string]string{"NATS_URL": "nats://127.0.0.1:1"}[k] }} // nothing listens there
+		if code := verb(testContext(t), args[name], env); code != 1 || !strings.Contains(out.stderr.String(), `--prefix "a.*"`) {
+			t.Errorf("%s with a bad prefix: exit %d, %s", name, code, out.stderr.String())
+		}
+	}
+}

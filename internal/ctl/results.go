@@ -83,10 +83,6 @@ func results(ctx context.Context, args []string, env IO, ready func()) int {
 	if filter.statuses, err = parseFilters(*project, *typeName, *statusList); err != nil {
 		return fail(env, name, err)
 	}
-	if err := conn.check(); err != nil {
-		return fail(env, name, err)
-	}
-
 	subject := messages.Subjects{Prefix: conn.prefix}.Result(orWildcard(*project, "*"), orWildcard(*typeName, ">"))
 	nc, err := conn.connect()
 	if err != nil {

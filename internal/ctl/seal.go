@@ -81,9 +81,6 @@ func sealPubkey(ctx context.Context, args []string, env IO) int {
 	if len(positional) > 0 {
 		return fail(env, name, fmt.Errorf("unexpected argument %q (see apiopsctl seal -h)", positional[0]))
 	}
-	if err := conn.check(); err != nil {
-		return fail(env, name, err)
-	}
 	nc, err := conn.connect()
 	if err != nil {
 		return fail(env, name, err)
