@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http/httptest"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -23,6 +22,7 @@ import (
 	"github.com/apiops-worker/apiops-worker/apiops/apiopstest"
 	"github.com/apiops-worker/apiops-worker/client"
 	"github.com/apiops-worker/apiops-worker/internal/natstest"
+	"github.com/apiops-worker/apiops-worker/internal/workertest"
 	"github.com/apiops-worker/apiops-worker/messages"
 	"github.com/apiops-worker/apiops-worker/seal"
 )
@@ -121,13 +121,7 @@ func connectAs(t *testing.T, url, user, password string, opts ...nats.Option) *n
 }
 
 func attackProjectIsolation(t *testing.T, url string, replicas int) {
-	seed, err := apiopstest.LoadSeed("../../testdata/apiops-seed.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sim := apiopstest.New(seed)
-	api := httptest.NewServer(sim)
-	t.Cleanup(api.Close)
+	sim, apiURL, token := workertest.Simulator(t, "../../testdata/apiops-seed.json")
 
 	// The worker: the real program, as the shipped worker user.
 	sealKeys := t.TempDir()
@@ -139,9 +133,9 @@ func attackProjectIsolation(t *testing.T, url string, replicas int) {
 	ctx, cancel := context.WithCancel(context.Background())
 	exit := make(chan int, 1)
 	go func() {
-		exit <- Run(ctx, []string{"--nats-url", url, "--nats-user", "apiops-worker", "--apiops-url", api.URL,
+		exit <- Run(ctx, []string{"--nats-url", url, "--nats-user", "apiops-worker", "--apiops-url", apiURL,
 			"--http-addr", "", "--replicas", strconv.Itoa(replicas), "--seal-keys", sealKeys},
-			envFrom(map[string]string{"NATS_PASSWORD": workerPassword, "APIOPS_TOKEN": seed.Token}), logs)
+			envFrom(map[string]string{"NATS_PASSWORD": workerPassword, "APIOPS_TOKEN": token}), logs)
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -299,7 +293,7 @@ func attackProjectIsolation(t *testing.T, url string, replicas int) {
 	h.mu.Unlock()
 	// Secrets, and what only project MyProject's commands and results name: its ids,
 	// keystore and credential. (team-a's own tampered command names MyProject itself.)
-	projectBOnly := []string{markerPassword, markerFile, markerFileText, seed.Token, "iso-2027", "iso-create", "iso-exists", "iso-set",
+	projectBOnly := []string{markerPassword, markerFile, markerFileText, token, "iso-2027", "iso-create", "iso-exists", "iso-set",
 		"rotation-0001", "api-user", "trust-2026"}
 	sawOwnResult := false
 	for _, m := range received {

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,10 +18,10 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/apiops-worker/apiops-worker/apiops/apiopstest"
 	"github.com/apiops-worker/apiops-worker/client"
 	"github.com/apiops-worker/apiops-worker/internal/ctl"
 	"github.com/apiops-worker/apiops-worker/internal/natstest"
+	"github.com/apiops-worker/apiops-worker/internal/workertest"
 	"github.com/apiops-worker/apiops-worker/messages"
 	"github.com/apiops-worker/apiops-worker/seal"
 )
@@ -105,13 +104,7 @@ func (w *sealedWorker) metrics() string {
 // letter keeps its sealed values and replays; keys rotate, and a restart changes
 // nothing.
 func TestSealedSecrets(t *testing.T) {
-	seed, err := apiopstest.LoadSeed("../../testdata/apiops-seed.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sim := apiopstest.New(seed)
-	api := httptest.NewServer(sim)
-	t.Cleanup(api.Close)
+	sim, apiURL, token := workertest.Simulator(t, "../../testdata/apiops-seed.json")
 	srv := natstest.Start(t)
 	nc := srv.Connect(t)
 	keys := t.TempDir()
@@ -123,7 +116,7 @@ func TestSealedSecrets(t *testing.T) {
 	sealKeysReload = 200 * time.Millisecond // so that a removed key is noticed within the test
 	t.Cleanup(func() { sealKeysReload = saved })
 
-	w := &sealedWorker{t: t, url: srv.ClientURL(), api: api.URL, keys: keys, token: seed.Token}
+	w := &sealedWorker{t: t, url: srv.ClientURL(), api: apiURL, keys: keys, token: token}
 	w.start()
 	defer func() { w.stop() }()
 

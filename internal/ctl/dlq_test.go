@@ -3,7 +3,6 @@ package ctl
 import (
 	"context"
 	"encoding/json"
-	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
@@ -13,9 +12,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/apiops-worker/apiops-worker/apiops"
-	"github.com/apiops-worker/apiops-worker/apiops/apiopstest"
 	"github.com/apiops-worker/apiops-worker/internal/natstest"
 	"github.com/apiops-worker/apiops-worker/internal/tracecontext"
+	"github.com/apiops-worker/apiops-worker/internal/workertest"
 	"github.com/apiops-worker/apiops-worker/messages"
 	"github.com/apiops-worker/apiops-worker/worker"
 )
@@ -25,13 +24,8 @@ import (
 func TestDeadLetterListReplayPurge(t *testing.T) {
 	srv := natstest.Start(t)
 	nc := srv.Connect(t)
-	seed, err := apiopstest.LoadSeed("../../testdata/apiops-seed.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	api := httptest.NewServer(apiopstest.New(seed))
-	defer api.Close()
-	client, _ := apiops.New(api.URL, apiops.StaticToken(seed.Token))
+	_, apiURL, token := workertest.Simulator(t, "../../testdata/apiops-seed.json")
+	client, _ := apiops.New(apiURL, apiops.StaticToken(token))
 	w, err := worker.New(nc, client, worker.Config{ManageStreams: true, RetryInitial: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)

@@ -27,14 +27,9 @@ type Env struct {
 // RequireSealed are kept; the rest is fast retries and a short ack wait.
 func Start(t testing.TB, seedPath string, cfg worker.Config) *Env {
 	t.Helper()
-	seed, err := apiopstest.LoadSeed(seedPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &Env{NATS: natstest.Start(t), Sim: apiopstest.New(seed)}
-	srv := httptest.NewServer(e.Sim)
-	t.Cleanup(srv.Close)
-	api, err := apiops.New(srv.URL, apiops.StaticToken(seed.Token), apiops.WithTimeout(5*time.Second))
+	sim, url, token := Simulator(t, seedPath)
+	e := &Env{NATS: natstest.Start(t), Sim: sim}
+	api, err := apiops.New(url, apiops.StaticToken(token), apiops.WithTimeout(5*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,4 +59,18 @@ func Start(t testing.TB, seedPath string, cfg worker.Config) *Env {
 		}
 	})
 	return e
+}
+
+// Simulator serves the APIOps simulator, seeded from seedPath, over HTTP until the test
+// ends; url is where, token what it accepts.
+func Simulator(t testing.TB, seedPath string) (sim *apiopstest.Server, url, token string) {
+	t.Helper()
+	seed, err := apiopstest.LoadSeed(seedPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sim = apiopstest.New(seed)
+	srv := httptest.NewServer(sim)
+	t.Cleanup(srv.Close)
+	return sim, srv.URL, seed.Token
 }
