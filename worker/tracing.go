@@ -58,16 +58,13 @@ type traced struct {
 // traceDelivery starts t's command span, under the publisher's span if the message
 // names one, and its wait for its resources.
 func (w *Worker) traceDelivery(t *task) {
+	parent := tracecontext.Extract(context.Background(), t.msg.Headers()) // one lookup without traceparent
 	if w.tracer == nil {
-		if t.msg.Headers().Get(tracecontext.HeaderTraceParent) == "" {
-			return
-		}
-		if parent := tracecontext.Extract(context.Background(), t.msg.Headers()); trace.SpanContextFromContext(parent).IsValid() {
+		if trace.SpanContextFromContext(parent).IsValid() {
 			t.trace = &traced{ctx: parent, span: noSpan}
 		}
 		return
 	}
-	parent := tracecontext.Extract(context.Background(), t.msg.Headers())
 	ctx, span := w.tracer.Start(parent, "process "+metricType(t.cmd.Type),
 		trace.WithSpanKind(trace.SpanKindConsumer), trace.WithTimestamp(t.received),
 		trace.WithAttributes(
