@@ -257,6 +257,15 @@ func (e *env) streamMsgs(stream string) []jetstream.Msg {
 	return out
 }
 
+// deadLetters reads the dead letters once every command is acknowledged. A command's
+// dead letter is stored before its ack, but its result, published together with the
+// dead letter, may be seen first.
+func (e *env) deadLetters() []jetstream.Msg {
+	e.t.Helper()
+	eventually(e.t, 10*time.Second, "every command acknowledged", func() bool { return e.pending() == 0 })
+	return e.streamMsgs(worker.DefaultDeadStream)
+}
+
 // pending is how many commands wait in the command stream.
 func (e *env) pending() uint64 {
 	e.t.Helper()

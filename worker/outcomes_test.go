@@ -30,7 +30,7 @@ func TestPartialDeployment(t *testing.T) {
 	if len(envs) != 2 || !envs[0].Success || envs[0].EnvironmentName != "production" || envs[1].Success || envs[1].Message != "Gateway timeout" {
 		t.Errorf("per-environment detail %+v", envs)
 	}
-	dead := e.streamMsgs("APIOPS_DEAD")
+	dead := e.deadLetters()
 	if len(dead) != 1 || dead[0].Headers().Get(messages.HeaderStatus) != "partial" || dead[0].Headers().Get(messages.HeaderErrorCode) != "deploy_failed" {
 		t.Fatalf("dead letters %v", dead)
 	}
@@ -79,10 +79,9 @@ func TestRejectedCorpusNeverReachesAPIOps(t *testing.T) {
 	if n := e.apiopsRequests(); n != 0 {
 		t.Errorf("%d requests reached APIOps", n)
 	}
-	if n := len(e.streamMsgs("APIOPS_DEAD")); n != published {
+	if n := len(e.deadLetters()); n != published {
 		t.Errorf("%d dead letters for %d rejected commands", n, published)
 	}
-	eventually(t, 5*time.Second, "every command acknowledged", func() bool { return e.pending() == 0 })
 }
 
 func publishable(token string) bool {
@@ -126,7 +125,7 @@ func TestDeadLettersAndRedaction(t *testing.T) {
 		}
 	}
 	dead := map[string]*nats.Msg{}
-	for _, m := range e.streamMsgs("APIOPS_DEAD") {
+	for _, m := range e.deadLetters() {
 		dead[m.Headers().Get(messages.HeaderCommandID)] = natsMsg(m)
 	}
 	d := dead[create.ID]

@@ -125,7 +125,7 @@ func TestPlanStopsAtAFailedStep(t *testing.T) {
 	if cred, _ := e.sim.Credential("MyProject", "partner-a"); cred.Truststore != "trust-2025" {
 		t.Errorf("the undo did not give partner-a its truststore back: %+v", cred)
 	}
-	dead := e.streamMsgs("APIOPS_DEAD")
+	dead := e.deadLetters()
 	subjects := map[string]string{}
 	for _, m := range dead {
 		subjects[m.Subject()] = m.Headers().Get(messages.HeaderFailedStep)
