@@ -108,10 +108,12 @@ validate-samples:
 schema:
 	$(GO) test ./messages/schema -update
 
-## fuzz: fuzz command decoding for FUZZTIME (seeds from testdata/).
+## fuzz: fuzz command decoding, and the reading of APIOps's answers, for FUZZTIME each
+## (seeds from testdata/).
 FUZZTIME ?= 60s
 fuzz:
 	$(GO) test ./messages -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME)
+	$(GO) test ./apiops -run '^$$' -fuzz FuzzReadSuccess -fuzztime $(FUZZTIME)
 
 clean:
 	rm -rf $(BIN) build

@@ -6,6 +6,7 @@ package apiops
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -13,7 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"mime"
 	"net"
 	"net/http"
 	"net/url"
@@ -26,14 +26,6 @@ import (
 
 	"github.com/apiops-worker/apiops-worker/messages"
 )
-
-// Response is APIOps's success body.
-type Response struct {
-	StatusCode int
-	Success    bool `json:"success"`
-	// DeploymentResult is nil for endpoints that do not deploy (mTLS settings).
-	DeploymentResult *messages.DeploymentResult `json:"deploymentResult"`
-}
 
 // Client calls APIOps. It is safe for concurrent use.
 type Client struct {
@@ -129,6 +121,15 @@ func WithHTTPClient(hc *http.Client) Option {
 	return func(c *config) error { c.httpClient = hc; return nil }
 }
 
+// transport is the HTTP transport of APIOps requests, token requests included.
+func (c *config) transport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns = c.maxConnsPerHost
+	t.MaxIdleConnsPerHost = c.maxConnsPerHost
+	t.TLSClientConfig = c.tls
+	return t
+}
+
 func (c *config) tlsConfig() *tls.Config {
 	if c.tls == nil {
 		c.tls = &tls.Config{MinVersion: tls.VersionTLS12}
@@ -156,11 +157,7 @@ func New(baseURL string, tokens TokenSource, opts ...Option) (*Client, error) {
 	}
 	hc := cfg.httpClient
 	if hc == nil {
-		transport := http.DefaultTransport.(*http.Transport).Clone()
-		transport.MaxIdleConns = cfg.maxConnsPerHost
-		transport.MaxIdleConnsPerHost = cfg.maxConnsPerHost
-		transport.TLSClientConfig = cfg.tls
-		hc = &http.Client{Transport: transport}
+		hc = &http.Client{Transport: cfg.transport()}
 	}
 	// A redirect would replay a PUT as a GET, or carry the token elsewhere: report it.
 	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
@@ -169,31 +166,138 @@ func New(baseURL string, tokens TokenSource, opts ...Option) (*Client, error) {
 	return &Client{base: base, tokens: tokens, http: hc, timeout: cfg.timeout, userAgent: cfg.userAgent}, nil
 }
 
-// Do sends req. A 2xx answer returns its decoded body; anything else an *Error.
+// Do sends req. It returns a *Response only when APIOps answered 2xx and said it saved
+// the change (see readSuccess); anything else is an *Error that says whether the
+// command, the token or the moment was at fault. When APIOps refuses the token, the
+// token source is refreshed (if it can be) and the request sent once more.
+//
+// For each of req.KeystoreIDs the keystore is looked up first and its id added to the
+// body (see keystoreID). Nothing is cached: an id read earlier could belong to a
+// keystore deleted since, whose name a new one now has.
 func (c *Client) Do(ctx context.Context, req messages.APIRequest) (*Response, error) {
-	path, rawPath, err := escapePath(req.Path)
-	op := req.Method + " " + rawPath
+	body := req.Body
+	for _, lookup := range req.KeystoreIDs {
+		id, err := c.keystoreID(ctx, lookup)
+		if err != nil {
+			return nil, err
+		}
+		if id != "" {
+			body = withMember(body, lookup.Field, id)
+		}
+	}
+	resp, data, op, err := c.exchange(ctx, req.Method, req.Path, req.Query, body)
 	if err != nil {
-		return nil, &Error{Op: req.String(), Kind: Permanent, Err: err}
+		return nil, err
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return nil, readError(op, resp, data, time.Now())
+	}
+	return readSuccess(op, resp, data)
+}
+
+// keystoreID reads the id of the keystore lookup names from GET .../keystores/{name}/,
+// "" when the answer carries none (as list-keystores.mdx shows it): the request then
+// names the keystore alone. A keystore APIOps does not know is APIOps's own error.
+func (c *Client) keystoreID(ctx context.Context, lookup messages.KeystoreIDLookup) (string, error) {
+	resp, data, op, err := c.exchange(ctx, http.MethodGet, []string{"apiops", "projects", lookup.Project, "keystores", lookup.Name}, nil, nil)
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return "", readError(op, resp, data, time.Now())
+	}
+	body, ok := object(data)
+	saved, known := verdict(body)
+	entries, isList := array(body["resultList"])
+	switch {
+	case !ok || !known || !isList:
+		return "", &Error{Op: op, StatusCode: resp.StatusCode, Kind: Permanent, Code: CodeUnrecognisedResponse,
+			Description: fmt.Sprintf("APIOps answered %d to the keystore lookup with a body the worker does not recognise (%s)", resp.StatusCode, describeBody(resp, data))}
+	case !saved:
+		message, _ := stringMember(body, "resultMessage")
+		return "", &Error{Op: op, StatusCode: resp.StatusCode, Kind: Permanent, Description: cmp.Or(message, "APIOps answered that the keystore lookup failed")}
+	}
+	for _, entry := range entries {
+		keystore, _ := object(entry)
+		if name, _ := stringMember(keystore, "name"); name == lookup.Name || len(entries) == 1 && name == "" {
+			id, _ := stringMember(keystore, "id")
+			return id, nil
+		}
+	}
+	return "", &Error{Op: op, StatusCode: resp.StatusCode, Kind: Permanent,
+		Description: fmt.Sprintf("Keystore (name: %s) is not found in project %s", lookup.Name, lookup.Project)}
+}
+
+// withMember returns a copy of the JSON object body with the string member name added.
+func withMember(body []byte, name, value string) []byte {
+	out := bytes.TrimRight(body, " \t\r\n")
+	out = append(bytes.Clone(out[:len(out)-1]), ',')
+	if bytes.Equal(bytes.TrimSpace(out), []byte("{,")) {
+		out = out[:len(out)-1]
+	}
+	out = appendJSONString(out, name)
+	out = append(out, ':')
+	out = appendJSONString(out, value)
+	return append(out, '}')
+}
+
+func appendJSONString(buf []byte, s string) []byte {
+	b, _ := json.Marshal(s) // cannot fail for a string
+	return append(buf, b...)
+}
+
+// exchange sends one request and reads its answer, at most maxResponseBody of it. A 401
+// makes the token source refresh, when it can, and the request go once more.
+func (c *Client) exchange(ctx context.Context, method string, segments []string, query url.Values, body []byte) (*http.Response, []byte, string, error) {
+	path, rawPath, err := escapePath(segments)
+	op := method + " " + rawPath
+	if err != nil {
+		return nil, nil, op, &Error{Op: method + " " + strings.Join(segments, "/"), Kind: Permanent, Err: err}
 	}
 	u := *c.base
 	u.Path += path
 	u.RawPath = c.base.EscapedPath() + rawPath
-	u.RawQuery = req.Query.Encode()
-
-	token, err := c.tokens.Token(ctx)
-	if err != nil {
-		return nil, &Error{Op: op, Kind: Unauthorized, Err: err}
-	}
+	u.RawQuery = query.Encode()
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	var body io.Reader
-	if req.Body != nil {
-		body = bytes.NewReader(req.Body)
+	for refreshed := false; ; refreshed = true {
+		token, err := c.tokens.Token(ctx)
+		if err != nil {
+			var tokenErr *Error
+			if errors.As(err, &tokenErr) {
+				return nil, nil, op, tokenErr
+			}
+			return nil, nil, op, &Error{Op: op, Kind: Unauthorized, Err: err}
+		}
+		resp, data, err := c.roundTrip(ctx, method, u.String(), token, body)
+		if err != nil {
+			return nil, nil, op, &Error{Op: op, StatusCode: statusOf(resp), Kind: Transient, Err: err}
+		}
+		refresher, canRefresh := c.tokens.(Refresher)
+		if resp.StatusCode != http.StatusUnauthorized || refreshed || !canRefresh {
+			return resp, data, op, nil
+		}
+		refresher.Refresh()
 	}
-	httpReq, err := http.NewRequestWithContext(ctx, req.Method, u.String(), body)
+}
+
+func statusOf(resp *http.Response) int {
+	if resp == nil {
+		return 0
+	}
+	return resp.StatusCode
+}
+
+// roundTrip sends the request and reads the whole answer; resp is non-nil with an
+// error when the answer could not be read to its end.
+func (c *Client) roundTrip(ctx context.Context, method, target, token string, body []byte) (*http.Response, []byte, error) {
+	var reader io.Reader
+	if body != nil {
+		reader = bytes.NewReader(body)
+	}
+	httpReq, err := http.NewRequestWithContext(ctx, method, target, reader)
 	if err != nil {
-		return nil, &Error{Op: op, Kind: Permanent, Err: err}
+		return nil, nil, err
 	}
 	httpReq.Header.Set("Authorization", "Bearer "+token)
 	httpReq.Header.Set("Accept", "application/json")
@@ -203,52 +307,19 @@ func (c *Client) Do(ctx context.Context, req messages.APIRequest) (*Response, er
 	if c.userAgent != "" {
 		httpReq.Header.Set("User-Agent", c.userAgent)
 	}
-	if req.Body != nil {
+	if body != nil {
 		httpReq.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := c.http.Do(httpReq)
 	if err != nil {
-		return nil, &Error{Op: op, Kind: Transient, Err: transportError(err)}
+		return nil, nil, transportError(err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBody))
 	if err != nil {
-		return nil, &Error{Op: op, StatusCode: resp.StatusCode, Kind: Transient, Err: fmt.Errorf("read response: %w", transportError(err))}
+		return resp, nil, fmt.Errorf("read response: %w", transportError(err))
 	}
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return nil, responseError(op, resp, data)
-	}
-	out := &Response{StatusCode: resp.StatusCode}
-	if len(bytes.TrimSpace(data)) > 0 {
-		if err := json.Unmarshal(data, out); err != nil {
-			return nil, &Error{Op: op, StatusCode: resp.StatusCode, Kind: Permanent, Err: errors.New("success response is not APIOps's JSON")}
-		}
-	}
-	return out, nil
-}
-
-func responseError(op string, resp *http.Response, data []byte) *Error {
-	e := &Error{
-		Op:         op,
-		StatusCode: resp.StatusCode,
-		Kind:       kindOfStatus(resp.StatusCode),
-		RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()),
-	}
-	var body struct {
-		Error       string `json:"error"`
-		Description string `json:"error_description"`
-	}
-	if json.Unmarshal(data, &body) == nil && (body.Error != "" || body.Description != "") {
-		e.Code, e.Description = body.Error, body.Description
-		return e
-	}
-	// A proxy's page, not APIOps's answer: say what it was without quoting it.
-	mediaType, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
-	if mediaType == "" {
-		mediaType = "no content type"
-	}
-	e.Err = fmt.Errorf("non-JSON body (%s, %d bytes)", mediaType, len(data))
-	return e
+	return resp, data, nil
 }
 
 // transportError drops *url.Error's wrapping: it repeats the method and URL that Op

@@ -61,32 +61,164 @@ func exampleCommand(t *testing.T, typ string) *messages.Command {
 	return cmd
 }
 
+// TestEveryEndpointSucceeds sends each type's example to the simulator in each dialect:
+// every one reads as saved, with the same environments wherever the dialect reports a
+// deployment (an openapi keystore answer has none, as its schema says).
 func TestEveryEndpointSucceeds(t *testing.T) {
 	seed := loadSeed(t)
-	for _, ct := range messages.Types() {
-		t.Run(ct.Name, func(t *testing.T) {
-			t.Parallel()
+	for _, dialect := range apiopstest.Dialects() {
+		for _, ct := range messages.Types() {
+			t.Run(string(dialect)+"/"+ct.Name, func(t *testing.T) {
+				t.Parallel()
+				sim, client := startSim(t, seed)
+				sim.SetDialect(dialect)
+				cmd := exampleCommand(t, ct.Name)
+				resp, err := client.Do(context.Background(), cmd.APIRequest())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if resp.StatusCode != http.StatusOK || resp.DeployFailed() {
+					t.Fatalf("response %+v", resp)
+				}
+				deploys := ct.Resource == "credential" || ct.Resource == "keystore" && dialect != apiopstest.DialectOpenAPI
+				if d := resp.DeploymentResult; !deploys && d != nil {
+					t.Errorf("deployment result %+v, want none", d)
+				} else if deploys && (d == nil || !d.Success || environments(d) != "production:true staging:true") {
+					t.Errorf("deployment result %+v, want success on production and staging", d)
+				}
+				reqs := sim.Requests()
+				if last := reqs[len(reqs)-1]; last.Method != ct.Method || len(reqs) != 1+len(cmd.APIRequest().KeystoreIDs) {
+					t.Fatalf("simulator saw %+v", reqs)
+				}
+			})
+		}
+	}
+}
+
+// environments lists a deployment's environments as name:success.
+func environments(d *messages.DeploymentResult) string {
+	var out []string
+	for _, e := range d.EnvironmentResults {
+		out = append(out, fmt.Sprintf("%s:%v", e.EnvironmentName, e.Success))
+	}
+	return strings.Join(out, " ")
+}
+
+// TestKeystoreNamesInEveryDialect: one mTLS command that names its keystores enables
+// mTLS with them on a server that takes ids (the PATCH carries the ids read from
+// APIOps) and on one that takes names.
+func TestKeystoreNamesInEveryDialect(t *testing.T) {
+	seed := loadSeed(t)
+	cmd := decode(t, "MyProject", "proxy.mtls.update", `{"apiProxyName":"MyAPI","enabled":true,"keyStoreName":"client-2026","trustStoreName":"trust-2026"}`)
+	for _, dialect := range apiopstest.Dialects() {
+		t.Run(string(dialect), func(t *testing.T) {
 			sim, client := startSim(t, seed)
-			cmd := exampleCommand(t, ct.Name)
-			resp, err := client.Do(context.Background(), cmd.APIRequest())
-			if err != nil {
+			sim.SetDialect(dialect)
+			if _, err := client.Do(context.Background(), cmd.APIRequest()); err != nil {
 				t.Fatal(err)
 			}
-			if resp.StatusCode != http.StatusOK || !resp.Success {
-				t.Fatalf("response %+v", resp)
-			}
-			if ct.Name == "proxy.mtls.update" {
-				if resp.DeploymentResult != nil {
-					t.Errorf("mTLS answered a deployment result: %+v", resp.DeploymentResult)
-				}
-			} else if d := resp.DeploymentResult; d == nil || !d.Success || len(d.EnvironmentResults) != 2 {
-				t.Errorf("deployment result %+v, want success on 2 environments", d)
+			p, _ := sim.Proxy("MyProject", "MyAPI")
+			if !p.Enabled || p.KeyStoreName != "client-2026" || p.TrustStoreName != "trust-2026" {
+				t.Errorf("MyAPI = %+v", p)
 			}
 			reqs := sim.Requests()
-			if len(reqs) != 1 || reqs[0].Method != ct.Method {
-				t.Fatalf("simulator saw %+v", reqs)
+			patch := string(reqs[len(reqs)-1].Body)
+			keystoreID, _ := sim.KeystoreID("MyProject", "client-2026")
+			withID := strings.Contains(patch, `"keyStoreId":"`+keystoreID+`"`)
+			if dialect == apiopstest.DialectMixed { // its keystore answer carries no id
+				withID = !withID && !strings.Contains(patch, "keyStoreId")
+			}
+			if !withID || !strings.Contains(patch, `"keyStoreName":"client-2026"`) {
+				t.Errorf("PATCH body %s; keystore id %s", patch, keystoreID)
 			}
 		})
+	}
+}
+
+// TestKeystoreIDIsReadEachTime: after the keystore is deleted and made again under the
+// same name, the next command sends the new keystore's id, not the old one's.
+func TestKeystoreIDIsReadEachTime(t *testing.T) {
+	sim, client := startSim(t, loadSeed(t))
+	sim.SetDialect(apiopstest.DialectDocs)
+	ctx := context.Background()
+	enable := decode(t, "MyProject", "proxy.mtls.update", `{"apiProxyName":"MyAPI","enabled":true,"keyStoreName":"client-2026"}`)
+	before, _ := sim.KeystoreID("MyProject", "client-2026")
+	for _, req := range []messages.APIRequest{
+		enable.APIRequest(),
+		decode(t, "MyProject", "keystore.delete", `{"keystoreName":"client-2026"}`).APIRequest(),
+		decode(t, "MyProject", "keystore.create", `{"name":"client-2026","keyStoreEnvironmentList":[{"environmentName":"production","file":"AAEC","password":"p","keyStoreType":"JKS"}]}`).APIRequest(),
+		enable.APIRequest(),
+	} {
+		if _, err := client.Do(ctx, req); err != nil {
+			t.Fatalf("%v: %v", req, err)
+		}
+	}
+	after, _ := sim.KeystoreID("MyProject", "client-2026")
+	reqs := sim.Requests()
+	if last := string(reqs[len(reqs)-1].Body); before == after || !strings.Contains(last, after) {
+		t.Errorf("ids %s then %s; last PATCH %s", before, after, last)
+	}
+	if p, _ := sim.Proxy("MyProject", "MyAPI"); p.KeyStoreID != after {
+		t.Errorf("MyAPI = %+v, want keystore %s", p, after)
+	}
+}
+
+// TestUnknownKeystoreNameFails: a name APIOps does not know fails the command with
+// APIOps's own text, and no PATCH is sent.
+func TestUnknownKeystoreNameFails(t *testing.T) {
+	for _, dialect := range apiopstest.Dialects() {
+		t.Run(string(dialect), func(t *testing.T) {
+			sim, client := startSim(t, loadSeed(t))
+			sim.SetDialect(dialect)
+			_, err := client.Do(context.Background(), decode(t, "MyProject", "proxy.mtls.update", `{"apiProxyName":"MyAPI","enabled":true,"keyStoreName":"nope"}`).APIRequest())
+			var e *apiops.Error
+			if !errors.As(err, &e) || e.Kind != apiops.Permanent || e.Message() != "Keystore (name: nope) is not found!" {
+				t.Fatalf("err = %v", err)
+			}
+			for _, r := range sim.Requests() {
+				if r.Method == http.MethodPatch {
+					t.Errorf("PATCH sent after the lookup failed: %+v", r)
+				}
+			}
+		})
+	}
+}
+
+// TestTokenRefreshedOnceOn401: a refused token is fetched again and the request sent
+// once more; a second refusal is the caller's to handle.
+func TestTokenRefreshedOnceOn401(t *testing.T) {
+	seed := loadSeed(t)
+	sim := apiopstest.New(seed)
+	srv := httptest.NewServer(sim)
+	defer srv.Close()
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte(seed.Token), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	client, err := apiops.New(srv.URL, apiops.NewFileToken(tokenFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := exampleCommand(t, "credential.truststore.set").APIRequest()
+	if _, err := client.Do(context.Background(), req); err != nil { // the file is read and cached
+		t.Fatal(err)
+	}
+	sim.SetToken("rotated")
+	if err := os.WriteFile(tokenFile, []byte("rotated\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sim.ResetRequests()
+	if _, err := client.Do(context.Background(), req); err != nil {
+		t.Fatalf("after the token file changed: %v", err)
+	}
+	if reqs := sim.Requests(); len(reqs) != 2 || reqs[0].Authorized || !reqs[1].Authorized {
+		t.Errorf("requests %+v, want a refused one and an accepted one", reqs)
+	}
+	sim.SetToken("rotated-again")
+	sim.ResetRequests()
+	_, err = client.Do(context.Background(), req)
+	if !apiops.IsUnauthorized(err) || len(sim.Requests()) != 2 {
+		t.Errorf("err = %v after %d requests, want unauthorized after 2", err, len(sim.Requests()))
 	}
 }
 
@@ -134,7 +266,7 @@ func exampleParams(t *testing.T, typ string) string {
 
 func TestDocumentedErrors(t *testing.T) {
 	seed := loadSeed(t)
-	_, client := startSim(t, seed)
+	sim, client := startSim(t, seed)
 	cases := []struct {
 		name, project, typ, params string
 		status                     int
@@ -162,29 +294,38 @@ func TestDocumentedErrors(t *testing.T) {
 			400, "bad_request", "Keystore (name: nope) is not found!"},
 		{"proxy not found", "MyProject", "proxy.mtls.update", `{"apiProxyName":"MyAPIx","enabled":false}`,
 			404, "not_found", "ApiProxy (name: MyAPIx) was not found!"},
-		{"keyStoreId required", "MyProject", "proxy.mtls.update", `{"apiProxyName":"MyAPI","trustStoreId":"t"}`,
+		{"truststore without keystore", "MyProject", "proxy.mtls.update", `{"apiProxyName":"MyAPI","trustStoreName":"trust-2026"}`,
 			0, "", ""}, // valid: MyAPI stays disabled
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			_, err := client.Do(context.Background(), decode(t, tc.project, tc.typ, tc.params).APIRequest())
-			if tc.status == 0 {
-				if err != nil {
-					t.Fatal(err)
+	for _, dialect := range apiopstest.Dialects() {
+		sim.SetDialect(dialect)
+		for _, tc := range cases {
+			t.Run(string(dialect)+"/"+tc.name, func(t *testing.T) {
+				_, err := client.Do(context.Background(), decode(t, tc.project, tc.typ, tc.params).APIRequest())
+				if tc.status == 0 {
+					if err != nil {
+						t.Fatal(err)
+					}
+					return
 				}
-				return
-			}
-			var e *apiops.Error
-			if !errors.As(err, &e) {
-				t.Fatalf("err = %v, want *apiops.Error", err)
-			}
-			if e.StatusCode != tc.status || e.Code != tc.code || (tc.description != "" && e.Description != tc.description) {
-				t.Errorf("got %d %q %q", e.StatusCode, e.Code, e.Description)
-			}
-			if e.Kind != apiops.Permanent || e.Retryable() || e.ResultCode() != tc.code || e.Message() != e.Description {
-				t.Errorf("kind %v retryable %v result code %q", e.Kind, e.Retryable(), e.ResultCode())
-			}
-		})
+				if dialect != apiopstest.DialectSeed { // today's APIOps: 400 and no code
+					tc.status, tc.code = 400, ""
+					if tc.project == "NoSuchProject" {
+						tc.description = "Project (NoSuchProject) is not found!"
+					}
+				}
+				var e *apiops.Error
+				if !errors.As(err, &e) {
+					t.Fatalf("err = %v, want *apiops.Error", err)
+				}
+				if e.StatusCode != tc.status || e.Code != tc.code || (tc.description != "" && e.Description != tc.description) {
+					t.Errorf("got %d %q %q", e.StatusCode, e.Code, e.Description)
+				}
+				if e.Kind != apiops.Permanent || e.Retryable() || e.Message() != e.Description {
+					t.Errorf("kind %v retryable %v message %q", e.Kind, e.Retryable(), e.Message())
+				}
+			})
+		}
 	}
 }
 

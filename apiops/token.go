@@ -15,6 +15,12 @@ type TokenSource interface {
 	Token(ctx context.Context) (string, error)
 }
 
+// A Refresher is a TokenSource that can fetch a token again. Client.Do calls Refresh
+// when APIOps refuses a token, then sends the request once more.
+type Refresher interface {
+	Refresh()
+}
+
 // StaticToken is a token that never changes, e.g. from APIOPS_TOKEN.
 type StaticToken string
 

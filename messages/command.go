@@ -288,6 +288,16 @@ type APIRequest struct {
 	Query url.Values
 	// Body is the JSON request body, or nil for endpoints that take none.
 	Body []byte
+	// KeystoreIDs are keystores that Body names and whose ids it must also carry: the
+	// client reads each id from APIOps when it sends the request, since an id can change
+	// whenever a keystore of that name is deleted and created again.
+	KeystoreIDs []KeystoreIDLookup
+}
+
+// KeystoreIDLookup is a keystore of the request's project, named in the body, whose id
+// goes into the body member Field.
+type KeystoreIDLookup struct {
+	Project, Name, Field string
 }
 
 func (r APIRequest) String() string { return r.Method + " /" + strings.Join(r.Path, "/") + "/" }
@@ -326,6 +336,9 @@ func (c *Command) APIRequest() APIRequest {
 			}
 		case !f.path:
 			hasBody = true
+		}
+		if f.keystoreIDField != "" && !fv.IsNil() {
+			req.KeystoreIDs = append(req.KeystoreIDs, KeystoreIDLookup{Project: c.Project, Name: fv.Elem().String(), Field: f.keystoreIDField})
 		}
 	}
 	if hasBody {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -126,6 +127,15 @@ func TestAPIRequest(t *testing.T) {
 		{"proxy.mtls.update", `{"apiProxyName":"MyAPI","enabled":false}`, "PATCH", "apiops/projects/P/apiProxies/MyAPI/settings/mtls", "", `{"enabled":false}`},
 		{"proxy.mtls.update", `{"apiProxyName":"MyAPI","enabled":true,"keyStoreId":"ks","supportedProtocolList":[],"hostnameVerifierType":"STRICT"}`, "PATCH", "apiops/projects/P/apiProxies/MyAPI/settings/mtls", "",
 			`{"enabled":true,"keyStoreId":"ks","supportedProtocolList":[],"hostnameVerifierType":"STRICT"}`},
+		{"proxy.mtls.update", `{"apiProxyName":"MyAPI","enabled":true,"keyStoreName":"client-2026","trustStoreName":"trust-2026","disableSslValidation":false,"deploy":true,"deployTargetEnvironmentNameList":["production"]}`,
+			"PATCH", "apiops/projects/P/apiProxies/MyAPI/settings/mtls", "",
+			`{"enabled":true,"keyStoreName":"client-2026","trustStoreName":"trust-2026","disableSslValidation":false,"deploy":true,"deployTargetEnvironmentNameList":["production"]}`},
+		{"credential.publickey.set", `{"username":"u","keyName":"pub"}`, "PUT", "apiops/projects/P/credentials/u/publicKey/pub", "", ""},
+		{"credential.publickey.remove", `{"username":"u"}`, "DELETE", "apiops/projects/P/credentials/u/publicKey", "", ""},
+		{"credential.secretkey.set", `{"username":"u","secretKeyName":"hmac"}`, "PUT", "apiops/projects/P/credentials/u/secretKey/hmac", "", ""},
+		{"credential.secretkey.remove", `{"username":"u"}`, "DELETE", "apiops/projects/P/credentials/u/secretKey", "", ""},
+		{"credential.certificate.set", `{"username":"u","certificateName":"cert"}`, "PUT", "apiops/projects/P/credentials/u/certificate/cert", "", ""},
+		{"credential.certificate.remove", `{"username":"u"}`, "DELETE", "apiops/projects/P/credentials/u/certificate", "", ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.typ, func(t *testing.T) {
@@ -141,6 +151,28 @@ func TestAPIRequest(t *testing.T) {
 				t.Errorf("body %q, want %q", req.Body, tc.body)
 			}
 		})
+	}
+}
+
+// TestKeystoreIDLookups: a keystore named in the mTLS PATCH is looked up for its id; one
+// given by id is not.
+func TestKeystoreIDLookups(t *testing.T) {
+	cases := []struct {
+		params string
+		want   []messages.KeystoreIDLookup
+	}{
+		{`{"apiProxyName":"a","keyStoreName":"client-2026"}`, []messages.KeystoreIDLookup{{Project: "P", Name: "client-2026", Field: "keyStoreId"}}},
+		{`{"apiProxyName":"a","keyStoreId":"6650a1f0c2b4e81d9c3f0a11","trustStoreName":"trust-2026"}`, []messages.KeystoreIDLookup{{Project: "P", Name: "trust-2026", Field: "trustStoreId"}}},
+		{`{"apiProxyName":"a","keyStoreId":"6650a1f0c2b4e81d9c3f0a11","trustStoreId":"6650a1f0c2b4e81d9c3f0a12"}`, nil},
+	}
+	for _, tc := range cases {
+		cmd, err := messages.Decode("P", "proxy.mtls.update", []byte(`{"id":"x","params":`+tc.params+`}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := cmd.APIRequest().KeystoreIDs; !slices.Equal(got, tc.want) {
+			t.Errorf("%s: KeystoreIDs %+v, want %+v", tc.params, got, tc.want)
+		}
 	}
 }
 

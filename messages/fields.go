@@ -26,6 +26,9 @@ type fieldInfo struct {
 	path, query, base64, resource bool
 	enum                          []string
 	maxLength, minItems           int
+	// keystoreIDField is the body member that takes the id of the keystore this field
+	// names ("" when it names none): apiops:"keystore-id=<member>".
+	keystoreIDField string
 }
 
 type structInfo struct {
@@ -49,6 +52,10 @@ func structInfoFor(t reflect.Type) *structInfo {
 		}
 		f := fieldInfo{index: i, name: name, required: !strings.Contains(opts, "omitempty")}
 		for opt := range strings.SplitSeq(sf.Tag.Get("apiops"), ",") {
+			if member, ok := strings.CutPrefix(opt, "keystore-id="); ok {
+				f.keystoreIDField = member
+				continue
+			}
 			switch opt {
 			case "path":
 				f.path = true

@@ -38,6 +38,10 @@ const (
 	// CodeStepFailed: a plan stopped at a step that did not succeed; the plan's
 	// failedStep and that step's result say which and why.
 	CodeStepFailed = "step_failed"
+	// CodeUnrecognisedResponse: APIOps answered 2xx with a body in none of the shapes
+	// it documents, so whether it saved the change is unknown; the message gives the
+	// body's size and content type, never its text.
+	CodeUnrecognisedResponse = "unrecognised_response"
 )
 
 // knownCodes are the error codes the contract names: the worker's own, network_error,
@@ -45,7 +49,7 @@ const (
 var knownCodes = map[string]bool{
 	CodeInvalidJSON: true, CodeInvalidCommand: true, CodeUnknownType: true, CodeSubjectMismatch: true,
 	CodeExpired: true, CodeRetriesExhausted: true, CodeDeployFailed: true, CodeIDReused: true, CodeStepFailed: true,
-	"network_error": true, "bad_request": true, "not_found": true, "unauthorized_client": true,
+	CodeUnrecognisedResponse: true, "network_error": true, "bad_request": true, "not_found": true, "unauthorized_client": true,
 }
 
 // KnownCodes lists the error codes the contract names, for metrics to initialise.

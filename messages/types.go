@@ -17,7 +17,9 @@ import (
 //   - apiops:"path": the value fills the {name} placeholder of Path and must be a valid
 //     path name; apiops:"query": sent as a query parameter; apiops:"base64": valid
 //     standard base64; apiops:"resource": the field that names the resource (see
-//     ResourceKey). Every other field goes into the JSON request body.
+//     ResourceKey); apiops:"keystore-id=<member>": the field names a keystore whose id
+//     the request also carries in body member <member> (see APIRequest.KeystoreIDs).
+//     Every other field goes into the JSON request body.
 type CommandType struct {
 	// Name is the subject's <type>, e.g. "credential.truststore.set".
 	Name string
@@ -57,6 +59,24 @@ var commandTypes = []CommandType{
 	commandType[CredentialPrivateKeyRemove]("credential.privatekey.remove", http.MethodDelete,
 		"/apiops/projects/{project}/credentials/{username}/privateKey/", "credential",
 		"Remove a credential's private key."),
+	commandType[CredentialPublicKeySet]("credential.publickey.set", http.MethodPut,
+		"/apiops/projects/{project}/credentials/{username}/publicKey/{keyName}/", "credential",
+		"Assign a public key to a credential, replacing the previous one."),
+	commandType[CredentialPublicKeyRemove]("credential.publickey.remove", http.MethodDelete,
+		"/apiops/projects/{project}/credentials/{username}/publicKey/", "credential",
+		"Remove a credential's public key."),
+	commandType[CredentialSecretKeySet]("credential.secretkey.set", http.MethodPut,
+		"/apiops/projects/{project}/credentials/{username}/secretKey/{secretKeyName}/", "credential",
+		"Assign a secret key to a credential, replacing the previous one."),
+	commandType[CredentialSecretKeyRemove]("credential.secretkey.remove", http.MethodDelete,
+		"/apiops/projects/{project}/credentials/{username}/secretKey/", "credential",
+		"Remove a credential's secret key."),
+	commandType[CredentialCertificateSet]("credential.certificate.set", http.MethodPut,
+		"/apiops/projects/{project}/credentials/{username}/certificate/{certificateName}/", "credential",
+		"Assign a certificate to a credential, replacing the previous one."),
+	commandType[CredentialCertificateRemove]("credential.certificate.remove", http.MethodDelete,
+		"/apiops/projects/{project}/credentials/{username}/certificate/", "credential",
+		"Remove a credential's certificate."),
 	commandType[KeystoreCreate]("keystore.create", http.MethodPost,
 		"/apiops/projects/{project}/keystores/", "keystore",
 		"Create a keystore with one file per environment."),
@@ -126,6 +146,11 @@ func checkCommandType(ct CommandType) {
 	if info.resource < 0 {
 		panic(fmt.Sprintf("messages: %s: no apiops:\"resource\" field", ct.Name))
 	}
+	for _, f := range info.fields {
+		if target, ok := info.byName[f.keystoreIDField]; f.keystoreIDField != "" && (!ok || target.path || target.query) {
+			panic(fmt.Sprintf("messages: %s: %s: keystore-id names %q, which is no body field", ct.Name, f.name, f.keystoreIDField))
+		}
+	}
 }
 
 // Params is a pointer to one of the params structs below, e.g. *KeystoreCreate.
@@ -170,6 +195,39 @@ type CredentialPrivateKeyRemove struct {
 	Username string `json:"username" apiops:"path,resource"`
 }
 
+// CredentialPublicKeySet assigns public key KeyName to credential Username.
+type CredentialPublicKeySet struct {
+	Username string `json:"username" apiops:"path,resource"`
+	KeyName  string `json:"keyName" apiops:"path"`
+}
+
+// CredentialPublicKeyRemove removes credential Username's public key.
+type CredentialPublicKeyRemove struct {
+	Username string `json:"username" apiops:"path,resource"`
+}
+
+// CredentialSecretKeySet assigns secret key SecretKeyName to credential Username.
+type CredentialSecretKeySet struct {
+	Username      string `json:"username" apiops:"path,resource"`
+	SecretKeyName string `json:"secretKeyName" apiops:"path"`
+}
+
+// CredentialSecretKeyRemove removes credential Username's secret key.
+type CredentialSecretKeyRemove struct {
+	Username string `json:"username" apiops:"path,resource"`
+}
+
+// CredentialCertificateSet assigns certificate CertificateName to credential Username.
+type CredentialCertificateSet struct {
+	Username        string `json:"username" apiops:"path,resource"`
+	CertificateName string `json:"certificateName" apiops:"path"`
+}
+
+// CredentialCertificateRemove removes credential Username's certificate.
+type CredentialCertificateRemove struct {
+	Username string `json:"username" apiops:"path,resource"`
+}
+
 // KeyStoreEnvironment is one environment's keystore file.
 type KeyStoreEnvironment struct {
 	EnvironmentName string `json:"environmentName" jsonschema:"maxLength=255"`
@@ -204,13 +262,22 @@ type KeystoreDelete struct {
 
 // ProxyMTLSUpdate changes API proxy APIProxyName's mTLS settings; fields left nil stay
 // as they are. An empty, non-nil SupportedProtocolList allows every protocol.
+//
+// A keystore is named by id or by name, not both. Servers of one documented kind take
+// ids and of the other names (docs/design/apiops-dialects.md); for a name the request
+// carries the name and, where APIOps tells it, the id too, so both kinds understand it.
 type ProxyMTLSUpdate struct {
-	APIProxyName          string   `json:"apiProxyName" apiops:"path,resource"`
-	Enabled               *bool    `json:"enabled,omitempty"`
-	KeyStoreID            *string  `json:"keyStoreId,omitempty"`
-	TrustStoreID          *string  `json:"trustStoreId,omitempty"`
-	SupportedProtocolList []string `json:"supportedProtocolList,omitempty" jsonschema:"enum=TLS_1_3,enum=TLS_1_2,enum=TLS_1_1,enum=TLS_1_0,enum=SSL_3_0"`
-	HostnameVerifierType  *string  `json:"hostnameVerifierType,omitempty" jsonschema:"enum=NOOP,enum=DEFAULT,enum=STRICT,enum=BROWSER_COMPAT"`
+	APIProxyName                    string   `json:"apiProxyName" apiops:"path,resource"`
+	Enabled                         *bool    `json:"enabled,omitempty"`
+	KeyStoreID                      *string  `json:"keyStoreId,omitempty"`
+	KeyStoreName                    *string  `json:"keyStoreName,omitempty" apiops:"keystore-id=keyStoreId" jsonschema:"maxLength=255"`
+	TrustStoreID                    *string  `json:"trustStoreId,omitempty"`
+	TrustStoreName                  *string  `json:"trustStoreName,omitempty" apiops:"keystore-id=trustStoreId" jsonschema:"maxLength=255"`
+	SupportedProtocolList           []string `json:"supportedProtocolList,omitempty" jsonschema:"enum=TLS_1_3,enum=TLS_1_2,enum=TLS_1_1,enum=TLS_1_0,enum=SSL_3_0"`
+	HostnameVerifierType            *string  `json:"hostnameVerifierType,omitempty" jsonschema:"enum=NOOP,enum=DEFAULT,enum=STRICT,enum=BROWSER_COMPAT"`
+	DisableSSLValidation            *bool    `json:"disableSslValidation,omitempty"`
+	Deploy                          *bool    `json:"deploy,omitempty"`
+	DeployTargetEnvironmentNameList []string `json:"deployTargetEnvironmentNameList,omitempty"`
 }
 
 func (p *KeystoreUpdate) validate() *Error {
@@ -224,18 +291,53 @@ func (p *KeystoreUpdate) validate() *Error {
 }
 
 func (p *ProxyMTLSUpdate) validate() *Error {
-	if p.Enabled == nil && p.KeyStoreID == nil && p.TrustStoreID == nil && p.SupportedProtocolList == nil && p.HostnameVerifierType == nil {
+	if p.Enabled == nil && p.KeyStoreID == nil && p.KeyStoreName == nil && p.TrustStoreID == nil && p.TrustStoreName == nil &&
+		p.SupportedProtocolList == nil && p.HostnameVerifierType == nil && p.DisableSSLValidation == nil {
 		return invalid("params", "must set at least one mTLS setting")
 	}
-	if p.Enabled != nil && *p.Enabled && (p.KeyStoreID == nil || *p.KeyStoreID == "") {
-		return invalid("params.keyStoreId", "is required when enabled is true")
+	if p.KeyStoreID != nil && p.KeyStoreName != nil {
+		return invalid("params.keyStoreName", "is not allowed with keyStoreId: name the keystore one way")
+	}
+	if p.TrustStoreID != nil && p.TrustStoreName != nil {
+		return invalid("params.trustStoreName", "is not allowed with trustStoreId: name the truststore one way")
+	}
+	for _, ref := range []struct {
+		field string
+		value *string
+	}{{"params.keyStoreName", p.KeyStoreName}, {"params.trustStoreName", p.TrustStoreName}} {
+		if ref.value != nil {
+			if problem := checkName(*ref.value); problem != "" {
+				return invalid(ref.field, problem)
+			}
+		}
+	}
+	if p.Enabled != nil && *p.Enabled && isBlank(p.KeyStoreID) && isBlank(p.KeyStoreName) {
+		return invalid("params.keyStoreId", "(or keyStoreName) is required when enabled is true")
+	}
+	deploy := p.Deploy != nil && *p.Deploy
+	switch {
+	case deploy && len(p.DeployTargetEnvironmentNameList) == 0:
+		return invalid("params.deployTargetEnvironmentNameList", "is required when deploy is true")
+	case !deploy && p.DeployTargetEnvironmentNameList != nil:
+		return invalid("params.deployTargetEnvironmentNameList", "is allowed only with deploy true")
+	}
+	for i, env := range p.DeployTargetEnvironmentNameList {
+		if problem := checkName(env); problem != "" {
+			return invalid(fmt.Sprintf("params.deployTargetEnvironmentNameList[%d]", i), problem)
+		}
 	}
 	return nil
 }
 
+func isBlank(s *string) bool { return s == nil || *s == "" }
+
 func (p *ProxyMTLSUpdate) warnings() []string {
+	var w []string
 	if p.HostnameVerifierType != nil && *p.HostnameVerifierType == "NOOP" {
-		return []string{"hostnameVerifierType NOOP disables hostname verification of the backend's certificate"}
+		w = append(w, "hostnameVerifierType NOOP disables hostname verification of the backend's certificate")
 	}
-	return nil
+	if p.DisableSSLValidation != nil && *p.DisableSSLValidation {
+		w = append(w, "disableSslValidation true disables verification of the backend's certificate")
+	}
+	return w
 }

@@ -80,10 +80,7 @@ type Config struct {
 	// RequireSealed rejects commands with plaintext secrets.
 	RequireSealed bool
 
-	// RefreshToken is called when APIOps answers 401 and before each probe while
-	// paused for it, so that a rotated token file is read again. May be nil.
-	RefreshToken func()
-	Logger       *zap.Logger
+	Logger *zap.Logger
 	// Observer is told what happens, for metrics; nil means NopObserver.
 	Observer Observer
 	// TracerProvider makes the spans of each command (see tracing.go); nil means no

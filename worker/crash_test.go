@@ -1,7 +1,6 @@
 package worker_test
 
 import (
-	"os"
 	"os/exec"
 	"path/filepath"
 	"syscall"
@@ -22,20 +21,6 @@ func buildWorker(t *testing.T) string {
 	return bin
 }
 
-func (e *env) startProcess(bin string) (*exec.Cmd, *syncBuffer) {
-	e.t.Helper()
-	logs := &syncBuffer{}
-	cmd := exec.Command(bin, "--nats-url", e.nats.ClientURL(), "--apiops-url", e.apiURL,
-		"--concurrency", "8", "--retry-initial", "10ms", "--retry-max", "100ms", "--ack-wait", "2s")
-	cmd.Env = append(os.Environ(), "APIOPS_TOKEN=sim-token")
-	cmd.Stderr = logs
-	if err := cmd.Start(); err != nil {
-		e.t.Fatal(err)
-	}
-	e.t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	return cmd, logs
-}
-
 // TestKilledMidBatchLosesNothing kills the worker process with SIGKILL while it works
 // through a batch, restarts it, and checks that every command ends with exactly one
 // stored result.
@@ -47,7 +32,7 @@ func TestKilledMidBatchLosesNothing(t *testing.T) {
 	e := newEnv(t)
 	e.sim.SetFaults(apiopstest.Faults{Latency: 5 * time.Millisecond})
 	const n = 300
-	first, _ := e.startProcess(bin)
+	first, _ := e.startProcess(bin, []string{"APIOPS_TOKEN=sim-token"})
 	for _, line := range credentialCommands(n, "crash") {
 		e.publishLine(line)
 	}
@@ -64,7 +49,7 @@ func TestKilledMidBatchLosesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = first.Wait()
-	_, logs := e.startProcess(bin)
+	_, logs := e.startProcess(bin, []string{"APIOPS_TOKEN=sim-token"})
 	for len(seen) < n {
 		select {
 		case msg := <-e.results:

@@ -208,7 +208,7 @@ func TestPlanResumesAfterSIGKILL(t *testing.T) {
 	}
 	e.mu.Unlock()
 	defer close(release)
-	first, _ := e.startProcess(bin)
+	first, _ := e.startProcess(bin, []string{"APIOPS_TOKEN=sim-token"})
 	e.publishPlan("rot-5", rotationPlan("rot-5", "plan-2031"))
 	select {
 	case <-inStep3:
@@ -219,7 +219,7 @@ func TestPlanResumesAfterSIGKILL(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = first.Wait()
-	_, logs := e.startProcess(bin)
+	_, logs := e.startProcess(bin, []string{"APIOPS_TOKEN=sim-token"})
 	var plan *result
 	for plan == nil {
 		select {

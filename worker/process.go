@@ -1,9 +1,11 @@
 package worker
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -293,11 +295,8 @@ func (w *Worker) execute(ctx context.Context, t *task) (outcome, error) {
 		case apiops.KindOf(err) == apiops.Permanent:
 			w.gate.answered()
 			return failedOutcome(apiErr, err), nil
-		case apiops.KindOf(err) == apiops.Unauthorized:
+		case apiops.KindOf(err) == apiops.Unauthorized: // the client refreshed the token once already
 			w.gate.unauthorized(err)
-			if w.cfg.RefreshToken != nil {
-				w.cfg.RefreshToken()
-			}
 			w.saveAttempts(t)
 			continue
 		}
@@ -366,9 +365,6 @@ func (w *Worker) awaitTurn(ctx context.Context) (probing bool, err error) {
 		}
 		select {
 		case <-w.cfg.Clock.After(w.cfg.RetryMax):
-			if reason, _, _ := w.gate.state(); reason == Unauthorized && w.cfg.RefreshToken != nil {
-				w.cfg.RefreshToken()
-			}
 			return true, nil
 		case <-resumed:
 			<-w.gate.probe
@@ -419,17 +415,29 @@ func failureCode(err error, apiErr *apiops.Error) string {
 // tokenUnreadable: the token could not be read, so no request was sent.
 const tokenUnreadable = "token_unreadable"
 
+// successOutcome is the outcome of a change APIOps saved: partial when some
+// environment did not deploy, with the report's message, else APIOps's resultMessage,
+// else the environments that failed.
 func successOutcome(resp *apiops.Response) outcome {
 	o := outcome{status: messages.StatusSucceeded, httpStatus: resp.StatusCode, deployment: resp.DeploymentResult}
-	switch d := resp.DeploymentResult; {
-	case d != nil && !d.Success:
+	if d := resp.DeploymentResult; resp.DeployFailed() {
 		o.status = messages.StatusPartial
-		o.err = &messages.Error{Code: messages.CodeDeployFailed, Message: d.Message}
-	case !resp.Success:
-		o.status = messages.StatusFailed
-		o.err = &messages.Error{Code: fmt.Sprintf("http_%d", resp.StatusCode), Message: "APIOps answered success: false"}
+		o.err = &messages.Error{Code: messages.CodeDeployFailed, Message: cmp.Or(d.Message, resp.Message, failedEnvironments(d))}
 	}
 	return o
+}
+
+func failedEnvironments(d *messages.DeploymentResult) string {
+	var failed []string
+	for _, e := range d.EnvironmentResults {
+		if !e.Success {
+			failed = append(failed, e.EnvironmentName)
+		}
+	}
+	if len(failed) == 0 {
+		return "APIOps reported that the deployment failed"
+	}
+	return "deployment failed in " + strings.Join(failed, ", ")
 }
 
 func failedOutcome(apiErr *apiops.Error, err error) outcome {

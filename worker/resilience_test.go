@@ -112,7 +112,6 @@ func TestTokenFileReplacedWhileRunning(t *testing.T) {
 		t.Fatal(err)
 	}
 	tokens := apiops.NewFileToken(tokenFile)
-	e.cfg.RefreshToken = tokens.Refresh
 	e.cfg.MaxAttempts, e.cfg.OutageThreshold = 1, 1
 	w := e.start(tokens)
 	for _, line := range credentialCommands(10, "rotate") {

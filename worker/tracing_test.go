@@ -269,7 +269,7 @@ func TestTracePlanIsOneTrace(t *testing.T) {
 // events, status or resource, for commands that succeed, fail, are retried, or run
 // as plan steps.
 func TestNoSecretInSpans(t *testing.T) {
-	const password, token = "span-secret-password-7f3a", "sim-token"
+	const password, token = "span_secret_password_7f3a", "sim-token" // a password that reads as an error code
 	file := base64.StdEncoding.EncodeToString([]byte("keystore-file-bytes-9c1e"))
 	e, rec := tracedEnv(t)
 	var retried atomic.Bool

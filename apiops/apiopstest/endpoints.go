@@ -6,51 +6,43 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"net/http"
 	"net/url"
 	"slices"
 	"strings"
 )
 
-// adminProject is the project whose keystores and keys every project may use.
+// adminProject is the project whose keystores, keys and certificates every
+// project may use.
 const adminProject = "admin"
 
 var (
 	keystoreTypes     = []string{"JKS", "PKCS12"}
 	tlsProtocols      = []string{"TLS_1_3", "TLS_1_2", "TLS_1_1", "TLS_1_0", "SSL_3_0"}
 	hostnameVerifiers = []string{"NOOP", "DEFAULT", "STRICT", "BROWSER_COMPAT"}
-
-	// mtlsSuccess is the whole success body of the mTLS endpoint, which deploys nothing.
-	mtlsSuccess = json.RawMessage(`{"success":true}`)
 )
 
-// apiError is an APIOps error answer. It does not implement error, so a nil
-// *apiError can never become a non-nil error interface on its way out.
-type apiError struct {
-	status      int
-	code        string
-	description string
+// request is what an endpoint is given: the request, its body, already read,
+// and the dialect it is answered in, which decides how the mTLS PATCH names
+// keystores.
+type request struct {
+	*http.Request
+	body    []byte
+	dialect Dialect
 }
 
-func badRequest(format string, args ...any) *apiError {
-	return &apiError{http.StatusBadRequest, "bad_request", fmt.Sprintf(format, args...)}
-}
+// handler executes one endpoint. It returns what it did or the error.
+type handler func(req request) (outcome, *apiError)
 
-func notFound(format string, args ...any) *apiError {
-	return &apiError{http.StatusNotFound, "not_found", fmt.Sprintf(format, args...)}
-}
-
-// handler executes one endpoint. It returns the success body or the error.
-type handler func(r *http.Request, body []byte) (any, *apiError)
-
-// slot is one kind of credential secret assignment; the three kinds differ only
-// in these details.
+// slot is one kind of credential secret assignment; the kinds differ only in
+// these details.
 type slot struct {
-	segment  string // path segment after credentials/{username}/
-	param    string // wildcard naming the assigned item
-	noun     string // the item in "has no ... assigned"
-	notFound string // description when the item does not exist
+	segment string // path segment after credentials/{username}/
+	param   string // wildcard naming the assigned item
+	noun    string // the item in the seed dialect's "has no ... assigned"
+	title   string // the item in today's "does not have a ... assigned"
+	// notFound is the description when the item does not exist.
+	notFound string
 	field    func(*CredentialState) *string
 	exists   func(p *project, name string) bool
 }
@@ -60,6 +52,7 @@ var slots = []slot{
 		segment:  "keystore",
 		param:    "keystoreName",
 		noun:     "keystore",
+		title:    "Keystore",
 		notFound: "Keystore (name: %s) is not found!",
 		field:    func(c *CredentialState) *string { return &c.Keystore },
 		exists:   hasKeystore,
@@ -68,6 +61,7 @@ var slots = []slot{
 		segment:  "truststore",
 		param:    "keystoreName",
 		noun:     "truststore",
+		title:    "Truststore",
 		notFound: "Truststore (name: %s) is not found!",
 		field:    func(c *CredentialState) *string { return &c.Truststore },
 		exists:   hasKeystore,
@@ -76,15 +70,47 @@ var slots = []slot{
 		segment:  "privateKey",
 		param:    "keyName",
 		noun:     "private key",
+		title:    "Private Key",
 		notFound: "Key (name: %s) is not found!",
 		field:    func(c *CredentialState) *string { return &c.PrivateKey },
-		exists:   func(p *project, name string) bool { return p.keys[name] == "PRIVATE_KEY" },
+		exists:   hasKey("PRIVATE_KEY"),
+	},
+	{
+		segment:  "publicKey",
+		param:    "keyName",
+		noun:     "public key",
+		title:    "Public Key",
+		notFound: "Key (name: %s) is not found!",
+		field:    func(c *CredentialState) *string { return &c.PublicKey },
+		exists:   hasKey("PUBLIC_KEY"),
+	},
+	{
+		segment:  "secretKey",
+		param:    "secretKeyName",
+		noun:     "secret key",
+		title:    "Secret Key",
+		notFound: "Secret Key (name: %s) is not found!",
+		field:    func(c *CredentialState) *string { return &c.SecretKey },
+		exists:   hasKey("SECRET_KEY"),
+	},
+	{
+		segment:  "certificate",
+		param:    "certificateName",
+		noun:     "certificate",
+		title:    "Certificate",
+		notFound: "Certificate (name: %s) is not found!",
+		field:    func(c *CredentialState) *string { return &c.Certificate },
+		exists:   func(p *project, name string) bool { return p.certificates[name] },
 	},
 }
 
 func hasKeystore(p *project, name string) bool {
 	_, ok := p.keystores[name]
 	return ok
+}
+
+func hasKey(keyType string) func(p *project, name string) bool {
+	return func(p *project, name string) bool { return p.keys[name] == keyType }
 }
 
 // routes registers every endpoint. {$} keeps a trailing-slash pattern from
@@ -97,36 +123,41 @@ func (s *Server) routes() {
 		s.mux.Handle("DELETE "+credential+"{$}", s.endpoint(s.unassign(sl)))
 	}
 	s.mux.Handle("POST "+base+"keystores/{$}", s.endpoint(s.createKeystore))
+	s.mux.Handle("GET "+base+"keystores/{keystoreName}/{$}", s.endpoint(s.getKeystore))
 	s.mux.Handle("PUT "+base+"keystores/{keystoreName}/{$}", s.endpoint(s.updateKeystore))
 	s.mux.Handle("DELETE "+base+"keystores/{keystoreName}/{$}", s.endpoint(s.deleteKeystore))
 	s.mux.Handle("PATCH "+base+"apiProxies/{apiProxyName}/settings/mtls/{$}", s.endpoint(s.patchMTLS))
+	s.mux.Handle("POST "+tokenPath, s.endpoint(s.issueToken))
 }
 
-// endpoint adapts a handler to the mux, which hands it the request's exchange.
+// endpoint adapts a handler to the mux, which hands it the request's exchange,
+// and encodes what the handler did in the request's dialect.
 func (s *Server) endpoint(h handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		x := w.(*exchange)
-		v, err := h(r, x.body)
+		o, err := h(request{Request: r, body: x.body, dialect: x.dialect})
 		if err != nil {
-			s.respond(x.w, x.rec, err.status, errorBody{err.code, err.description})
+			s.fail(x.w, x.rec, x.dialect, err)
 			return
 		}
-		s.respond(x.w, x.rec, http.StatusOK, v)
+		s.respond(x.w, x.rec, http.StatusOK, x.dialect.success(o))
 	})
 }
 
 // project finds the request's project. The caller holds s.mu.
-func (s *Server) project(r *http.Request) (*project, *apiError) {
+func (s *Server) project(r request) (*project, *apiError) {
 	name := r.PathValue("projectName")
 	p, ok := s.projects[name]
 	if !ok {
-		return nil, notFound("Project(%s) was not found or user does not have privilege to access it!", name)
+		e := notFound("Project(%s) was not found or user does not have privilege to access it!", name)
+		e.envelopeText = fmt.Sprintf("Project (%s) is not found!", name)
+		return nil, e
 	}
 	return p, nil
 }
 
 // credential finds the request's project and credential. The caller holds s.mu.
-func (s *Server) credential(r *http.Request) (*project, *CredentialState, *apiError) {
+func (s *Server) credential(r request) (*project, *CredentialState, *apiError) {
 	p, err := s.project(r)
 	if err != nil {
 		return nil, nil, err
@@ -140,36 +171,48 @@ func (s *Server) credential(r *http.Request) (*project, *CredentialState, *apiEr
 }
 
 func (s *Server) assign(sl slot) handler {
-	return func(r *http.Request, _ []byte) (any, *apiError) {
+	return func(r request) (outcome, *apiError) {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		p, c, err := s.credential(r)
 		if err != nil {
-			return nil, err
+			return outcome{}, err
 		}
 		name := r.PathValue(sl.param)
 		admin, hasAdmin := s.projects[adminProject]
 		if !sl.exists(p, name) && !(hasAdmin && sl.exists(admin, name)) {
-			return nil, badRequest(sl.notFound, name)
+			return outcome{}, badRequest(sl.notFound, name)
 		}
 		*sl.field(c) = name
-		return s.report(p, deployment), nil
+		return outcome{
+			action: credentialSecret,
+			message: fmt.Sprintf("%s (name: %s) is assigned to Credential (username: %s).",
+				sl.title, name, r.PathValue("username")),
+			report: s.deploy(p, p.environments, deployment),
+		}, nil
 	}
 }
 
 func (s *Server) unassign(sl slot) handler {
-	return func(r *http.Request, _ []byte) (any, *apiError) {
+	return func(r request) (outcome, *apiError) {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		p, c, err := s.credential(r)
 		if err != nil {
-			return nil, err
+			return outcome{}, err
 		}
+		username := r.PathValue("username")
 		if *sl.field(c) == "" {
-			return nil, badRequest("Credential (username: %s) has no %s assigned!", r.PathValue("username"), sl.noun)
+			e := badRequest("Credential (username: %s) has no %s assigned!", username, sl.noun)
+			e.envelopeText = fmt.Sprintf("Credential (username: %s) does not have a %s assigned!", username, sl.title)
+			return outcome{}, e
 		}
 		*sl.field(c) = ""
-		return s.report(p, undeployment), nil
+		return outcome{
+			action:  credentialSecret,
+			message: fmt.Sprintf("%s is removed from Credential (username: %s).", sl.title, username),
+			report:  s.deploy(p, p.environments, redeployment),
+		}, nil
 	}
 }
 
@@ -189,58 +232,59 @@ type keystoreEnvironmentInput struct {
 	KeyStoreType    string `json:"keyStoreType"`
 }
 
-func (s *Server) createKeystore(r *http.Request, body []byte) (any, *apiError) {
+func (s *Server) createKeystore(r request) (outcome, *apiError) {
 	var in keystoreInput
-	decodeErr := decodeBody(body, &in, keystoreFields)
+	decodeErr := decodeBody(r.body, &in, keystoreFields)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	p, err := s.project(r)
 	if err != nil {
-		return nil, err
+		return outcome{}, err
 	}
 	if decodeErr != nil {
-		return nil, decodeErr
+		return outcome{}, decodeErr
 	}
 	if in.Name == nil || *in.Name == "" {
-		return nil, badRequest("name is required")
+		return outcome{}, badRequest("name is required")
 	}
 	if in.Environments == nil {
-		return nil, badRequest("keyStoreEnvironmentList is required")
+		return outcome{}, badRequest("keyStoreEnvironmentList is required")
 	}
 	envs, err := p.keystoreEnvironments(in.Environments)
 	if err != nil {
-		return nil, err
+		return outcome{}, err
 	}
 	if hasKeystore(p, *in.Name) {
-		return nil, alreadyExists(*in.Name)
+		return outcome{}, alreadyExists(*in.Name)
 	}
-	ks := &KeystoreState{Name: *in.Name, Environments: envs}
+	state := KeystoreState{Name: *in.Name, Environments: envs}
 	if in.Description != nil {
-		ks.Description = *in.Description
+		state.Description = *in.Description
 	}
+	ks := s.newKeystore(r.PathValue("projectName"), state)
 	p.keystores[ks.Name] = ks
-	return s.report(p, deployment), nil
+	return s.keystoreChanged(p, ks, "created", deployment), nil
 }
 
-func (s *Server) updateKeystore(r *http.Request, body []byte) (any, *apiError) {
+func (s *Server) updateKeystore(r request) (outcome, *apiError) {
 	var in keystoreInput
-	decodeErr := decodeBody(body, &in, keystoreFields)
+	decodeErr := decodeBody(r.body, &in, keystoreFields)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	p, ks, err := s.keystore(r)
 	if err != nil {
-		return nil, err
+		return outcome{}, err
 	}
 	if err := checkUpdateQuery(r.URL.Query()); err != nil {
-		return nil, err
+		return outcome{}, err
 	}
 	if decodeErr != nil {
-		return nil, decodeErr
+		return outcome{}, decodeErr
 	}
 	next := *ks
 	if in.Name != nil {
 		if *in.Name == "" {
-			return nil, badRequest("name must not be empty")
+			return outcome{}, badRequest("name must not be empty")
 		}
 		next.Name = *in.Name
 	}
@@ -249,35 +293,75 @@ func (s *Server) updateKeystore(r *http.Request, body []byte) (any, *apiError) {
 	}
 	if in.Environments != nil {
 		if next.Environments, err = p.keystoreEnvironments(in.Environments); err != nil {
-			return nil, err
+			return outcome{}, err
 		}
 	}
 	if next.Name != ks.Name {
 		if hasKeystore(p, next.Name) {
-			return nil, alreadyExists(next.Name)
+			return outcome{}, alreadyExists(next.Name)
 		}
 		delete(p.keystores, ks.Name)
 	}
 	p.keystores[next.Name] = &next
-	return s.report(p, deployment), nil
+	return s.keystoreChanged(p, &next, "updated", deployment), nil
 }
 
-func (s *Server) deleteKeystore(r *http.Request, _ []byte) (any, *apiError) {
+func (s *Server) deleteKeystore(r request) (outcome, *apiError) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	p, ks, err := s.keystore(r)
 	if err != nil {
-		return nil, err
+		return outcome{}, err
 	}
 	if _, err := queryEnum(r.URL.Query(), "jwkDeleteAction", "NULLIFY", "DELETE"); err != nil {
-		return nil, err
+		return outcome{}, err
 	}
 	delete(p.keystores, ks.Name)
-	return s.report(p, undeployment), nil
+	return s.keystoreChanged(p, ks, "deleted", undeployment), nil
+}
+
+func (s *Server) getKeystore(r request) (outcome, *apiError) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, ks, err := s.keystore(r)
+	if err != nil {
+		return outcome{}, err
+	}
+	return outcome{action: keystoreRead, keystore: s.view(p, ks)}, nil
+}
+
+// keystoreChanged is the outcome of a keystore write: the keystore is
+// (un)deployed to every environment of the project. The caller holds s.mu.
+func (s *Server) keystoreChanged(p *project, ks *keystore, done string, ro rollout) outcome {
+	return outcome{
+		action:   keystoreChange,
+		message:  fmt.Sprintf("Keystore (name: %s) is %s.", ks.Name, done),
+		report:   s.deploy(p, p.environments, ro),
+		keystore: s.view(p, ks),
+	}
+}
+
+// view copies what answers may show of a keystore. The caller holds s.mu.
+func (s *Server) view(p *project, ks *keystore) *keystoreView {
+	v := &keystoreView{
+		id: ks.id, name: ks.Name, description: ks.Description, projectID: p.id,
+		environments: make([]keystoreEnvironmentView, len(ks.Environments)),
+	}
+	for i, e := range ks.Environments {
+		v.environments[i] = keystoreEnvironmentView{
+			name:           e.EnvironmentName,
+			id:             objectID("environment", e.EnvironmentName),
+			alias:          e.Alias,
+			keyStoreType:   e.KeyStoreType,
+			sealedFile:     s.seal("keystore file", e.File),
+			sealedPassword: s.seal("keystore password", []byte(e.Password)),
+		}
+	}
+	return v
 }
 
 // keystore finds the request's project and keystore. The caller holds s.mu.
-func (s *Server) keystore(r *http.Request) (*project, *KeystoreState, *apiError) {
+func (s *Server) keystore(r request) (*project, *keystore, *apiError) {
 	p, err := s.project(r)
 	if err != nil {
 		return nil, nil, err
@@ -364,39 +448,58 @@ func (p *project) keystoreEnvironments(in []keystoreEnvironmentInput) ([]Keystor
 
 // mtlsInput is the PATCH body; nil fields are left as they are.
 type mtlsInput struct {
-	Enabled               *bool    `json:"enabled"`
-	KeyStoreID            *string  `json:"keyStoreId"`
-	TrustStoreID          *string  `json:"trustStoreId"`
-	SupportedProtocolList []string `json:"supportedProtocolList"`
-	HostnameVerifierType  *string  `json:"hostnameVerifierType"`
+	Enabled                         *bool    `json:"enabled"`
+	KeyStoreID                      *string  `json:"keyStoreId"`
+	TrustStoreID                    *string  `json:"trustStoreId"`
+	KeyStoreName                    *string  `json:"keyStoreName"`
+	TrustStoreName                  *string  `json:"trustStoreName"`
+	SupportedProtocolList           []string `json:"supportedProtocolList"`
+	HostnameVerifierType            *string  `json:"hostnameVerifierType"`
+	DisableSSLValidation            *bool    `json:"disableSslValidation"`
+	Deploy                          bool     `json:"deploy"`
+	DeployTargetEnvironmentNameList []string `json:"deployTargetEnvironmentNameList"`
 }
 
-func (s *Server) patchMTLS(r *http.Request, body []byte) (any, *apiError) {
+func (s *Server) patchMTLS(r request) (outcome, *apiError) {
 	var in mtlsInput
-	decodeErr := decodeBody(body, &in, mtlsFields)
+	decodeErr := decodeBody(r.body, &in, mtlsFields)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	p, err := s.project(r)
 	if err != nil {
-		return nil, err
+		return outcome{}, err
 	}
 	name := r.PathValue("apiProxyName")
 	current, ok := p.proxies[name]
 	if !ok {
-		return nil, notFound("ApiProxy (name: %s) was not found!", name)
+		return outcome{}, notFound("ApiProxy (name: %s) was not found!", name)
+	}
+	// update-mtls-settings.mdx: AI proxies keep this under aiRouting, and
+	// today's server refuses rather than silently ignoring the change.
+	if current.Type == "AI" {
+		return outcome{}, badRequest("ApiProxy (name: %s) is of type AI; its mTLS settings are part of aiRouting, update them with Update AI Routing", name)
 	}
 	if decodeErr != nil {
-		return nil, decodeErr
+		return outcome{}, decodeErr
 	}
-	merged, err := in.mergeOnto(*current)
+	merged, err := in.mergeOnto(*current, p, r.dialect)
 	if err != nil {
-		return nil, err
+		return outcome{}, err
+	}
+	targets, err := p.deployTargets(in)
+	if err != nil {
+		return outcome{}, err
 	}
 	*current = merged
-	return mtlsSuccess, nil
+	o := outcome{action: mtlsChange, message: fmt.Sprintf("mTLS settings of ApiProxy (name: %s) are updated.", name)}
+	if in.Deploy {
+		o.report = s.deploy(p, targets, deployment)
+	}
+	return o, nil
 }
 
-func (in mtlsInput) mergeOnto(m MTLSSettings) (MTLSSettings, *apiError) {
+// mergeOnto applies the body to m. The caller holds s.mu.
+func (in mtlsInput) mergeOnto(m MTLSSettings, p *project, d Dialect) (MTLSSettings, *apiError) {
 	for i, proto := range in.SupportedProtocolList {
 		if !slices.Contains(tlsProtocols, proto) {
 			return m, badRequest("Invalid supportedProtocolList[%d]: %q (expected one of %s)",
@@ -407,14 +510,14 @@ func (in mtlsInput) mergeOnto(m MTLSSettings) (MTLSSettings, *apiError) {
 		return m, badRequest("Invalid hostnameVerifierType: %q (expected one of %s)",
 			*in.HostnameVerifierType, strings.Join(hostnameVerifiers, ", "))
 	}
+	if err := p.setStore(d, "KeyStore", in.KeyStoreID, in.KeyStoreName, &m.KeyStoreID, &m.KeyStoreName); err != nil {
+		return m, err
+	}
+	if err := p.setStore(d, "TrustStore", in.TrustStoreID, in.TrustStoreName, &m.TrustStoreID, &m.TrustStoreName); err != nil {
+		return m, err
+	}
 	if in.Enabled != nil {
 		m.Enabled = *in.Enabled
-	}
-	if in.KeyStoreID != nil {
-		m.KeyStoreID = *in.KeyStoreID
-	}
-	if in.TrustStoreID != nil {
-		m.TrustStoreID = *in.TrustStoreID
 	}
 	if in.SupportedProtocolList != nil {
 		m.SupportedProtocolList = slices.Clone(in.SupportedProtocolList)
@@ -422,14 +525,103 @@ func (in mtlsInput) mergeOnto(m MTLSSettings) (MTLSSettings, *apiError) {
 	if in.HostnameVerifierType != nil {
 		m.HostnameVerifierType = *in.HostnameVerifierType
 	}
-	if m.Enabled && m.KeyStoreID == "" {
+	if in.DisableSSLValidation != nil {
+		m.DisableSSLValidation = *in.DisableSSLValidation
+	}
+	if m.Enabled && m.KeyStoreID == "" && m.KeyStoreName == "" {
+		if d.namesKeystores() {
+			return m, badRequest("KeyStore name is required when mTLS is enabled")
+		}
 		return m, badRequest("KeyStore ID is required when mTLS is enabled")
 	}
 	return m, nil
 }
 
-// fieldSet lists the members an object may have, by exact name. A member maps to
-// the fieldSet of the objects in its array value, or to nil.
+// setStore applies one keystore reference of the body to a proxy's id and
+// name, reading only the field the dialect's server reads; the other is
+// ignored, as Spring ignores properties its DTO lacks. The seed dialect takes
+// any id unchecked, as the pages it comes from describe no check, so old
+// fixtures that pass a name as the id keep working. An empty value clears the
+// reference. The caller holds s.mu.
+func (p *project) setStore(d Dialect, label string, byID, byName, id, name *string) *apiError {
+	switch {
+	case d == DialectSeed:
+		if byID == nil {
+			return nil
+		}
+		*id, *name = *byID, ""
+		if ks := p.keystoreWithID(*byID); ks != nil {
+			*name = ks.Name
+		}
+		return nil
+	case d.namesKeystores():
+		if byName == nil {
+			return nil
+		}
+		if *byName == "" {
+			*id, *name = "", ""
+			return nil
+		}
+		ks, ok := p.keystores[*byName]
+		if !ok {
+			return badRequest("%s (name: %s) is not found!", label, *byName)
+		}
+		*id, *name = ks.id, ks.Name
+		return nil
+	default:
+		if byID == nil {
+			return nil
+		}
+		if *byID == "" {
+			*id, *name = "", ""
+			return nil
+		}
+		ks := p.keystoreWithID(*byID)
+		if ks == nil {
+			return badRequest("%s (id: %s) is not found!", label, *byID)
+		}
+		*id, *name = ks.id, ks.Name
+		return nil
+	}
+}
+
+// keystoreWithID finds a keystore of the project by id, nil when there is
+// none. A project has a handful of keystores, so a scan is cheaper than
+// keeping a second index in step. The caller holds s.mu.
+func (p *project) keystoreWithID(id string) *keystore {
+	for _, ks := range p.keystores {
+		if ks.id == id {
+			return ks
+		}
+	}
+	return nil
+}
+
+// deployTargets checks where a PATCH asks to be deployed; nil when it does not
+// ask. The caller holds s.mu.
+func (p *project) deployTargets(in mtlsInput) ([]string, *apiError) {
+	if !in.Deploy {
+		return nil, nil
+	}
+	envs := in.DeployTargetEnvironmentNameList
+	if len(envs) == 0 {
+		return nil, badRequest("deployTargetEnvironmentNameList is required when deploy is true")
+	}
+	for i, env := range envs {
+		switch {
+		case env == "":
+			return nil, badRequest("deployTargetEnvironmentNameList[%d] must not be empty", i)
+		case !slices.Contains(p.environments, env):
+			return nil, badRequest("Environment (name: %s) was not found!", env)
+		case slices.Contains(envs[:i], env):
+			return nil, badRequest("Environment (name: %s) is listed more than once in deployTargetEnvironmentNameList", env)
+		}
+	}
+	return slices.Clone(envs), nil
+}
+
+// fieldSet lists the members an object has, by exact name. A member maps to the
+// fieldSet of the objects in its array value, or to nil.
 type fieldSet map[string]fieldSet
 
 var (
@@ -441,13 +633,17 @@ var (
 		},
 	}
 	mtlsFields = fieldSet{
-		"enabled": nil, "keyStoreId": nil, "trustStoreId": nil, "supportedProtocolList": nil, "hostnameVerifierType": nil,
+		"enabled": nil, "keyStoreId": nil, "trustStoreId": nil, "keyStoreName": nil, "trustStoreName": nil,
+		"supportedProtocolList": nil, "hostnameVerifierType": nil, "disableSslValidation": nil,
+		"deploy": nil, "deployTargetEnvironmentNameList": nil,
 	}
 )
 
-// decodeBody decodes a JSON object into v, refusing members not in fields.
-// encoding/json alone would match member names case-insensitively, letting a
-// client's "keyStoreID" through where APIOps would not know it.
+// decodeBody decodes a JSON object into v, dropping members not in fields, as
+// Spring's JSON reader ignores properties it does not know. They are dropped by
+// exact name before decoding because encoding/json alone would match names
+// case-insensitively, taking a client's "keyStoreID" for "keyStoreId", which
+// APIOps would not.
 func decodeBody(body []byte, v any, fields fieldSet) *apiError {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return badRequest("Request body is empty; a JSON object is required")
@@ -456,33 +652,37 @@ func decodeBody(body []byte, v any, fields fieldSet) *apiError {
 	if err := json.Unmarshal(body, &obj); err != nil {
 		return invalidJSON(err)
 	}
-	if err := fields.check(obj, ""); err != nil {
-		return err
+	known, err := json.Marshal(fields.filter(obj))
+	if err != nil {
+		return invalidJSON(err)
 	}
-	if err := json.Unmarshal(body, v); err != nil {
+	if err := json.Unmarshal(known, v); err != nil {
 		return invalidJSON(err)
 	}
 	return nil
 }
 
-// check reports the first unknown member, in name order so the answer is stable.
-func (fs fieldSet) check(obj map[string]json.RawMessage, prefix string) *apiError {
-	for _, name := range slices.Sorted(maps.Keys(obj)) {
+// filter drops the members of obj that fs does not know, in the objects of
+// nested arrays too, and returns obj.
+func (fs fieldSet) filter(obj map[string]json.RawMessage) map[string]json.RawMessage {
+	for name, raw := range obj {
 		nested, ok := fs[name]
 		if !ok {
-			return badRequest("Invalid request body: unknown field %q", prefix+name)
+			delete(obj, name)
+			continue
 		}
 		var items []map[string]json.RawMessage
-		if nested == nil || json.Unmarshal(obj[name], &items) != nil {
+		if nested == nil || json.Unmarshal(raw, &items) != nil {
 			continue // not an array of objects: decoding into the struct reports it
 		}
-		for i, item := range items {
-			if err := nested.check(item, fmt.Sprintf("%s%s[%d].", prefix, name, i)); err != nil {
-				return err
-			}
+		for _, item := range items {
+			nested.filter(item)
+		}
+		if filtered, err := json.Marshal(items); err == nil {
+			obj[name] = filtered
 		}
 	}
-	return nil
+	return obj
 }
 
 // invalidJSON describes a decoding error without the simulator's Go type names.
@@ -497,50 +697,16 @@ func invalidJSON(err error) *apiError {
 	return badRequest("Invalid request body: %s must not be a JSON %s", typeErr.Field, typeErr.Value)
 }
 
-// rollout names the messages of a deployment or an undeployment.
-type rollout struct {
-	name string // "Deployment" or "Undeployment"
-	done string // per environment on success
-}
-
-var (
-	deployment   = rollout{name: "Deployment", done: "Deployed successfully"}
-	undeployment = rollout{name: "Undeployment", done: "Undeployed successfully"}
-)
-
-type deploymentReply struct {
-	Success          bool             `json:"success"`
-	DeploymentResult deploymentResult `json:"deploymentResult"`
-}
-
-type deploymentResult struct {
-	Success            bool                `json:"success"`
-	Message            string              `json:"message"`
-	EnvironmentResults []environmentResult `json:"environmentResults"`
-}
-
-type environmentResult struct {
-	EnvironmentName string `json:"environmentName"`
-	Success         bool   `json:"success"`
-	Message         string `json:"message"`
-}
-
-// report describes the automatic (un)deployment of a saved change to each of the
-// project's environments, failing those in Faults.FailEnvironments. The caller
-// holds s.mu.
-func (s *Server) report(p *project, ro rollout) deploymentReply {
-	res := deploymentResult{Success: true, EnvironmentResults: make([]environmentResult, len(p.environments))}
-	for i, env := range p.environments {
-		er := environmentResult{EnvironmentName: env, Success: true, Message: ro.done}
-		if slices.Contains(s.faults.FailEnvironments, env) {
-			er.Success, er.Message = false, "Gateway timeout"
-			res.Success = false
+// deploy reports the (un)deployment of a saved change to envs, failing those
+// in Faults.FailEnvironments. The caller holds s.mu.
+func (s *Server) deploy(p *project, envs []string, ro rollout) *deploymentReport {
+	r := &deploymentReport{rollout: ro, environments: make([]environmentOutcome, len(envs))}
+	for i, env := range envs {
+		r.environments[i] = environmentOutcome{
+			name:  env,
+			index: slices.Index(p.environments, env),
+			ok:    !slices.Contains(s.faults.FailEnvironments, env),
 		}
-		res.EnvironmentResults[i] = er
 	}
-	res.Message = ro.name + " completed successfully"
-	if !res.Success {
-		res.Message = ro.name + " completed with errors"
-	}
-	return deploymentReply{Success: true, DeploymentResult: res}
+	return r
 }

@@ -16,7 +16,6 @@ const (
 
 func TestCredentialEndpoints(t *testing.T) {
 	t.Parallel()
-	partnerA := apiopstest.CredentialState{Keystore: "client-2025", Truststore: "trust-2025", PrivateKey: "partner-key-2025"}
 	unchanged := credentialIs("MyProject", "api-user", apiopstest.CredentialState{})
 	runCases(t, []apiCase{
 		{
@@ -33,7 +32,7 @@ func TestCredentialEndpoints(t *testing.T) {
 			name: "set truststore replaces the old one", method: "PUT", path: creds + "partner-a/truststore/trust-2026/",
 			status: 200, want: deployedMyProject,
 			check: credentialIs("MyProject", "partner-a",
-				apiopstest.CredentialState{Keystore: "client-2025", Truststore: "trust-2026", PrivateKey: "partner-key-2025"}),
+				partnerA(func(c *apiopstest.CredentialState) { c.Truststore = "trust-2026" })),
 		},
 		{
 			name: "set keystore", method: "PUT", path: creds + "api-user/keystore/client-2026/",
@@ -44,7 +43,7 @@ func TestCredentialEndpoints(t *testing.T) {
 			name: "set keystore replaces the old one", method: "PUT", path: creds + "partner-a/keystore/client-2026/",
 			status: 200, want: deployedMyProject,
 			check: credentialIs("MyProject", "partner-a",
-				apiopstest.CredentialState{Keystore: "client-2026", Truststore: "trust-2025", PrivateKey: "partner-key-2025"}),
+				partnerA(func(c *apiopstest.CredentialState) { c.Keystore = "client-2026" })),
 		},
 		{
 			name: "set private key", method: "PUT", path: creds + "api-user/privateKey/partner-key-2026/",
@@ -55,7 +54,7 @@ func TestCredentialEndpoints(t *testing.T) {
 			name: "set private key from the admin project", method: "PUT", path: creds + "partner-a/privateKey/shared-private-key/",
 			status: 200, want: deployedMyProject,
 			check: credentialIs("MyProject", "partner-a",
-				apiopstest.CredentialState{Keystore: "client-2025", Truststore: "trust-2025", PrivateKey: "shared-private-key"}),
+				partnerA(func(c *apiopstest.CredentialState) { c.PrivateKey = "shared-private-key" })),
 		},
 		{
 			name: "set in another project", method: "PUT", path: "/apiops/projects/TeamA/credentials/svc-orders/truststore/team-a-trust/",
@@ -71,13 +70,13 @@ func TestCredentialEndpoints(t *testing.T) {
 			name: "remove keystore", method: "DELETE", path: creds + "partner-a/keystore/",
 			status: 200, want: undeployedMyProject,
 			check: credentialIs("MyProject", "partner-a",
-				apiopstest.CredentialState{Truststore: "trust-2025", PrivateKey: "partner-key-2025"}),
+				partnerA(func(c *apiopstest.CredentialState) { c.Keystore = "" })),
 		},
 		{
 			name: "remove private key", method: "DELETE", path: creds + "partner-a/privateKey/",
 			status: 200, want: undeployedMyProject,
 			check: credentialIs("MyProject", "partner-a",
-				apiopstest.CredentialState{Keystore: "client-2025", Truststore: "trust-2025"}),
+				partnerA(func(c *apiopstest.CredentialState) { c.PrivateKey = "" })),
 		},
 		{
 			name: "unknown keystore", method: "PUT", path: creds + "api-user/keystore/nope/",
@@ -102,7 +101,7 @@ func TestCredentialEndpoints(t *testing.T) {
 		{
 			name: "key that is not a private key", method: "PUT", path: creds + "partner-a/privateKey/partner-cert-2026/",
 			status: 400, code: "bad_request", desc: "Key (name: partner-cert-2026) is not found!",
-			check: credentialIs("MyProject", "partner-a", partnerA),
+			check: credentialIs("MyProject", "partner-a", partnerA(nil)),
 		},
 		{
 			name: "private key of another project", method: "PUT", path: creds + "api-user/privateKey/team-a-key/",
@@ -189,7 +188,8 @@ func TestRouting(t *testing.T) {
 		},
 		{
 			name: "wrong method on a keystore", method: "POST", path: keystores + "trust-2026/",
-			status: 405, code: "method_not_allowed", desc: "Method POST is not allowed; use DELETE, PUT", allow: "DELETE, PUT",
+			status: 405, code: "method_not_allowed", desc: "Method POST is not allowed; use DELETE, GET, HEAD, PUT",
+			allow: "DELETE, GET, HEAD, PUT",
 		},
 		{
 			name: "wrong method on keystores", method: "GET", path: keystores,
@@ -321,15 +321,25 @@ func TestCreateKeystore(t *testing.T) {
 		bad("trailing data", `{} {}`, "Invalid request body: invalid character '{' after top-level value"),
 		bad("not an object", `[]`, "Invalid request body: a JSON object is required"),
 		bad("wrong type", `{"name":5}`, "Invalid request body: name must not be a JSON number"),
-		bad("unknown field", keystoreBody(func(ks map[string]any, _ []map[string]any) { ks["color"] = "red" }),
-			`Invalid request body: unknown field "color"`),
+		{
+			name: "unknown members are ignored", method: "POST", path: keystores,
+			body: keystoreBody(func(ks map[string]any, envs []map[string]any) {
+				ks["color"] = "red"
+				envs[1]["fileName"] = "x.jks"
+			}),
+			status: 200, want: deployedMyProject,
+			check: func(t *testing.T, sim *apiopstest.Server) {
+				got, ok := sim.Keystore("MyProject", "client-2027")
+				if !ok || len(got.Environments) != 2 || string(got.Environments[1].File) != "staging" {
+					t.Errorf("Keystore = %+v, %v", got, ok)
+				}
+			},
+		},
+		// A member whose name differs only in case is unknown, so the list is missing.
 		bad("field name in other case", keystoreBody(func(ks map[string]any, _ []map[string]any) {
 			ks["keystoreEnvironmentList"] = ks["keyStoreEnvironmentList"]
 			delete(ks, "keyStoreEnvironmentList")
-		}), `Invalid request body: unknown field "keystoreEnvironmentList"`),
-		bad("unknown field in an environment", keystoreBody(func(_ map[string]any, envs []map[string]any) {
-			envs[1]["fileName"] = "x.jks"
-		}), `Invalid request body: unknown field "keyStoreEnvironmentList[1].fileName"`),
+		}), "keyStoreEnvironmentList is required"),
 		bad("missing name", keystoreBody(func(ks map[string]any, _ []map[string]any) { delete(ks, "name") }),
 			"name is required"),
 		bad("empty name", keystoreBody(func(ks map[string]any, _ []map[string]any) { ks["name"] = "" }),
@@ -437,7 +447,7 @@ func TestUpdateKeystore(t *testing.T) {
 			"Environment (name: qa) was not found!"),
 		bad("invalid file", "", `{"keyStoreEnvironmentList":[{"environmentName":"staging","file":"%%%","password":"p","keyStoreType":"JKS"}]}`,
 			"Invalid keystore file for environment staging: not valid base64"),
-		bad("unknown field", "", `{"alias":"x"}`, `Invalid request body: unknown field "alias"`),
+		ok("unknown members are ignored", "", `{"alias":"x","Description":"y"}`, seeded),
 		bad("empty body", "", "", "Request body is empty; a JSON object is required"),
 		bad("bad jwkUpdateAction", "?jwkUpdateAction=update", `{}`,
 			`Invalid jwkUpdateAction: "update" (expected NULLIFY or UPDATE)`),
@@ -576,10 +586,11 @@ func TestPatchMTLS(t *testing.T) {
 			`Invalid supportedProtocolList[1]: "TLS_1_4" (expected one of TLS_1_3, TLS_1_2, TLS_1_1, TLS_1_0, SSL_3_0)`),
 		bad("unknown hostname verifier", "PaymentsAPI", `{"hostnameVerifierType":"strict"}`,
 			`Invalid hostnameVerifierType: "strict" (expected one of NOOP, DEFAULT, STRICT, BROWSER_COMPAT)`),
-		bad("unknown field", "MyAPI", `{"enabled":true,"keyStoreId":"k","poolSize":1}`,
-			`Invalid request body: unknown field "poolSize"`),
+		patch("unknown members are ignored", "MyAPI", `{"enabled":true,"keyStoreId":"k","poolSize":1}`,
+			proxyIs("MyAPI", func(m *apiopstest.MTLSSettings) { m.Enabled, m.KeyStoreID = true, "k" })),
+		// keyStoreID is not keyStoreId, so no keystore is given.
 		bad("field name in other case", "MyAPI", `{"enabled":true,"keyStoreID":"k"}`,
-			`Invalid request body: unknown field "keyStoreID"`),
+			"KeyStore ID is required when mTLS is enabled"),
 		bad("wrong type", "MyAPI", `{"enabled":"yes"}`, "Invalid request body: enabled must not be a JSON string"),
 		bad("invalid JSON", "MyAPI", `{"enabled":tru}`, "Invalid request body: invalid character '}' in literal true (expecting 'e')"),
 		{

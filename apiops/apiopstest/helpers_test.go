@@ -166,6 +166,18 @@ func runCases(t *testing.T, cases []apiCase) {
 	}
 }
 
+// partnerA is partner-a as seeded, after edit changes it.
+func partnerA(edit func(c *apiopstest.CredentialState)) apiopstest.CredentialState {
+	c := apiopstest.CredentialState{
+		Keystore: "client-2025", Truststore: "trust-2025", PrivateKey: "partner-key-2025",
+		PublicKey: "partner-pub-2025", SecretKey: "partner-hmac-2025", Certificate: "partner-cert-2025",
+	}
+	if edit != nil {
+		edit(&c)
+	}
+	return c
+}
+
 func credentialIs(project, username string, want apiopstest.CredentialState) func(*testing.T, *apiopstest.Server) {
 	return func(t *testing.T, sim *apiopstest.Server) {
 		t.Helper()

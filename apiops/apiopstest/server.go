@@ -1,21 +1,27 @@
 // Package apiopstest is an in-memory, stateful stand-in for the parts of
 // Apinizer's management API (APIOps) that the worker drives: credential secret
-// assignments, keystores and API proxy mTLS settings.
+// assignments, keystores, API proxy mTLS settings and client-credential tokens.
 //
 // It answers like APIOps (paths, error bodies, deployment results) so that the
 // worker can be tested, demonstrated and benchmarked without an Apinizer, and it
 // injects the failures a real deployment sees (errors, resets, outages, partial
-// deployments) on demand. Serve it with httptest.NewServer(New(seed)).
+// deployments) on demand. APIOps's documentation shows its answers in several
+// forms; SetDialect picks the one the simulator speaks. Serve it with
+// httptest.NewServer(New(seed)).
 package apiopstest
 
 import (
 	"cmp"
 	"context"
+	cryptorand "crypto/rand"
+	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"net"
@@ -37,7 +43,6 @@ type Server struct {
 	mux *http.ServeMux
 
 	mu        sync.Mutex
-	token     string
 	faults    Faults
 	failNext  int // authorised requests still to fail with nextFault
 	nextFault fault
@@ -45,6 +50,22 @@ type Server struct {
 	recording bool
 	requests  []*Request
 	projects  map[string]*project
+	dialect   Dialect
+	// now is time.Now, except in tests that let tokens expire without waiting.
+	now func() time.Time
+	// keystoresCreated counts every keystore ever created, so that one created
+	// again under a deleted one's name gets a new id.
+	keystoresCreated uint64
+
+	// token is the seed's static token; clients may ask for more.
+	token   string
+	clients map[string]string
+	// tokenLifetime is given to tokens issued from now on; 0 means they never expire.
+	tokenLifetime time.Duration
+	tokensIssued  int
+	// key signs issued tokens and seals keystore contents in answers; it is
+	// random, so neither can be forged or read back from outside.
+	key [32]byte
 }
 
 // Request is one request as the simulator received it, for tests to assert on
@@ -55,7 +76,8 @@ type Request struct {
 	Path     string
 	RawQuery string
 	Body     []byte
-	// Authorized tells whether the request carried the current token.
+	// Authorized tells whether the request carried a token the simulator
+	// accepted: the seed's token or an unexpired issued one.
 	Authorized bool
 	// TraceParent is the request's W3C traceparent header, "" without one.
 	TraceParent string
@@ -97,11 +119,20 @@ type fault struct {
 
 // project is a seeded project's mutable state.
 type project struct {
+	id           string
 	environments []string
 	credentials  map[string]*CredentialState
-	keystores    map[string]*KeystoreState
+	keystores    map[string]*keystore
 	keys         map[string]string
+	certificates map[string]bool
 	proxies      map[string]*MTLSSettings
+}
+
+// keystore is a keystore with the id APIOps gave it, which the public
+// KeystoreState leaves out so that tests comparing states need not know it.
+type keystore struct {
+	id string
+	KeystoreState
 }
 
 // KeystoreState is a keystore as the simulator holds it. Create and update keep
@@ -122,47 +153,96 @@ type KeystoreEnvironment struct {
 	KeyStoreType    string
 }
 
-// New returns a simulator holding a copy of seed, with recording on and no
-// faults. Its handler answers every path, including unknown ones, as APIOps would.
+// New returns a simulator holding a copy of seed, speaking the seed dialect,
+// with recording on, no faults and tokens issued for DefaultTokenLifetime. Its
+// handler answers every path, including unknown ones, as APIOps would.
 func New(seed Seed) *Server {
 	s := &Server{
-		mux:       http.NewServeMux(),
-		token:     seed.Token,
-		recording: true,
-		projects:  make(map[string]*project, len(seed.Projects)),
+		mux:           http.NewServeMux(),
+		dialect:       DialectSeed,
+		token:         seed.Token,
+		clients:       maps.Clone(seed.Clients),
+		tokenLifetime: DefaultTokenLifetime,
+		now:           time.Now,
+		recording:     true,
+		projects:      make(map[string]*project, len(seed.Projects)),
 	}
-	for name, ps := range seed.Projects {
-		s.projects[name] = newProject(ps)
+	_, _ = cryptorand.Read(s.key[:])
+	// In name order, so that a seed gives its keystores the same ids every time.
+	for _, name := range slices.Sorted(maps.Keys(seed.Projects)) {
+		s.projects[name] = s.newProject(name, seed.Projects[name])
 	}
 	s.routes()
 	return s
 }
 
-func newProject(ps ProjectSeed) *project {
+func (s *Server) newProject(name string, ps ProjectSeed) *project {
 	p := &project{
+		id:           objectID("project", name),
 		environments: slices.Clone(ps.Environments),
 		credentials:  make(map[string]*CredentialState, len(ps.Credentials)),
-		keystores:    make(map[string]*KeystoreState, len(ps.Keystores)),
-		keys:         make(map[string]string, len(ps.Keys)),
+		keystores:    make(map[string]*keystore, len(ps.Keystores)),
+		keys:         maps.Clone(ps.Keys),
+		certificates: make(map[string]bool, len(ps.Certificates)),
 		proxies:      make(map[string]*MTLSSettings, len(ps.APIProxies)),
 	}
 	for username, c := range ps.Credentials {
 		p.credentials[username] = &c
 	}
-	for _, name := range ps.Keystores {
-		p.keystores[name] = &KeystoreState{Name: name}
+	for _, ks := range ps.Keystores {
+		p.keystores[ks] = s.newKeystore(name, KeystoreState{Name: ks})
 	}
-	for name, keyType := range ps.Keys {
-		p.keys[name] = keyType
+	for _, c := range ps.Certificates {
+		p.certificates[c] = true
 	}
-	for name, m := range ps.APIProxies {
+	for proxy, m := range ps.APIProxies {
 		m.SupportedProtocolList = slices.Clone(m.SupportedProtocolList)
-		p.proxies[name] = &m
+		// A seed can only name keystores, their ids being made here.
+		if ks, ok := p.keystores[m.KeyStoreName]; ok && m.KeyStoreID == "" {
+			m.KeyStoreID = ks.id
+		}
+		if ks, ok := p.keystores[m.TrustStoreName]; ok && m.TrustStoreID == "" {
+			m.TrustStoreID = ks.id
+		}
+		p.proxies[proxy] = &m
 	}
 	return p
 }
 
-// SetToken replaces the accepted token, to test a client's token rotation.
+// newKeystore gives a keystore its id: 24 hex digits, as APIOps's MongoDB ids
+// have. The caller holds s.mu, or is New.
+func (s *Server) newKeystore(projectName string, state KeystoreState) *keystore {
+	s.keystoresCreated++
+	return &keystore{
+		id:            objectID("keystore", projectName, state.Name, strconv.FormatUint(s.keystoresCreated, 10)),
+		KeystoreState: state,
+	}
+}
+
+// objectID derives a 24-hex-digit id from parts, so that ids are stable for
+// the same history and never need to be stored twice.
+func objectID(parts ...string) string {
+	h := sha256.New()
+	for _, part := range parts {
+		h.Write([]byte(part))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil)[:12])
+}
+
+// SetDialect switches the form of the answers from the next request on. An
+// unknown dialect is a programming error and panics.
+func (s *Server) SetDialect(d Dialect) {
+	if !slices.Contains(dialects, d) {
+		panic(fmt.Sprintf("apiopstest: SetDialect(%q): want one of %s", d, DialectNames()))
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.dialect = d
+}
+
+// SetToken replaces the seed's static token, to test a client's token
+// rotation; tokens issued by the token endpoint stay valid.
 func (s *Server) SetToken(token string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -178,8 +258,9 @@ func (s *Server) SetFaults(f Faults) {
 }
 
 // FailNext makes the next n authorised requests answer status (0 means 503),
-// with Retry-After as for Faults.RetryAfter. Unauthorised requests do not count,
-// so a test can rely on exactly which calls fail. n <= 0 cancels.
+// with Retry-After as for Faults.RetryAfter. Unauthorised requests and token
+// requests do not count, so a test can rely on exactly which calls fail. n <= 0
+// cancels.
 func (s *Server) FailNext(n int, status int, retryAfter time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -196,7 +277,7 @@ func (s *Server) Down(d time.Duration) {
 		s.downUntil = time.Time{}
 		return
 	}
-	s.downUntil = time.Now().Add(d)
+	s.downUntil = s.now().Add(d)
 }
 
 // SetRecording switches request recording; benchmarks turn it off so memory
@@ -253,9 +334,25 @@ func (s *Server) Keystore(projectName, name string) (KeystoreState, bool) {
 	if !ok {
 		return KeystoreState{}, false
 	}
-	out := *ks
+	out := ks.KeystoreState
 	out.Environments = slices.Clone(ks.Environments)
 	return out, true
+}
+
+// KeystoreID reports the id of a keystore of the project, which the docs
+// dialect's mTLS PATCH takes.
+func (s *Server) KeystoreID(projectName, name string) (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, ok := s.projects[projectName]
+	if !ok {
+		return "", false
+	}
+	ks, ok := p.keystores[name]
+	if !ok {
+		return "", false
+	}
+	return ks.id, true
 }
 
 // Proxy reports an API proxy's current mTLS settings.
@@ -277,18 +374,24 @@ func (s *Server) Proxy(projectName, name string) (MTLSSettings, bool) {
 
 // admission is what ServeHTTP decided about a request before executing it.
 type admission struct {
-	rec        *Request // nil when recording is off
-	latency    time.Duration
-	authorized bool
-	reset      bool
-	fault      fault // status 0: no injected error
+	rec     *Request // nil when recording is off
+	latency time.Duration
+	// dialect is read once, so that one request is answered in one dialect.
+	dialect Dialect
+	refused authFailure // 0: the token was accepted
+	// open marks the token endpoint, which needs no token.
+	open  bool
+	reset bool
+	fault fault // status 0: no injected error
 }
 
 // ServeHTTP answers one request. Checks run in this order: an outage (Down)
 // resets; FailNext fails an authorised request; ResetRate resets; ErrorRate
-// fails; a missing or wrong token gets 401; then the request is routed and
-// executed. Faults therefore hit unauthorised requests too, as a proxy in front
-// of APIOps would, except FailNext, which is meant to count a client's calls.
+// fails; a missing, wrong or expired token gets 401 (except at the token
+// endpoint); then the request is routed and executed. Faults therefore hit
+// unauthorised requests too, as a proxy in front of APIOps would, except
+// FailNext, which is meant to count a client's calls and so leaves token
+// requests alone as well.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, readErr := readBody(w, r)
 	a := s.admit(r, body)
@@ -301,13 +404,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case a.fault.status != 0:
 		s.setStatus(a.rec, a.fault.status)
 		a.fault.write(w)
-	case !a.authorized:
-		s.respond(w, a.rec, http.StatusUnauthorized, errorBody{"unauthorized_client", "Invalid token"})
+	case a.refused != 0 && !a.open:
+		s.fail(w, a.rec, a.dialect, unauthorized(a.refused))
 	case readErr != nil:
-		status, e := unreadable(readErr)
-		s.respond(w, a.rec, status, e)
+		s.fail(w, a.rec, a.dialect, unreadable(readErr))
 	default:
-		s.mux.ServeHTTP(&exchange{s: s, w: w, r: r, rec: a.rec, body: body}, r)
+		s.mux.ServeHTTP(&exchange{s: s, w: w, r: r, rec: a.rec, body: body, dialect: a.dialect}, r)
 	}
 }
 
@@ -321,35 +423,43 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 }
 
 // unreadable describes a body that could not be read: too large, or cut off.
-func unreadable(err error) (int, errorBody) {
+func unreadable(err error) *apiError {
 	var tooLarge *http.MaxBytesError
 	if errors.As(err, &tooLarge) {
-		return http.StatusRequestEntityTooLarge,
-			errorBody{"payload_too_large", fmt.Sprintf("Request body exceeds %d MiB", maxBodyBytes>>20)}
+		return &apiError{status: http.StatusRequestEntityTooLarge, code: "payload_too_large", routing: true,
+			text: fmt.Sprintf("Request body exceeds %d MiB", maxBodyBytes>>20)}
 	}
-	return http.StatusBadRequest, errorBody{"bad_request", "Could not read the request body: " + err.Error()}
+	return &apiError{status: http.StatusBadRequest, code: "bad_request", routing: true,
+		text: "Could not read the request body: " + err.Error()}
 }
 
 // admit records the request and decides which fault, if any, it gets.
 func (s *Server) admit(r *http.Request, body []byte) admission {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	a := admission{latency: s.faults.Latency, authorized: bearerMatches(r.Header.Get("Authorization"), s.token)}
+	now := s.now()
+	a := admission{
+		latency: s.faults.Latency,
+		dialect: s.dialect,
+		refused: s.authenticate(r.Header.Get("Authorization"), now),
+		open:    r.URL.Path == tokenPath,
+	}
+	authorized := a.refused == 0
 	if s.recording {
 		a.rec = &Request{
 			Method:      r.Method,
 			Path:        r.URL.EscapedPath(),
 			RawQuery:    r.URL.RawQuery,
 			Body:        body,
-			Authorized:  a.authorized,
+			Authorized:  authorized,
 			TraceParent: r.Header.Get("Traceparent"),
 		}
 		s.requests = append(s.requests, a.rec)
 	}
 	switch {
-	case time.Now().Before(s.downUntil):
+	case now.Before(s.downUntil):
 		a.reset = true
-	case a.authorized && s.failNext > 0:
+	case authorized && !a.open && s.failNext > 0:
 		s.failNext--
 		a.fault = s.nextFault
 		a.fault.html = s.faults.HTMLErrors
@@ -365,12 +475,21 @@ func (s *Server) admit(r *http.Request, body []byte) admission {
 	return a
 }
 
-func bearerMatches(header, token string) bool {
+// authenticate checks an Authorization header against the seed's token and the
+// tokens the simulator issued, returning 0 when it accepts it. The caller holds s.mu.
+func (s *Server) authenticate(header string, now time.Time) authFailure {
 	const scheme = "Bearer "
-	if token == "" || len(header) <= len(scheme) || !strings.EqualFold(header[:len(scheme)], scheme) {
-		return false
+	switch {
+	case header == "":
+		return authMissing
+	case len(header) <= len(scheme) || !strings.EqualFold(header[:len(scheme)], scheme):
+		return authInvalid
 	}
-	return subtle.ConstantTimeCompare([]byte(header[len(scheme):]), []byte(token)) == 1
+	token := header[len(scheme):]
+	if s.token != "" && subtle.ConstantTimeCompare([]byte(token), []byte(s.token)) == 1 {
+		return 0
+	}
+	return s.verifyIssued(token, now)
 }
 
 // wait sleeps for d, reporting false if the client went away first.
@@ -432,10 +551,10 @@ func errorCode(statusText string) string {
 	}, statusText)
 }
 
-// errorBody is APIOps's error shape, used for every error the simulator answers.
-type errorBody struct {
-	Error       string `json:"error"`
-	Description string `json:"error_description"`
+// fail answers an error in the dialect.
+func (s *Server) fail(w http.ResponseWriter, rec *Request, d Dialect, e *apiError) {
+	status, body := d.failure(e)
+	s.respond(w, rec, status, body)
 }
 
 // respond records status before writing, so a client that has its answer sees
@@ -470,11 +589,12 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // plain-text 404 and 405, or a redirect to a cleaned or slash-terminated path),
 // which APIOps answers with a JSON error instead.
 type exchange struct {
-	s    *Server
-	w    http.ResponseWriter
-	r    *http.Request
-	rec  *Request
-	body []byte
+	s       *Server
+	w       http.ResponseWriter
+	r       *http.Request
+	rec     *Request
+	body    []byte
+	dialect Dialect
 }
 
 func (x *exchange) Header() http.Header { return x.w.Header() }
@@ -486,13 +606,13 @@ func (x *exchange) WriteHeader(status int) {
 	allow := h.Get("Allow")
 	clear(h)
 	// The mux also offers 405 for a path missing its trailing slash, which
-	// APIOps does not know at all.
-	if status == http.StatusMethodNotAllowed && strings.HasSuffix(x.r.URL.Path, "/") {
+	// APIOps does not know at all; only the token endpoint has none.
+	if status == http.StatusMethodNotAllowed && (strings.HasSuffix(x.r.URL.Path, "/") || x.r.URL.Path == tokenPath) {
 		h.Set("Allow", allow)
-		x.s.respond(x.w, x.rec, status, errorBody{"method_not_allowed",
-			fmt.Sprintf("Method %s is not allowed; use %s", x.r.Method, allow)})
+		x.s.fail(x.w, x.rec, x.dialect, &apiError{status: status, code: "method_not_allowed", routing: true,
+			text: fmt.Sprintf("Method %s is not allowed; use %s", x.r.Method, allow)})
 		return
 	}
-	x.s.respond(x.w, x.rec, http.StatusNotFound, errorBody{"not_found",
-		fmt.Sprintf("No endpoint for %s %s", x.r.Method, x.r.URL.EscapedPath())})
+	x.s.fail(x.w, x.rec, x.dialect, &apiError{status: http.StatusNotFound, code: "not_found", routing: true,
+		text: fmt.Sprintf("No endpoint for %s %s", x.r.Method, x.r.URL.EscapedPath())})
 }

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"testing"
 	"testing/iotest"
+	"time"
 
 	"github.com/apiops-worker/apiops-worker/apiops/apiopstest"
 )
@@ -23,8 +24,7 @@ func TestLoadSeed(t *testing.T) {
 		t.Errorf("token = %q", seed.Token)
 	}
 	sim := apiopstest.New(seed)
-	credentialIs("MyProject", "partner-a",
-		apiopstest.CredentialState{Keystore: "client-2025", Truststore: "trust-2025", PrivateKey: "partner-key-2025"})(t, sim)
+	credentialIs("MyProject", "partner-a", partnerA(nil))(t, sim)
 	credentialIs("TeamA", "svc-orders", apiopstest.CredentialState{})(t, sim)
 	keystoreExists("admin", "shared-trust-root", true)(t, sim)
 	keystoreExists("MyProject", "shared-trust-root", false)(t, sim)
@@ -35,6 +35,12 @@ func TestLoadSeed(t *testing.T) {
 	if got, ok := sim.Proxy("MyProject", "PaymentsAPI"); !ok || !reflect.DeepEqual(got, wantPayments) {
 		t.Errorf("PaymentsAPI = %+v, %v", got, ok)
 	}
+	if got, ok := sim.Proxy("MyProject", "AssistantAPI"); !ok || got.Type != "AI" {
+		t.Errorf("AssistantAPI = %+v, %v", got, ok)
+	}
+	if len(seed.Clients) == 0 || seed.Projects["MyProject"].Certificates == nil {
+		t.Errorf("seed has no clients or no certificates: %+v", seed)
+	}
 	if _, ok := sim.Credential("NoSuch", "api-user"); ok {
 		t.Error("credential of an unknown project exists")
 	}
@@ -44,9 +50,10 @@ func TestLoadSeed(t *testing.T) {
 
 	dir := t.TempDir()
 	for name, content := range map[string]string{
-		"unknown field": `{"token":"t","projects":{"P":{"environment":["production"]}}}`,
-		"bad key type":  `{"token":"t","projects":{"P":{"keys":{"k":"SECRET_KEY"}}}}`,
-		"not JSON":      `token: t`,
+		"unknown field":         `{"token":"t","projects":{"P":{"environment":["production"]}}}`,
+		"bad key type":          `{"token":"t","projects":{"P":{"keys":{"k":"SYMMETRIC_KEY"}}}}`,
+		"client without secret": `{"token":"t","clients":{"pipeline":""},"projects":{}}`,
+		"not JSON":              `token: t`,
 	} {
 		path := filepath.Join(dir, strings.ReplaceAll(name, " ", "-")+".json")
 		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
@@ -163,14 +170,29 @@ func TestConcurrentUse(t *testing.T) {
 		})
 	}
 	wg.Go(func() {
-		for range perWorker {
+		for i := range perWorker {
 			sim.Requests()
 			sim.SetToken(token)
+			sim.SetDialect(apiopstest.Dialects()[i%4])
+			sim.SetTokenLifetime(time.Duration(i) * time.Minute)
+			sim.KeystoreID("MyProject", "trust-2026")
+		}
+	})
+	wg.Go(func() {
+		for range perWorker {
+			tok := issued(t, ts)
+			if res := useToken(t, ts, tok); res.status != http.StatusOK {
+				t.Errorf("issued token: %d %s", res.status, res.body)
+				return
+			}
 		}
 	})
 	wg.Wait()
-	if n := len(sim.Requests()); n != workers*perWorker {
-		t.Errorf("recorded %d requests, want %d", n, workers*perWorker)
+	if n, want := len(sim.Requests()), (workers+2)*perWorker; n != want {
+		t.Errorf("recorded %d requests, want %d", n, want)
+	}
+	if n := sim.TokensIssued(); n != perWorker {
+		t.Errorf("TokensIssued = %d, want %d", n, perWorker)
 	}
 }
 

@@ -6,6 +6,10 @@
 // dashes as underscores (APIOPS_SIM_ERROR_RATE=0.1); the command line wins. The
 // token is never a flag, so it stays out of process listings: APIOPS_TOKEN, when
 // set, replaces the seed's token.
+//
+// --dialect picks which of the forms APIOps's documentation shows the
+// simulator answers in (see apiopstest.Dialect); clients of the seed may get
+// tokens from POST /apiops/auth/token that live for --token-lifetime.
 package main
 
 import (
@@ -32,48 +36,82 @@ func main() {
 	}
 }
 
-func run() error {
-	addr := flag.String("addr", "127.0.0.1:8085", "listen address")
-	seedPath := flag.String("seed", "testdata/apiops-seed.json", "seed file with the token and the projects")
-	var faults apiopstest.Faults
-	flag.DurationVar(&faults.Latency, "latency", 0, "delay added before every answer")
-	flag.Float64Var(&faults.ErrorRate, "error-rate", 0, "fraction of requests answered with --error-status")
-	flag.IntVar(&faults.ErrorStatus, "error-status", http.StatusServiceUnavailable, "status of injected errors")
-	flag.DurationVar(&faults.RetryAfter, "retry-after", 0, "Retry-After sent with injected 429 and 503 answers")
-	flag.BoolVar(&faults.HTMLErrors, "html-errors", false, "give injected errors an HTML body, like a proxy's error page")
-	flag.Float64Var(&faults.ResetRate, "reset-rate", 0, "fraction of requests whose connection is reset")
-	failEnvironments := flag.String("fail-environments", "", "comma-separated environments whose deployments fail")
-	if err := flagsFromEnv(flag.CommandLine); err != nil {
-		return err
-	}
-	flag.Parse()
-	faults.FailEnvironments = splitList(*failEnvironments)
-	if err := checkFaults(faults); err != nil {
-		return err
-	}
+// options are the command's settings, from flags and the environment.
+type options struct {
+	addr          string
+	seedPath      string
+	faults        apiopstest.Faults
+	dialect       apiopstest.Dialect
+	tokenLifetime time.Duration
+}
 
-	seed, err := apiopstest.LoadSeed(*seedPath)
+// parseOptions defines the flags on fs, sets them from the environment and then
+// from args, and checks them.
+func parseOptions(fs *flag.FlagSet, args []string) (options, error) {
+	var o options
+	fs.StringVar(&o.addr, "addr", "127.0.0.1:8085", "listen address")
+	fs.StringVar(&o.seedPath, "seed", "testdata/apiops-seed.json", "seed file with the token, the clients and the projects")
+	fs.DurationVar(&o.faults.Latency, "latency", 0, "delay added before every answer")
+	fs.Float64Var(&o.faults.ErrorRate, "error-rate", 0, "fraction of requests answered with --error-status")
+	fs.IntVar(&o.faults.ErrorStatus, "error-status", http.StatusServiceUnavailable, "status of injected errors")
+	fs.DurationVar(&o.faults.RetryAfter, "retry-after", 0, "Retry-After sent with injected 429 and 503 answers")
+	fs.BoolVar(&o.faults.HTMLErrors, "html-errors", false, "give injected errors an HTML body, like a proxy's error page")
+	fs.Float64Var(&o.faults.ResetRate, "reset-rate", 0, "fraction of requests whose connection is reset")
+	failEnvironments := fs.String("fail-environments", "", "comma-separated environments whose deployments fail")
+	dialect := fs.String("dialect", string(apiopstest.DialectMixed),
+		"form of the answers, as one of APIOps's documents shows them: "+apiopstest.DialectNames())
+	fs.DurationVar(&o.tokenLifetime, "token-lifetime", apiopstest.DefaultTokenLifetime,
+		"lifetime of tokens from POST /apiops/auth/token; 0 means they never expire")
+	if err := flagsFromEnv(fs); err != nil {
+		return options{}, err
+	}
+	if err := fs.Parse(args); err != nil {
+		return options{}, err
+	}
+	o.faults.FailEnvironments = splitList(*failEnvironments)
+	if err := checkFaults(o.faults); err != nil {
+		return options{}, err
+	}
+	var err error
+	if o.dialect, err = apiopstest.ParseDialect(*dialect); err != nil {
+		return options{}, fmt.Errorf("--dialect: %w", err)
+	}
+	if o.tokenLifetime < 0 {
+		return options{}, fmt.Errorf("--token-lifetime %v: must not be negative", o.tokenLifetime)
+	}
+	return o, nil
+}
+
+func run() error {
+	o, err := parseOptions(flag.CommandLine, os.Args[1:])
+	if err != nil {
+		return err
+	}
+	seed, err := apiopstest.LoadSeed(o.seedPath)
 	if err != nil {
 		return err
 	}
 	if token := strings.TrimSpace(os.Getenv("APIOPS_TOKEN")); token != "" {
 		seed.Token = token
 	}
-	if seed.Token == "" {
-		return errors.New("no token: set APIOPS_TOKEN or the seed's token")
+	// Without either, nothing could ever be authorised.
+	if seed.Token == "" && len(seed.Clients) == 0 {
+		return errors.New("no token: set APIOPS_TOKEN, the seed's token or the seed's clients")
 	}
 	sim := apiopstest.New(seed)
-	sim.SetFaults(faults)
+	sim.SetFaults(o.faults)
+	sim.SetDialect(o.dialect)
+	sim.SetTokenLifetime(o.tokenLifetime)
 	// A long-running simulator would otherwise keep every request in memory.
 	sim.SetRecording(false)
 
-	ln, err := net.Listen("tcp", *addr)
+	ln, err := net.Listen("tcp", o.addr)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
 	srv := &http.Server{Handler: sim, ReadHeaderTimeout: 10 * time.Second}
-	log.Printf("apiops-sim: serving APIOps on http://%s (seed %s, %d projects, faults %+v)",
-		ln.Addr(), *seedPath, len(seed.Projects), faults)
+	log.Printf("apiops-sim: serving APIOps on http://%s (seed %s, %d projects, dialect %s, token lifetime %v, faults %+v)",
+		ln.Addr(), o.seedPath, len(seed.Projects), o.dialect, o.tokenLifetime, o.faults)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -75,16 +76,15 @@ func run(ctx context.Context, s *settings, log *zap.Logger) error {
 	var tokens apiops.TokenSource = apiops.StaticToken(s.apiopsToken)
 	apiURL := s.apiopsURL
 	if s.demo {
-		url, token, stop, err := startSimulator(s.demoSeed)
+		url, token, stop, err := startSimulator(s.demoSeed, s.demoDialect)
 		if err != nil {
 			return err
 		}
 		defer stop()
 		apiURL, tokens = url, apiops.StaticToken(token)
-		log.Info("demo: APIOps simulator started", zap.String("url", url), zap.String("seed", s.demoSeed))
+		log.Info("demo: APIOps simulator started", zap.String("url", url), zap.String("seed", s.demoSeed), zap.String("dialect", string(s.demoDialect)))
 	} else if s.apiopsTokenFile != "" {
-		fileToken := apiops.NewFileToken(s.apiopsTokenFile)
-		tokens, s.worker.RefreshToken = fileToken, fileToken.Refresh
+		tokens = apiops.NewFileToken(s.apiopsTokenFile)
 	}
 	if s.worker.Instance == "" {
 		s.worker.Instance = worker.InstanceName()
@@ -104,6 +104,14 @@ func run(ctx context.Context, s *settings, log *zap.Logger) error {
 	}
 	if s.apiopsCert != "" {
 		opts = append(opts, apiops.WithClientCertificate(s.apiopsCert, s.apiopsKey))
+	}
+	if s.apiopsClientID != "" && !s.demo {
+		cc, err := clientCredentials(s, opts)
+		if err != nil {
+			return err
+		}
+		tokens = cc
+		log.Info("APIOps tokens come from OAuth2 client credentials", zap.String("client_id", s.apiopsClientID), zap.String("token_url", redactURL(s.apiopsTokenURL)))
 	}
 	client, err := apiops.New(apiURL, tokens, opts...)
 	if err != nil {
@@ -199,8 +207,27 @@ func natsOptions(s *settings, log *zap.Logger) []nats.Option {
 	return append(opts, auth.Options()...)
 }
 
+// clientCredentials is the token source of --apiops-client-id. It takes the APIOps
+// client's options, so that token requests have the same TLS settings and timeout.
+func clientCredentials(s *settings, opts []apiops.Option) (*apiops.ClientCredentials, error) {
+	secret := apiops.SecretValue(s.apiopsClientSecret)
+	if s.apiopsClientSecretFile != "" {
+		secret = apiops.SecretFile(s.apiopsClientSecretFile)
+	}
+	return apiops.NewClientCredentials(s.apiopsTokenURL, s.apiopsClientID, secret, opts...)
+}
+
+// redactURL hides a password in raw's user info, for logs.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparseable URL)"
+	}
+	return u.Redacted()
+}
+
 // startSimulator serves the APIOps simulator on a free loopback port.
-func startSimulator(seedPath string) (url, token string, stop func(), err error) {
+func startSimulator(seedPath string, dialect apiopstest.Dialect) (url, token string, stop func(), err error) {
 	seed, err := apiopstest.LoadSeed(seedPath)
 	if err != nil {
 		return "", "", nil, fmt.Errorf("--demo-seed: %w", err)
@@ -210,6 +237,7 @@ func startSimulator(seedPath string) (url, token string, stop func(), err error)
 		return "", "", nil, fmt.Errorf("demo simulator: %w", err)
 	}
 	sim := apiopstest.New(seed)
+	sim.SetDialect(dialect)
 	sim.SetRecording(false)
 	srv := &http.Server{Handler: sim, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }()

@@ -8,10 +8,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"strings"
 	"time"
 
+	"github.com/apiops-worker/apiops-worker/apiops"
+	"github.com/apiops-worker/apiops-worker/apiops/apiopstest"
 	"github.com/apiops-worker/apiops-worker/messages"
 	"github.com/apiops-worker/apiops-worker/worker"
 )
@@ -32,8 +35,14 @@ type settings struct {
 	apiopsCA, apiopsCert, apiopsKey         string
 	apiopsTimeout                           time.Duration
 
-	demo     bool
-	demoSeed string
+	// OAuth2 client credentials, instead of a token: the secret from
+	// APIOPS_CLIENT_SECRET_FILE (read at each token request) or APIOPS_CLIENT_SECRET.
+	apiopsClientID, apiopsTokenURL             string
+	apiopsClientSecretFile, apiopsClientSecret string
+
+	demo        bool
+	demoSeed    string
+	demoDialect apiopstest.Dialect
 
 	logFormat, logLevel string
 	httpAddr            string
@@ -73,12 +82,16 @@ func parseSettings(args []string, getenv func(string) string, stderr io.Writer) 
 	fs.StringVar(&s.dataDir, "data-dir", "data", "directory of the embedded NATS server's JetStream data")
 	fs.StringVar(&s.apiopsURL, "apiops-url", "", "APIOps base URL, e.g. https://apinizer.example.com")
 	fs.StringVar(&s.apiopsTokenFile, "apiops-token-file", "", "file holding the APIOps token, re-read when APIOps answers 401 (or set APIOPS_TOKEN)")
+	fs.StringVar(&s.apiopsClientID, "apiops-client-id", "", "APIOps user for OAuth2 client credentials, instead of a token; the password comes from APIOPS_CLIENT_SECRET_FILE (re-read at each token request) or APIOPS_CLIENT_SECRET")
+	fs.StringVar(&s.apiopsTokenURL, "apiops-token-url", "", "APIOps token endpoint, with --apiops-client-id (default <apiops-url>/apiops/auth/token)")
 	fs.StringVar(&s.apiopsCA, "apiops-ca-file", "", "CA certificates (PEM) for APIOps's certificate")
 	fs.StringVar(&s.apiopsCert, "apiops-client-cert", "", "client certificate (PEM) for APIOps behind mTLS")
 	fs.StringVar(&s.apiopsKey, "apiops-client-key", "", "client key (PEM) for APIOps behind mTLS")
 	fs.DurationVar(&s.apiopsTimeout, "apiops-timeout", 30*time.Second, "timeout of one APIOps request")
 	fs.BoolVar(&s.demo, "demo", false, "also run the built-in APIOps simulator and use it")
 	fs.StringVar(&s.demoSeed, "demo-seed", "testdata/apiops-seed.json", "the simulator's seed, with --demo")
+	demoDialect := fs.String("demo-dialect", string(apiopstest.DialectMixed), "how the simulator answers, with --demo: "+apiopstest.DialectNames()+
+		" (docs/design/apiops-dialects.md)")
 	fs.StringVar(&s.logFormat, "log-format", "json", "json, or console for people")
 	fs.StringVar(&s.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&s.httpAddr, "http-addr", ":9090", "address of /metrics, /healthz and /readyz; empty switches them off")
@@ -104,7 +117,7 @@ func parseSettings(args []string, getenv func(string) string, stderr io.Writer) 
 	fs.BoolVar(&w.RequireSealed, "require-sealed", false, "reject commands whose passwords or keystore files are not sealed (needs --seal-keys)")
 	fs.BoolVar(&w.ManageStreams, "manage-streams", true, "create or update the streams, bucket and consumer at start; false when an operator manages them")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: apiops-worker [flags]\n\nEvery flag can also be set by an environment variable: --nats-* and --apiops-* flags\nby their name in capitals (NATS_URL, APIOPS_TOKEN_FILE), the others with APIOPS_WORKER_\n(APIOPS_WORKER_CONCURRENCY). Flags win. The APIOps token comes from APIOPS_TOKEN_FILE or\nAPIOPS_TOKEN, the NATS password from NATS_PASSWORD, never from a flag.\n\n")
+		fmt.Fprintf(stderr, "usage: apiops-worker [flags]\n\nEvery flag can also be set by an environment variable: --nats-* and --apiops-* flags\nby their name in capitals (NATS_URL, APIOPS_TOKEN_FILE), the others with APIOPS_WORKER_\n(APIOPS_WORKER_CONCURRENCY). Flags win. The APIOps token comes from APIOPS_TOKEN_FILE or\nAPIOPS_TOKEN, or is fetched with --apiops-client-id and its secret from\nAPIOPS_CLIENT_SECRET_FILE or APIOPS_CLIENT_SECRET; the NATS password comes from\nNATS_PASSWORD; secrets never from a flag.\n\n")
 		fs.PrintDefaults()
 	}
 
@@ -122,7 +135,12 @@ func parseSettings(args []string, getenv func(string) string, stderr io.Writer) 
 	if fs.NArg() > 0 {
 		errs = append(errs, fmt.Errorf("unexpected argument %q", fs.Arg(0)))
 	}
+	var err error
+	if s.demoDialect, err = apiopstest.ParseDialect(*demoDialect); err != nil {
+		errs = append(errs, fmt.Errorf("--demo-dialect (APIOPS_WORKER_DEMO_DIALECT): %w", err))
+	}
 	s.apiopsToken = strings.TrimSpace(getenv("APIOPS_TOKEN"))
+	s.apiopsClientSecretFile, s.apiopsClientSecret = getenv("APIOPS_CLIENT_SECRET_FILE"), getenv("APIOPS_CLIENT_SECRET")
 	s.natsPassword = getenv("NATS_PASSWORD")
 	w.ManageStreams = w.ManageStreams || s.natsURL == "" // nobody else manages an embedded server
 
@@ -130,9 +148,10 @@ func parseSettings(args []string, getenv func(string) string, stderr io.Writer) 
 	case s.demo:
 	case s.apiopsURL == "":
 		errs = append(errs, errors.New("--apiops-url (APIOPS_URL) is required, or use --demo"))
-	case s.apiopsTokenFile == "" && s.apiopsToken == "":
-		errs = append(errs, errors.New("the APIOps token is missing: set --apiops-token-file (APIOPS_TOKEN_FILE) or APIOPS_TOKEN"))
+	case s.apiopsTokenFile == "" && s.apiopsToken == "" && s.apiopsClientID == "":
+		errs = append(errs, errors.New("the APIOps token or client credentials are missing: set --apiops-token-file (APIOPS_TOKEN_FILE) or APIOPS_TOKEN, or --apiops-client-id (APIOPS_CLIENT_ID) with APIOPS_CLIENT_SECRET_FILE or APIOPS_CLIENT_SECRET"))
 	}
+	errs = append(errs, checkClientCredentials(s)...)
 	if s.apiopsTokenFile != "" {
 		if _, err := os.Stat(s.apiopsTokenFile); err != nil {
 			errs = append(errs, fmt.Errorf("--apiops-token-file (APIOPS_TOKEN_FILE): %w", err))
@@ -159,9 +178,47 @@ func parseSettings(args []string, getenv func(string) string, stderr io.Writer) 
 	if s.apiopsTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("--apiops-timeout (APIOPS_TIMEOUT) must be positive, not %v", s.apiopsTimeout))
 	}
-	var err error
 	if s.tracing, err = tracingFromEnv(getenv); err != nil {
 		errs = append(errs, err)
 	}
 	return s, errors.Join(errs...)
+}
+
+// checkClientCredentials checks the client credentials settings and fills in the
+// default token URL.
+func checkClientCredentials(s *settings) []error {
+	var errs []error
+	hasSecret := s.apiopsClientSecretFile != "" || s.apiopsClientSecret != ""
+	switch {
+	case s.apiopsClientID != "" && !hasSecret:
+		errs = append(errs, errors.New("--apiops-client-id (APIOPS_CLIENT_ID) needs its secret: set APIOPS_CLIENT_SECRET_FILE or APIOPS_CLIENT_SECRET"))
+	case s.apiopsClientID == "" && s.apiopsClientSecretFile != "":
+		errs = append(errs, errors.New("APIOPS_CLIENT_SECRET_FILE is set without --apiops-client-id (APIOPS_CLIENT_ID)"))
+	case s.apiopsClientID == "" && s.apiopsClientSecret != "":
+		errs = append(errs, errors.New("APIOPS_CLIENT_SECRET is set without --apiops-client-id (APIOPS_CLIENT_ID)"))
+	}
+	if s.apiopsClientID != "" && (s.apiopsTokenFile != "" || s.apiopsToken != "") {
+		errs = append(errs, errors.New("--apiops-client-id (APIOPS_CLIENT_ID) and a token (--apiops-token-file (APIOPS_TOKEN_FILE) or APIOPS_TOKEN) are both set: choose one"))
+	}
+	if s.apiopsClientSecretFile != "" {
+		if _, err := apiops.SecretFile(s.apiopsClientSecretFile)(); err != nil {
+			errs = append(errs, fmt.Errorf("APIOPS_CLIENT_SECRET_FILE: %w", err))
+		}
+	}
+	switch {
+	case s.apiopsTokenURL != "" && s.apiopsClientID == "":
+		errs = append(errs, errors.New("--apiops-token-url (APIOPS_TOKEN_URL) is only used with --apiops-client-id (APIOPS_CLIENT_ID)"))
+	case s.apiopsTokenURL != "":
+		if u, err := url.Parse(s.apiopsTokenURL); err != nil || u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
+			errs = append(errs, errors.New("--apiops-token-url (APIOPS_TOKEN_URL) must be an http:// or https:// URL with a host"))
+		}
+	case s.apiopsClientID != "" && s.apiopsURL != "": // the default: the APIOps URL's path kept
+		if u, err := url.Parse(s.apiopsURL); err != nil || u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
+			errs = append(errs, errors.New("--apiops-url (APIOPS_URL) must be an http:// or https:// URL with a host"))
+		} else {
+			u.RawQuery, u.Fragment = "", ""
+			s.apiopsTokenURL = u.JoinPath("apiops", "auth", "token").String()
+		}
+	}
+	return errs
 }

@@ -25,8 +25,9 @@ runs the rotation plan that puts it in place, in this order:
   1. keystore.create  --keystore, one file per --env (the same bytes)
   2. credential.keystore.set    for each --keystore-for
   3. credential.truststore.set  for each --truststore-for
-  4. proxy.mtls.update          for each --mtls-proxy: keyStoreId, or trustStoreId
-                                for a truststore
+  4. proxy.mtls.update          for each --mtls-proxy: keyStoreName, or
+                                trustStoreName for a truststore (the worker adds
+                                the id for servers that take ids)
   5. keystore.delete            --delete-old, when given
 
 A check that fails exits 2 with every problem found; warnings (a leaf expiring within
@@ -237,9 +238,9 @@ func rotationPlan(id, project, keystoreName, kind, alias string, trust bool, fil
 	for _, p := range proxies {
 		update := &messages.ProxyMTLSUpdate{APIProxyName: p}
 		if trust {
-			update.TrustStoreID = &keystoreName
+			update.TrustStoreName = &keystoreName
 		} else {
-			update.KeyStoreID = &keystoreName
+			update.KeyStoreName = &keystoreName
 		}
 		steps = append(steps, &messages.Command{Type: "proxy.mtls.update", Project: project, Params: update})
 	}

@@ -123,7 +123,7 @@ func TestRotateDryRun(t *testing.T) {
 			t.Errorf("environment %v", m)
 		}
 	}
-	if id := plan.Steps[3].Params["keyStoreId"]; id != "client-2027" {
+	if name := plan.Steps[3].Params["keyStoreName"]; name != "client-2027" {
 		t.Errorf("proxy step %v", plan.Steps[3].Params)
 	}
 	if bytes.Contains(out.stderr.Bytes(), []byte("generated")) {
@@ -137,7 +137,7 @@ func TestRotateDryRun(t *testing.T) {
 	if code != 0 || !strings.Contains(out.stderr.String(), "password was generated; it is not shown") {
 		t.Fatalf("exit %d; stderr:\n%s", code, out.stderr.String())
 	}
-	if !strings.Contains(out.stdout.String(), `"trustStoreId": "trust-2027"`) || !strings.Contains(out.stdout.String(), `"credential.truststore.set"`) {
+	if !strings.Contains(out.stdout.String(), `"trustStoreName": "trust-2027"`) || !strings.Contains(out.stdout.String(), `"credential.truststore.set"`) {
 		t.Errorf("truststore plan:\n%s", out.stdout.String())
 	}
 }
@@ -222,7 +222,7 @@ func TestRotateRuns(t *testing.T) {
 	if cred, _ := sim.Credential("MyProject", "partner-a"); cred.Keystore != "client-2027" {
 		t.Errorf("partner-a's keystore %q", cred.Keystore)
 	}
-	if proxy, _ := sim.Proxy("MyProject", "MyAPI"); proxy.KeyStoreID != "client-2027" {
+	if proxy, _ := sim.Proxy("MyProject", "MyAPI"); proxy.KeyStoreName != "client-2027" {
 		t.Errorf("MyAPI %+v", proxy)
 	}
 	if _, ok := sim.Keystore("MyProject", "legacy-2019"); ok {

@@ -164,10 +164,28 @@ var crossFieldRules = map[string]func(params *jsonschema.Schema){
 		p.Description = "Must change something; updateScope only with jwkUpdateAction UPDATE."
 	},
 	"proxy.mtls.update": func(p *jsonschema.Schema) {
-		p.AnyOf = requireOneOf("enabled", "keyStoreId", "trustStoreId", "supportedProtocolList", "hostnameVerifierType")
-		p.If = withProperty(&jsonschema.Schema{Required: []string{"enabled"}}, "enabled", &jsonschema.Schema{Const: true})
-		p.Then = withProperty(&jsonschema.Schema{Required: []string{"keyStoreId"}}, "keyStoreId", &jsonschema.Schema{MinLength: ptr[uint64](1)})
-		p.Description = "Must set at least one mTLS setting; enabled: true needs a keyStoreId."
+		p.AnyOf = requireOneOf("enabled", "keyStoreId", "keyStoreName", "trustStoreId", "trustStoreName",
+			"supportedProtocolList", "hostnameVerifierType", "disableSslValidation")
+		nonEmpty := func(field string) *jsonschema.Schema {
+			return withProperty(&jsonschema.Schema{Required: []string{field}}, field, &jsonschema.Schema{MinLength: ptr[uint64](1)})
+		}
+		deploying := withProperty(&jsonschema.Schema{Required: []string{"deploy"}}, "deploy", &jsonschema.Schema{Const: true})
+		p.AllOf = []*jsonschema.Schema{
+			{Not: &jsonschema.Schema{Required: []string{"keyStoreId", "keyStoreName"}}},
+			{Not: &jsonschema.Schema{Required: []string{"trustStoreId", "trustStoreName"}}},
+			{
+				If:   withProperty(&jsonschema.Schema{Required: []string{"enabled"}}, "enabled", &jsonschema.Schema{Const: true}),
+				Then: &jsonschema.Schema{AnyOf: []*jsonschema.Schema{nonEmpty("keyStoreId"), nonEmpty("keyStoreName")}},
+			},
+			{
+				If: deploying,
+				Then: withProperty(&jsonschema.Schema{Required: []string{"deployTargetEnvironmentNameList"}},
+					"deployTargetEnvironmentNameList", &jsonschema.Schema{MinItems: ptr[uint64](1)}),
+				Else: &jsonschema.Schema{Not: &jsonschema.Schema{Required: []string{"deployTargetEnvironmentNameList"}}},
+			},
+		}
+		p.Description = "Must set at least one mTLS setting; a keystore by id or by name, not both; enabled: true needs a keystore; " +
+			"deployTargetEnvironmentNameList with deploy: true, and only then."
 	},
 }
 
@@ -230,22 +248,32 @@ func markEnvelope(s *jsonschema.Schema) {
 	replyTo.Pattern = `^` + first + `(?:\.` + next + `)*$`
 }
 
-// markPathNames states the path-name rules that the struct tags cannot express.
+// markPathNames states the name rules that the struct tags cannot express, for the
+// names that become path segments and the other names the worker checks the same way
+// (keystores named in a body, deployment environments).
 func markPathNames(s *jsonschema.Schema, t reflect.Type) {
 	for i := range t.NumField() {
 		f := t.Field(i)
-		if !strings.Contains(f.Tag.Get("apiops"), "path") {
-			continue
-		}
 		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-		if prop, ok := s.Properties.Get(name); ok {
-			prop.MinLength, prop.MaxLength = ptr[uint64](1), ptr[uint64](messages.MaxNameLength)
-			// No lookahead: validators in several languages (Go's among them) lack it.
-			const c = `[^/\\\x00-\x1f\x7f-\x9f`
-			prop.Pattern = `^(?:` + c + `.]` + c + `]*|\.` + c + `.]` + c + `]*|\.\.` + c + `]+)$`
-			prop.Description = "A name that becomes one URL path segment: no /, \\ or control characters, not . or .."
+		prop, ok := s.Properties.Get(name)
+		switch tag := f.Tag.Get("apiops"); {
+		case !ok:
+		case strings.Contains(tag, "path"):
+			markName(prop, "A name that becomes one URL path segment: no /, \\ or control characters, not . or ..")
+		case strings.Contains(tag, "keystore-id="):
+			markName(prop, "A keystore's name: no /, \\ or control characters, not . or ..")
+		case name == "deployTargetEnvironmentNameList":
+			markName(prop.Items, "An environment's name: no /, \\ or control characters, not . or ..")
 		}
 	}
+}
+
+func markName(prop *jsonschema.Schema, description string) {
+	prop.MinLength, prop.MaxLength = ptr[uint64](1), ptr[uint64](messages.MaxNameLength)
+	// No lookahead: validators in several languages (Go's among them) lack it.
+	const c = `[^/\\\x00-\x1f\x7f-\x9f`
+	prop.Pattern = `^(?:` + c + `.]` + c + `]*|\.` + c + `.]` + c + `]*|\.\.` + c + `]+)$`
+	prop.Description = description
 }
 
 func add(files map[string][]byte, name string, s *jsonschema.Schema) error {
