@@ -181,8 +181,11 @@ func (c *Client) Do(ctx context.Context, req messages.APIRequest) (*Response, er
 		if err != nil {
 			return nil, err
 		}
-		if id != "" {
-			body = withMember(body, lookup.Field, id)
+		if id == "" && lookup.Name != "" {
+			continue // APIOps shows no ids: the name alone it is
+		}
+		if body, err = withMember(body, lookup.Field, id); err != nil {
+			return nil, &Error{Op: req.String(), Kind: Permanent, Err: err}
 		}
 	}
 	resp, data, op, err := c.exchange(ctx, req.Method, req.Path, req.Query, body)
@@ -197,8 +200,12 @@ func (c *Client) Do(ctx context.Context, req messages.APIRequest) (*Response, er
 
 // keystoreID reads the id of the keystore lookup names from GET .../keystores/{name}/,
 // "" when the answer carries none (as list-keystores.mdx shows it): the request then
-// names the keystore alone. A keystore APIOps does not know is APIOps's own error.
+// names the keystore alone. A keystore APIOps does not know is APIOps's own error. The
+// empty name, which clears the setting, has the empty id.
 func (c *Client) keystoreID(ctx context.Context, lookup messages.KeystoreIDLookup) (string, error) {
+	if lookup.Name == "" {
+		return "", nil
+	}
 	resp, data, op, err := c.exchange(ctx, http.MethodGet, []string{"apiops", "projects", lookup.Project, "keystores", lookup.Name}, nil, nil)
 	if err != nil {
 		return "", err
@@ -206,21 +213,25 @@ func (c *Client) keystoreID(ctx context.Context, lookup messages.KeystoreIDLooku
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return "", readError(op, resp, data, time.Now())
 	}
+	unrecognised := &Error{Op: op, StatusCode: resp.StatusCode, Kind: Permanent, Code: CodeUnrecognisedResponse,
+		Description: fmt.Sprintf("APIOps answered %d to the keystore lookup with a body the worker does not recognise (%s)", resp.StatusCode, describeBody(resp, data))}
 	body, ok := object(data)
 	saved, known := verdict(body)
 	entries, isList := array(body["resultList"])
 	switch {
-	case !ok || !known || !isList:
-		return "", &Error{Op: op, StatusCode: resp.StatusCode, Kind: Permanent, Code: CodeUnrecognisedResponse,
-			Description: fmt.Sprintf("APIOps answered %d to the keystore lookup with a body the worker does not recognise (%s)", resp.StatusCode, describeBody(resp, data))}
+	case !ok || !known || !isList || saved && !isPresent(body, "resultList"):
+		return "", unrecognised
 	case !saved:
 		message, _ := stringMember(body, "resultMessage")
 		return "", &Error{Op: op, StatusCode: resp.StatusCode, Kind: Permanent, Description: cmp.Or(message, "APIOps answered that the keystore lookup failed")}
 	}
 	for _, entry := range entries {
-		keystore, _ := object(entry)
+		keystore, isObject := object(entry)
+		id, hasID := stringMember(keystore, "id")
+		if !isObject || isPresent(keystore, "id") && !hasID {
+			return "", unrecognised
+		}
 		if name, _ := stringMember(keystore, "name"); name == lookup.Name || len(entries) == 1 && name == "" {
-			id, _ := stringMember(keystore, "id")
 			return id, nil
 		}
 	}
@@ -229,16 +240,19 @@ func (c *Client) keystoreID(ctx context.Context, lookup messages.KeystoreIDLooku
 }
 
 // withMember returns a copy of the JSON object body with the string member name added.
-func withMember(body []byte, name, value string) []byte {
-	out := bytes.TrimRight(body, " \t\r\n")
-	out = append(bytes.Clone(out[:len(out)-1]), ',')
+func withMember(body []byte, name, value string) ([]byte, error) {
+	trimmed := bytes.TrimSpace(body)
+	if _, ok := object(trimmed); !ok {
+		return nil, fmt.Errorf("cannot add %s: the request body is not a JSON object", name)
+	}
+	out := append(bytes.Clone(trimmed[:len(trimmed)-1]), ',')
 	if bytes.Equal(bytes.TrimSpace(out), []byte("{,")) {
 		out = out[:len(out)-1]
 	}
 	out = appendJSONString(out, name)
 	out = append(out, ':')
 	out = appendJSONString(out, value)
-	return append(out, '}')
+	return append(out, '}'), nil
 }
 
 func appendJSONString(buf []byte, s string) []byte {
@@ -277,7 +291,7 @@ func (c *Client) exchange(ctx context.Context, method string, segments []string,
 		if resp.StatusCode != http.StatusUnauthorized || refreshed || !canRefresh {
 			return resp, data, op, nil
 		}
-		refresher.Refresh()
+		refresher.Refresh(token)
 	}
 }
 
@@ -315,7 +329,8 @@ func (c *Client) roundTrip(ctx context.Context, method, target, token string, bo
 		return nil, nil, transportError(err)
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBody))
+	// One byte more than is read, so that an answer cut short is not taken for whole.
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBody+1))
 	if err != nil {
 		return resp, nil, fmt.Errorf("read response: %w", transportError(err))
 	}

@@ -2,8 +2,10 @@ package apiops_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -581,12 +583,16 @@ func TestFileTokenRotation(t *testing.T) {
 	if tok, _ := tokens.Token(ctx); tok != "first-token" {
 		t.Errorf("re-read the file before Refresh: %q", tok)
 	}
-	tokens.Refresh()
+	tokens.Refresh("some-older-token") // refused long ago: the copy in hand stays
+	if tok, _ := tokens.Token(ctx); tok != "first-token" {
+		t.Errorf("re-read the file after another token's Refresh: %q", tok)
+	}
+	tokens.Refresh("first-token")
 	if tok, _ := tokens.Token(ctx); tok != "second-token" {
 		t.Errorf("after Refresh: %q", tok)
 	}
 	write(" \n")
-	tokens.Refresh()
+	tokens.Refresh("second-token")
 	if _, err := tokens.Token(ctx); err == nil {
 		t.Error("empty token file accepted")
 	}
@@ -607,5 +613,108 @@ func TestNewRejectsBadSettings(t *testing.T) {
 	}
 	if _, err := apiops.New("http://x", apiops.StaticToken("t"), apiops.WithTimeout(0)); err == nil {
 		t.Error("zero timeout accepted")
+	}
+}
+
+// TestKeystoreNameClearsInEveryDialect: the empty name clears the truststore on a
+// server that takes ids and on one that takes names, with no lookup.
+func TestKeystoreNameClearsInEveryDialect(t *testing.T) {
+	cmd := decode(t, "MyProject", "proxy.mtls.update", `{"apiProxyName":"PaymentsAPI","trustStoreName":""}`)
+	for _, dialect := range apiopstest.Dialects() {
+		t.Run(string(dialect), func(t *testing.T) {
+			sim, client := startSim(t, loadSeed(t))
+			sim.SetDialect(dialect)
+			if _, err := client.Do(context.Background(), cmd.APIRequest()); err != nil {
+				t.Fatal(err)
+			}
+			if p, _ := sim.Proxy("MyProject", "PaymentsAPI"); p.TrustStoreID != "" || p.TrustStoreName != "" {
+				t.Errorf("PaymentsAPI = %+v, want no truststore", p)
+			}
+			if reqs := sim.Requests(); len(reqs) != 1 || string(reqs[0].Body) != `{"trustStoreName":"","trustStoreId":""}` {
+				t.Errorf("requests %+v", reqs)
+			}
+		})
+	}
+}
+
+// TestKeystoreLookupFailures: a lookup that fails sends no PATCH; a transient failure
+// is transient, an answer in no known shape is unrecognised, not "not found".
+func TestKeystoreLookupFailures(t *testing.T) {
+	req := decode(t, "MyProject", "proxy.mtls.update", `{"apiProxyName":"MyAPI","enabled":true,"keyStoreName":"client-2026"}`).APIRequest()
+	for _, tc := range []struct {
+		name   string
+		answer string // "" lets the simulator answer after a 503
+		kind   apiops.Kind
+		code   string
+	}{
+		{"503", "", apiops.Transient, "service_unavailable"},
+		{"no resultList", `{"status":"SUCCESS"}`, apiops.Permanent, apiops.CodeUnrecognisedResponse},
+		{"id a number", `{"status":"SUCCESS","resultList":[{"id":42,"name":"client-2026"}]}`, apiops.Permanent, apiops.CodeUnrecognisedResponse},
+		{"entry not an object", `{"status":"SUCCESS","resultList":["client-2026"]}`, apiops.Permanent, apiops.CodeUnrecognisedResponse},
+		{"status FAILURE", `{"status":"FAILURE","resultMessage":"User does not have required permission for this operation!"}`, apiops.Permanent, "http_200"},
+		{"empty resultList", `{"status":"SUCCESS","resultList":[]}`, apiops.Permanent, "http_200"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sim := apiopstest.New(loadSeed(t))
+			sim.SetDialect(apiopstest.DialectDocs)
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.Method == http.MethodGet && tc.answer != "" {
+					w.Header().Set("Content-Type", "application/json")
+					_, _ = io.WriteString(w, tc.answer)
+					return
+				}
+				sim.ServeHTTP(w, r)
+			}))
+			defer srv.Close()
+			if tc.answer == "" {
+				sim.FailNext(1, http.StatusServiceUnavailable, 0)
+			}
+			client, _ := apiops.New(srv.URL, apiops.StaticToken("sim-token"))
+			_, err := client.Do(context.Background(), req)
+			var e *apiops.Error
+			if !errors.As(err, &e) || e.Kind != tc.kind || e.ResultCode() != tc.code {
+				t.Fatalf("err = %v (%+v), want %v %s", err, e, tc.kind, tc.code)
+			}
+			for _, r := range sim.Requests() {
+				if r.Method == http.MethodPatch {
+					t.Errorf("PATCH sent after the lookup failed")
+				}
+			}
+		})
+	}
+}
+
+// TestIDServerWithoutIDsInLookups: a server that takes ids in the PATCH but shows none
+// in its keystore answers (as its pages do, read literally) cannot be given a keystore by
+// name: the command fails with APIOps's own text, and is never reported as done.
+func TestIDServerWithoutIDsInLookups(t *testing.T) {
+	sim := apiopstest.New(loadSeed(t))
+	sim.SetDialect(apiopstest.DialectDocs)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet {
+			sim.ServeHTTP(w, r)
+			return
+		}
+		rec := httptest.NewRecorder()
+		sim.ServeHTTP(rec, r)
+		var body map[string]any
+		if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil {
+			t.Errorf("keystore answer: %v", err)
+		}
+		for _, entry := range body["resultList"].([]any) {
+			delete(entry.(map[string]any), "id")
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(body)
+	}))
+	defer srv.Close()
+	client, _ := apiops.New(srv.URL, apiops.StaticToken("sim-token"))
+	_, err := client.Do(context.Background(), decode(t, "MyProject", "proxy.mtls.update", `{"apiProxyName":"MyAPI","enabled":true,"keyStoreName":"client-2026"}`).APIRequest())
+	var e *apiops.Error
+	if !errors.As(err, &e) || e.Kind != apiops.Permanent || e.Message() != "KeyStore ID is required when mTLS is enabled" {
+		t.Fatalf("err = %v", err)
+	}
+	if p, _ := sim.Proxy("MyProject", "MyAPI"); p.Enabled {
+		t.Errorf("MyAPI = %+v", p)
 	}
 }

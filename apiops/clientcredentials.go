@@ -39,11 +39,17 @@ type ClientCredentials struct {
 	now      func() time.Time
 	joined   func() // tests: called when a Token call waits for a fetch
 
-	mu        sync.Mutex
-	token     string
-	expires   bool
-	refreshAt time.Time
-	flight    *tokenFlight
+	mu     sync.Mutex
+	cached issuedToken
+	flight *tokenFlight
+}
+
+// issuedToken is a token and when to fetch the next one; without expiry it is kept
+// until Refresh.
+type issuedToken struct {
+	token                string
+	expires              bool
+	refreshAt, expiresAt time.Time
 }
 
 type tokenFlight struct {
@@ -143,10 +149,9 @@ func SecretValue(secret string) func() (string, error) {
 // to expire; a call during a fetch waits for that fetch.
 func (c *ClientCredentials) Token(ctx context.Context) (string, error) {
 	c.mu.Lock()
-	if c.token != "" && (!c.expires || c.now().Before(c.refreshAt)) {
-		token := c.token
+	if t := c.cached; t.token != "" && (!t.expires || c.now().Before(t.refreshAt)) {
 		c.mu.Unlock()
-		return token, nil
+		return t.token, nil
 	}
 	f := c.flight
 	if f == nil {
@@ -162,40 +167,51 @@ func (c *ClientCredentials) Token(ctx context.Context) (string, error) {
 	}
 	select {
 	case <-f.done:
+		if f.err != nil {
+			// Fetched early and failed: the token in hand still works until it expires.
+			c.mu.Lock()
+			t := c.cached
+			c.mu.Unlock()
+			if t.token != "" && c.now().Before(t.expiresAt) {
+				return t.token, nil
+			}
+		}
 		return f.token, f.err
 	case <-ctx.Done():
 		return "", &Error{Op: c.op, Kind: Transient, Err: ctx.Err()}
 	}
 }
 
-// Refresh makes the next Token fetch a new token: call it when APIOps answered 401.
-// A fetch already under way counts as the new one.
-func (c *ClientCredentials) Refresh() {
+// Refresh makes the next Token fetch a new token, unless rejected is no longer the
+// token in hand: a fetch since, or one under way, counts as the new one.
+func (c *ClientCredentials) Refresh(rejected string) {
 	c.mu.Lock()
-	c.token = ""
+	if c.cached.token == rejected {
+		c.cached = issuedToken{}
+	}
 	c.mu.Unlock()
 }
 
 func (c *ClientCredentials) fly(ctx context.Context, f *tokenFlight) {
-	token, expires, refreshAt, err := c.fetch(ctx)
+	t, err := c.fetch(ctx)
 	c.mu.Lock()
 	c.flight = nil
 	if err == nil {
-		c.token, c.expires, c.refreshAt = token, expires, refreshAt
+		c.cached = t
 	}
 	c.mu.Unlock()
-	f.token, f.err = token, err
+	f.token, f.err = t.token, err
 	close(f.done)
 }
 
-func (c *ClientCredentials) fetch(ctx context.Context) (token string, expires bool, refreshAt time.Time, err error) {
+func (c *ClientCredentials) fetch(ctx context.Context) (issuedToken, error) {
 	secret, err := c.secret()
 	if err == nil && secret == "" {
 		err = errors.New("APIOps client secret is empty")
 	}
 	if err != nil {
 		// Nothing was sent (StatusCode 0), and waiting will not help.
-		return "", false, time.Time{}, &Error{Op: c.op, Kind: Unauthorized, Err: err}
+		return issuedToken{}, &Error{Op: c.op, Kind: Unauthorized, Err: err}
 	}
 	conf := clientcredentials.Config{
 		ClientID:     c.clientID,
@@ -211,13 +227,14 @@ func (c *ClientCredentials) fetch(ctx context.Context) (token string, expires bo
 	requested := c.now() // expires_in counts from no earlier than this
 	tok, err := conf.Token(ctx)
 	if err != nil {
-		return "", false, time.Time{}, c.tokenError(err, ex, secret)
+		return issuedToken{}, c.tokenError(err, ex, secret)
 	}
+	t := issuedToken{token: tok.AccessToken}
 	if lifetime, ok := expiresIn(tok); ok {
 		early := min(lifetime/4, maxRefreshEarly)
-		return tok.AccessToken, true, requested.Add(lifetime - early), nil
+		t.expires, t.refreshAt, t.expiresAt = true, requested.Add(lifetime-early), requested.Add(lifetime)
 	}
-	return tok.AccessToken, false, time.Time{}, nil
+	return t, nil
 }
 
 // expiresIn reads expires_in, a number or (as some servers send it) a string of

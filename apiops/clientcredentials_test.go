@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/apiops-worker/apiops-worker/messages"
 )
 
 const tokenPath = "/apiops/auth/token"
@@ -189,7 +191,7 @@ func TestClientCredentialsWithoutExpiresInKeepsTokenUntilRefresh(t *testing.T) {
 	if n := ts.count(); n != 1 {
 		t.Fatalf("%d requests before Refresh, want 1", n)
 	}
-	cc.Refresh()
+	cc.Refresh("token-1")
 	mustToken(t, cc, "token-2")
 	mustToken(t, cc, "token-2")
 	if n := ts.count(); n != 2 {
@@ -438,7 +440,7 @@ func TestClientCredentialsRereadsSecretFile(t *testing.T) {
 	if err := os.WriteFile(path, []byte("second"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cc.Refresh() // as after a 401
+	cc.Refresh("token-1") // as after a 401
 	mustToken(t, cc, "token-2")
 	if s := secretSent(); s != "second" {
 		t.Errorf("secret sent after Refresh %q, want %q", s, "second")
@@ -544,5 +546,74 @@ func TestNewClientCredentialsChecksArguments(t *testing.T) {
 	cc, err := NewClientCredentials("https://h/base%2Fx/apiops/auth/token", "u", secret)
 	if err != nil || cc.op != "POST /base%2Fx/apiops/auth/token" {
 		t.Errorf("op %q, %v", cc.op, err)
+	}
+}
+
+// A token endpoint that fails while the token in hand still works does not fail the
+// caller: the refresh was early, and the old token is used until it expires.
+func TestClientCredentialsFailedEarlyRefreshKeepsValidToken(t *testing.T) {
+	var failing atomic.Bool
+	ts := newTokenServer(t, func(w http.ResponseWriter, r *http.Request, n int) {
+		if failing.Load() {
+			writeJSON(w, http.StatusInternalServerError, `{"error":"server_error","error_description":"An unexpected error occurred"}`)
+			return
+		}
+		numberedToken("100")(w, r, n)
+	})
+	cc, clock := newTestCC(t, ts.URL, SecretValue("s"))
+	mustToken(t, cc, "token-1")
+	failing.Store(true)
+	clock.Advance(80 * time.Second) // past the refresh at 75 s, before the expiry at 100 s
+	mustToken(t, cc, "token-1")
+	if n := ts.count(); n != 2 {
+		t.Errorf("%d token requests, want the early refresh tried once", n)
+	}
+	clock.Advance(20 * time.Second)
+	if _, err := cc.Token(context.Background()); err == nil {
+		t.Error("an expired token was handed out while the endpoint fails")
+	}
+	failing.Store(false)
+	mustToken(t, cc, "token-4")
+}
+
+// Many requests refused the same token at once: one new token serves them all.
+func TestClientCredentialsConcurrentRefusalsFetchOnce(t *testing.T) {
+	var latest atomic.Value
+	ts := newTokenServer(t, func(w http.ResponseWriter, r *http.Request, n int) {
+		latest.Store(fmt.Sprintf("token-%d", n))
+		numberedToken("")(w, r, n)
+	})
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer "+latest.Load().(string) {
+			writeJSON(w, http.StatusUnauthorized, `{"status":"FAILURE","resultMessage":"Token is not valid!"}`)
+			return
+		}
+		writeJSON(w, http.StatusOK, `{"status":"SUCCESS"}`)
+	}))
+	defer api.Close()
+	cc, _ := newTestCC(t, ts.URL, SecretValue("s"))
+	client, err := New(api.URL, cc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustToken(t, cc, "token-1")
+	latest.Store("revoked") // every request now refuses token-1
+	var wg sync.WaitGroup
+	errs := make(chan error, 20)
+	for range 20 {
+		wg.Go(func() {
+			_, err := client.Do(context.Background(), messages.APIRequest{Method: http.MethodGet, Path: []string{"apiops", "x"}})
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Errorf("Do: %v", err)
+		}
+	}
+	if n := ts.count(); n != 2 {
+		t.Errorf("%d token requests, want 2: the first and one after the refusals", n)
 	}
 }

@@ -12,8 +12,9 @@ import (
 type Kind int
 
 const (
-	// Permanent: APIOps refused the request (400, 403, 404, 409, 422, …); sending it
-	// again will not help.
+	// Permanent: APIOps refused the request (400, 403, 404, 409, 422, …, or a 2xx that
+	// says FAILURE), or answered in no shape the worker recognises; sending it again
+	// will not help, or could repeat a change that happened.
 	Permanent Kind = iota
 	// Transient: the network, a timeout, 408, 429 or 5xx; the same request may succeed
 	// later.
@@ -39,11 +40,12 @@ type Error struct {
 	Op string
 	// StatusCode is the HTTP status, or 0 when no response arrived.
 	StatusCode int
-	// Code and Description are APIOps's "error" and "error_description", when the
-	// body was APIOps's JSON error.
+	// Code is APIOps's "error" when it reads as a code; Description is its text, from
+	// "resultMessage" or "error_description" (see readError), or the worker's own
+	// description of an answer it does not recognise.
 	Code        string
 	Description string
-	// RetryAfter is the parsed Retry-After header, or 0.
+	// RetryAfter is the Retry-After header, or a body's "retry_after", or 0.
 	RetryAfter time.Duration
 	Kind       Kind
 	// Err is the transport error when no response arrived.
@@ -81,8 +83,7 @@ func (e *Error) ResultCode() string {
 	}
 }
 
-// Message is the result's error message: APIOps's error_description verbatim when there
-// is one.
+// Message is the result's error message: Description verbatim when there is one.
 func (e *Error) Message() string {
 	if e.Description != "" {
 		return e.Description

@@ -22,11 +22,16 @@ type Response struct {
 	// of its documented shapes it came in; nil when APIOps deployed nothing or said
 	// nothing about it (deploymentResult null or absent).
 	DeploymentResult *messages.DeploymentResult
+	// DeploymentUnrecognised, when not "", says that APIOps saved the change but sent a
+	// deployment report in no shape the worker recognises: whether the change reached
+	// the environments is unknown. It describes the body without quoting it.
+	DeploymentUnrecognised string
 }
 
-// DeployFailed reports whether the change was saved but did not deploy everywhere.
+// DeployFailed reports whether the change was saved but did not deploy everywhere, or
+// may not have.
 func (r *Response) DeployFailed() bool {
-	return r.DeploymentResult != nil && !r.DeploymentResult.Success
+	return r.DeploymentUnrecognised != "" || r.DeploymentResult != nil && !r.DeploymentResult.Success
 }
 
 // CodeUnrecognisedResponse is the error code of a 2xx answer the reader does not
@@ -60,11 +65,12 @@ func readSuccess(op string, resp *http.Response, data []byte) (*Response, error)
 		}
 		return nil, e
 	}
-	deployment, ok := readDeployment(body["deploymentResult"])
-	if !ok {
-		return nil, unrecognised()
+	r := &Response{StatusCode: resp.StatusCode, Message: message}
+	if r.DeploymentResult, ok = readDeployment(body["deploymentResult"]); !ok {
+		// The change was saved: failing it would have a plan undo what happened.
+		r.DeploymentUnrecognised = fmt.Sprintf("APIOps saved the change, but its deployment report is in no shape the worker recognises (%s)", describeBody(resp, data))
 	}
-	return &Response{StatusCode: resp.StatusCode, Message: message, DeploymentResult: deployment}, nil
+	return r, nil
 }
 
 // verdict reads the top-level success or status: saved is true for success: true or
@@ -118,7 +124,12 @@ func readDeployment(raw json.RawMessage) (d *messages.DeploymentResult, ok bool)
 			return nil, false
 		}
 	}
-	if !envs.addPods(obj, "", 0) {
+	if pods, _ := array(obj["detailList"]); len(pods) == 0 && isPresent(obj, "envName") {
+		// The schema's DeploymentResult is itself a pod: one that stands alone.
+		if !envs.addPod(obj, "", 0) {
+			return nil, false
+		}
+	} else if !envs.addPods(obj, "", 0) {
 		return nil, false
 	}
 	for _, list := range []struct {
@@ -129,14 +140,18 @@ func readDeployment(raw json.RawMessage) (d *messages.DeploymentResult, ok bool)
 			return nil, false
 		}
 	}
-	explicit, hasExplicit := boolMember(obj, "success")
-	if !hasExplicit {
-		explicit, hasExplicit = boolMember(obj, "deployed")
+	explicit, hasExplicit := true, false
+	for _, name := range []string{"success", "deployed"} {
+		value, ok := boolMember(obj, name)
+		if isPresent(obj, name) && !ok {
+			return nil, false
+		}
+		explicit, hasExplicit = explicit && (value || !ok), hasExplicit || ok
 	}
 	if !hasExplicit && len(envs.results) == 0 {
 		return nil, false
 	}
-	d = &messages.DeploymentResult{Success: !hasExplicit || explicit, EnvironmentResults: envs.results}
+	d = &messages.DeploymentResult{Success: explicit, EnvironmentResults: envs.results}
 	for _, e := range envs.results {
 		d.Success = d.Success && e.Success
 	}
@@ -211,32 +226,38 @@ func (e *environments) addPods(obj map[string]json.RawMessage, env string, depth
 	}
 	for _, item := range items {
 		pod, isObject := object(item)
-		if !isObject {
+		if !isObject || !e.addPod(pod, env, depth+1) {
 			return false
 		}
-		podEnv := env
-		if name, present := pod["envName"]; present && !isJSONNull(name) {
-			if s, ok := stringMember(pod, "envName"); ok && s != "" {
-				podEnv = s
-			} else {
-				return false
-			}
-		}
-		success, hasSuccess := boolMember(pod, "success")
-		nested, _ := array(pod["detailList"])
-		if len(nested) > 0 {
-			if !e.addPods(pod, podEnv, depth+1) {
-				return false
-			}
-			if !hasSuccess || success || podEnv == "" {
-				continue // the pods said it
-			}
-		}
-		if !hasSuccess || podEnv == "" {
-			return false
-		}
-		e.add(podEnv, success, podText(pod, success))
 	}
+	return true
+}
+
+// addPod reads one entry of a detailList; env is its group's environment.
+func (e *environments) addPod(pod map[string]json.RawMessage, env string, depth int) bool {
+	if isPresent(pod, "envName") {
+		name, ok := stringMember(pod, "envName")
+		if !ok || name == "" {
+			return false
+		}
+		env = name
+	}
+	success, hasSuccess := boolMember(pod, "success")
+	if isPresent(pod, "success") && !hasSuccess {
+		return false
+	}
+	if nested, _ := array(pod["detailList"]); len(nested) > 0 {
+		if !e.addPods(pod, env, depth) {
+			return false
+		}
+		if !hasSuccess || success || env == "" {
+			return true // its pods said it
+		}
+	}
+	if !hasSuccess || env == "" {
+		return false
+	}
+	e.add(env, success, podText(pod, success))
 	return true
 }
 
@@ -326,6 +347,9 @@ func describeBody(resp *http.Response, data []byte) string {
 	if mediaType == "" {
 		mediaType = "no content type"
 	}
+	if len(data) > maxResponseBody {
+		return fmt.Sprintf("%s, more than %d bytes", mediaType, maxResponseBody)
+	}
 	return fmt.Sprintf("%s, %d bytes", mediaType, len(data))
 }
 
@@ -362,3 +386,9 @@ func stringMember(obj map[string]json.RawMessage, name string) (value string, ok
 }
 
 func isJSONNull(raw json.RawMessage) bool { return strings.TrimSpace(string(raw)) == "null" }
+
+// isPresent reports whether obj has the member name, not null.
+func isPresent(obj map[string]json.RawMessage, name string) bool {
+	raw, ok := obj[name]
+	return ok && !isJSONNull(raw)
+}

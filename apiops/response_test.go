@@ -116,6 +116,9 @@ func TestRecordedResponses(t *testing.T) {
 			if outcome := map[bool]string{false: "succeeded", true: "partial"}[resp.DeployFailed()]; outcome != want.Outcome {
 				t.Errorf("outcome %s, want %s", outcome, want.Outcome)
 			}
+			if want.Code != "" && !strings.Contains(resp.DeploymentUnrecognised, want.Message) {
+				t.Errorf("unrecognised deployment %q, want %q", resp.DeploymentUnrecognised, want.Message)
+			}
 			if resp.Message != want.ResultMessage {
 				t.Errorf("resultMessage %q, want %q", resp.Message, want.ResultMessage)
 			}

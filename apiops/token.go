@@ -16,9 +16,11 @@ type TokenSource interface {
 }
 
 // A Refresher is a TokenSource that can fetch a token again. Client.Do calls Refresh
-// when APIOps refuses a token, then sends the request once more.
+// with the token APIOps refused, then sends the request once more. Only that token is
+// dropped: when many requests were refused the same token at once, the first refresh
+// serves them all.
 type Refresher interface {
-	Refresh()
+	Refresh(rejected string)
 }
 
 // StaticToken is a token that never changes, e.g. from APIOPS_TOKEN.
@@ -72,9 +74,12 @@ func (f *FileToken) Token(context.Context) (string, error) {
 	return token, nil
 }
 
-// Refresh makes the next Token read the file again: call it when APIOps answered 401.
-func (f *FileToken) Refresh() {
+// Refresh makes the next Token read the file again, unless it was read again since
+// rejected was handed out.
+func (f *FileToken) Refresh(rejected string) {
 	f.mu.Lock()
-	f.token = ""
+	if f.token == rejected {
+		f.token = ""
+	}
 	f.mu.Unlock()
 }

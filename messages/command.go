@@ -263,6 +263,15 @@ func (c *Command) Warnings() []string {
 	return nil
 }
 
+// DeployTargets are the environments the command asks APIOps to deploy to, nil when it
+// asks for none (APIOps may still deploy on its own, as credential changes do).
+func (c *Command) DeployTargets() []string {
+	if d, ok := c.Params.(deployer); ok {
+		return d.deployTargets()
+	}
+	return nil
+}
+
 // CommandType returns the command's type description.
 func (c *Command) CommandType() CommandType {
 	ct, _ := LookupType(c.Type)

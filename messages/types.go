@@ -162,6 +162,9 @@ type crossFieldValidator interface{ validate() *Error }
 // warner is implemented by params that can be valid yet unwise.
 type warner interface{ warnings() []string }
 
+// deployer is implemented by params that can ask APIOps to deploy what they change.
+type deployer interface{ deployTargets() []string }
+
 // CredentialKeystoreSet assigns keystore KeystoreName to credential Username.
 type CredentialKeystoreSet struct {
 	Username     string `json:"username" apiops:"path,resource"`
@@ -266,6 +269,7 @@ type KeystoreDelete struct {
 // A keystore is named by id or by name, not both. Servers of one documented kind take
 // ids and of the other names (docs/design/apiops-dialects.md); for a name the request
 // carries the name and, where APIOps tells it, the id too, so both kinds understand it.
+// The empty name clears the setting on both kinds (its id is sent empty too).
 type ProxyMTLSUpdate struct {
 	APIProxyName                    string   `json:"apiProxyName" apiops:"path,resource"`
 	Enabled                         *bool    `json:"enabled,omitempty"`
@@ -305,7 +309,7 @@ func (p *ProxyMTLSUpdate) validate() *Error {
 		field string
 		value *string
 	}{{"params.keyStoreName", p.KeyStoreName}, {"params.trustStoreName", p.TrustStoreName}} {
-		if ref.value != nil {
+		if ref.value != nil && *ref.value != "" { // "" clears the setting
 			if problem := checkName(*ref.value); problem != "" {
 				return invalid(ref.field, problem)
 			}
@@ -330,6 +334,13 @@ func (p *ProxyMTLSUpdate) validate() *Error {
 }
 
 func isBlank(s *string) bool { return s == nil || *s == "" }
+
+func (p *ProxyMTLSUpdate) deployTargets() []string {
+	if p.Deploy == nil || !*p.Deploy {
+		return nil
+	}
+	return p.DeployTargetEnvironmentNameList
+}
 
 func (p *ProxyMTLSUpdate) warnings() []string {
 	var w []string

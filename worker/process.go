@@ -288,7 +288,7 @@ func (w *Worker) execute(ctx context.Context, t *task) (outcome, error) {
 		switch {
 		case err == nil:
 			w.gate.answered()
-			return successOutcome(resp), nil
+			return successOutcome(resp, t.cmd.DeployTargets()), nil
 		case ctx.Err() != nil:
 			w.saveAttempts(t)
 			return outcome{}, errHandBack
@@ -417,10 +417,20 @@ const tokenUnreadable = "token_unreadable"
 
 // successOutcome is the outcome of a change APIOps saved: partial when some
 // environment did not deploy, with the report's message, else APIOps's resultMessage,
-// else the environments that failed.
-func successOutcome(resp *apiops.Response) outcome {
+// else the environments that failed; partial too when the report is unreadable, or
+// missing although the command asked to deploy to targets (a server whose PATCH has no
+// deploy field saves and ignores it).
+func successOutcome(resp *apiops.Response, targets []string) outcome {
 	o := outcome{status: messages.StatusSucceeded, httpStatus: resp.StatusCode, deployment: resp.DeploymentResult}
-	if d := resp.DeploymentResult; resp.DeployFailed() {
+	switch d := resp.DeploymentResult; {
+	case resp.DeploymentUnrecognised != "":
+		o.status = messages.StatusPartial
+		o.err = &messages.Error{Code: messages.CodeUnrecognisedResponse, Message: resp.DeploymentUnrecognised}
+	case d == nil && len(targets) > 0:
+		o.status = messages.StatusPartial
+		o.err = &messages.Error{Code: messages.CodeDeployFailed, Message: "APIOps saved the change but reported no deployment to " +
+			strings.Join(targets, ", ") + ": this APIOps may not deploy from this endpoint"}
+	case resp.DeployFailed():
 		o.status = messages.StatusPartial
 		o.err = &messages.Error{Code: messages.CodeDeployFailed, Message: cmp.Or(d.Message, resp.Message, failedEnvironments(d))}
 	}

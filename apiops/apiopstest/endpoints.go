@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -462,7 +463,7 @@ type mtlsInput struct {
 
 func (s *Server) patchMTLS(r request) (outcome, *apiError) {
 	var in mtlsInput
-	decodeErr := decodeBody(r.body, &in, mtlsFields)
+	decodeErr := decodeBody(r.body, &in, mtlsFields[r.dialect])
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	p, err := s.project(r)
@@ -632,11 +633,26 @@ var (
 			"environmentName": nil, "file": nil, "password": nil, "alias": nil, "keyStoreType": nil,
 		},
 	}
-	mtlsFields = fieldSet{
-		"enabled": nil, "keyStoreId": nil, "trustStoreId": nil, "keyStoreName": nil, "trustStoreName": nil,
-		"supportedProtocolList": nil, "hostnameVerifierType": nil, "disableSslValidation": nil,
-		"deploy": nil, "deployTargetEnvironmentNameList": nil,
+	// mtlsFields are the members each dialect's PATCH knows: the page we started from
+	// (APIOPS.md) and openapi.yaml's RoutingMTLSSettingsDTO have no deploy or
+	// disableSslValidation, so a server of those kinds ignores them; today's page
+	// (update-mtls-settings.mdx) has them. The other keystore reference is known to
+	// every dialect, for setStore to ignore: one body serves both kinds of server.
+	mtlsFields = map[Dialect]fieldSet{
+		DialectSeed:    mtlsBase,
+		DialectOpenAPI: mtlsBase,
+		DialectDocs:    mtlsDeploying,
+		DialectMixed:   mtlsDeploying,
 	}
+	mtlsBase = fieldSet{
+		"enabled": nil, "keyStoreId": nil, "trustStoreId": nil, "keyStoreName": nil, "trustStoreName": nil,
+		"supportedProtocolList": nil, "hostnameVerifierType": nil,
+	}
+	mtlsDeploying = func() fieldSet {
+		fs := fieldSet{"disableSslValidation": nil, "deploy": nil, "deployTargetEnvironmentNameList": nil}
+		maps.Copy(fs, mtlsBase)
+		return fs
+	}()
 )
 
 // decodeBody decodes a JSON object into v, dropping members not in fields, as

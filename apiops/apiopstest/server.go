@@ -75,7 +75,8 @@ type Request struct {
 	// Path is r.URL.EscapedPath(), so tests can check how names were escaped.
 	Path     string
 	RawQuery string
-	Body     []byte
+	// Body is what was sent; nil for a token request, whose body is a client secret.
+	Body []byte
 	// Authorized tells whether the request carried a token the simulator
 	// accepted: the seed's token or an unexpired issued one.
 	Authorized bool
@@ -446,11 +447,15 @@ func (s *Server) admit(r *http.Request, body []byte) admission {
 	}
 	authorized := a.refused == 0
 	if s.recording {
+		recorded := body
+		if a.open {
+			recorded = nil // a token request's body is a client secret
+		}
 		a.rec = &Request{
 			Method:      r.Method,
 			Path:        r.URL.EscapedPath(),
 			RawQuery:    r.URL.RawQuery,
-			Body:        body,
+			Body:        recorded,
 			Authorized:  authorized,
 			TraceParent: r.Header.Get("Traceparent"),
 		}

@@ -261,7 +261,8 @@ func markPathNames(s *jsonschema.Schema, t reflect.Type) {
 		case strings.Contains(tag, "path"):
 			markName(prop, "A name that becomes one URL path segment: no /, \\ or control characters, not . or ..")
 		case strings.Contains(tag, "keystore-id="):
-			markName(prop, "A keystore's name: no /, \\ or control characters, not . or ..")
+			markName(prop, "A keystore's name: no /, \\ or control characters, not . or ..; \"\" clears the setting")
+			prop.MinLength, prop.Pattern = nil, strings.Replace(prop.Pattern, "^(?:", "^(?:|", 1)
 		case name == "deployTargetEnvironmentNameList":
 			markName(prop.Items, "An environment's name: no /, \\ or control characters, not . or ..")
 		}
