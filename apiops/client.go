@@ -188,14 +188,18 @@ func (c *Client) Do(ctx context.Context, req messages.APIRequest) (*Response, er
 			return nil, &Error{Op: req.String(), Kind: Permanent, Err: err}
 		}
 	}
-	resp, data, op, err := c.exchange(ctx, req.Method, req.Path, req.Query, body)
+	a, err := c.exchange(ctx, req.Method, req.Path, req.Query, body)
 	if err != nil {
 		return nil, err
 	}
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return nil, readError(op, resp, data, time.Now())
+	if !a.ok() {
+		return nil, a.refused()
 	}
-	return readSuccess(op, resp, data)
+	resp, err := readSuccess(a.op, a.resp, a.data)
+	if err != nil {
+		return nil, a.scrubbed(err.(*Error))
+	}
+	return resp, nil
 }
 
 // keystoreID reads the id of the keystore lookup names from GET .../keystores/{name}/,
@@ -206,13 +210,14 @@ func (c *Client) keystoreID(ctx context.Context, lookup messages.KeystoreIDLooku
 	if lookup.Name == "" {
 		return "", nil
 	}
-	resp, data, op, err := c.exchange(ctx, http.MethodGet, []string{"apiops", "projects", lookup.Project, "keystores", lookup.Name}, nil, nil)
+	a, err := c.exchange(ctx, http.MethodGet, []string{"apiops", "projects", lookup.Project, "keystores", lookup.Name}, nil, nil)
 	if err != nil {
 		return "", err
 	}
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return "", readError(op, resp, data, time.Now())
+	if !a.ok() {
+		return "", a.refused()
 	}
+	resp, data, op := a.resp, a.data, a.op
 	unrecognised := &Error{Op: op, StatusCode: resp.StatusCode, Kind: Permanent, Code: CodeUnrecognisedResponse,
 		Description: fmt.Sprintf("APIOps answered %d to the keystore lookup with a body the worker does not recognise (%s)", resp.StatusCode, describeBody(resp, data))}
 	body, ok := object(data)
@@ -223,7 +228,7 @@ func (c *Client) keystoreID(ctx context.Context, lookup messages.KeystoreIDLooku
 		return "", unrecognised
 	case !saved:
 		message, _ := stringMember(body, "resultMessage")
-		return "", &Error{Op: op, StatusCode: resp.StatusCode, Kind: Permanent, Description: cmp.Or(message, "APIOps answered that the keystore lookup failed")}
+		return "", a.scrubbed(&Error{Op: op, StatusCode: resp.StatusCode, Kind: Permanent, Description: cmp.Or(message, "APIOps answered that the keystore lookup failed")})
 	}
 	for _, entry := range entries {
 		keystore, isObject := object(entry)
@@ -260,13 +265,34 @@ func appendJSONString(buf []byte, s string) []byte {
 	return append(buf, b...)
 }
 
+// answer is APIOps's answer to one request, with what reading it needs of the request.
+type answer struct {
+	resp  *http.Response
+	data  []byte
+	op    string
+	token string // the request's, which no error may quote
+}
+
+func (a *answer) ok() bool { return a.resp.StatusCode >= 200 && a.resp.StatusCode <= 299 }
+
+// refused reads a non-2xx answer.
+func (a *answer) refused() *Error { return a.scrubbed(readError(a.op, a.resp, a.data, time.Now())) }
+
+// scrubbed takes the token out of what APIOps wrote into e: a server may quote the
+// request it refuses.
+func (a *answer) scrubbed(e *Error) *Error {
+	s := messages.NewScrubber(a.token)
+	e.Code, e.Description = s.Scrub(e.Code), s.Scrub(e.Description)
+	return e
+}
+
 // exchange sends one request and reads its answer, at most maxResponseBody of it. A 401
 // makes the token source refresh, when it can, and the request go once more.
-func (c *Client) exchange(ctx context.Context, method string, segments []string, query url.Values, body []byte) (*http.Response, []byte, string, error) {
+func (c *Client) exchange(ctx context.Context, method string, segments []string, query url.Values, body []byte) (*answer, error) {
 	path, rawPath, err := escapePath(segments)
 	op := method + " " + rawPath
 	if err != nil {
-		return nil, nil, op, &Error{Op: method + " " + strings.Join(segments, "/"), Kind: Permanent, Err: err}
+		return nil, &Error{Op: method + " " + strings.Join(segments, "/"), Kind: Permanent, Err: err}
 	}
 	u := *c.base
 	u.Path += path
@@ -279,17 +305,17 @@ func (c *Client) exchange(ctx context.Context, method string, segments []string,
 		if err != nil {
 			var tokenErr *Error
 			if errors.As(err, &tokenErr) {
-				return nil, nil, op, tokenErr
+				return nil, tokenErr
 			}
-			return nil, nil, op, &Error{Op: op, Kind: Unauthorized, Err: err}
+			return nil, &Error{Op: op, Kind: Unauthorized, Err: err}
 		}
 		resp, data, err := c.roundTrip(ctx, method, u.String(), token, body)
 		if err != nil {
-			return nil, nil, op, &Error{Op: op, StatusCode: statusOf(resp), Kind: Transient, Err: err}
+			return nil, &Error{Op: op, StatusCode: statusOf(resp), Kind: Transient, Err: err}
 		}
 		refresher, canRefresh := c.tokens.(Refresher)
 		if resp.StatusCode != http.StatusUnauthorized || refreshed || !canRefresh {
-			return resp, data, op, nil
+			return &answer{resp: resp, data: data, op: op, token: token}, nil
 		}
 		refresher.Refresh(token)
 	}

@@ -718,3 +718,26 @@ func TestIDServerWithoutIDsInLookups(t *testing.T) {
 		t.Errorf("MyAPI = %+v", p)
 	}
 }
+
+// TestTokenNeverQuoted: an APIOps that quotes the request's token in its answer does
+// not get it into the error.
+func TestTokenNeverQuoted(t *testing.T) {
+	const token = "the-secret-bearer-token-42"
+	for _, body := range []string{
+		`{"status":"FAILURE","resultMessage":"Token ` + token + ` is not valid!"}`,
+		`{"error":"bad_request","error_description":"Bearer ` + token + `"}`,
+	} {
+		for _, status := range []int{200, 400, 401} {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.WriteHeader(status)
+				_, _ = io.WriteString(w, body)
+			}))
+			client, _ := apiops.New(srv.URL, apiops.StaticToken(token))
+			_, err := client.Do(context.Background(), decode(t, "MyProject", "proxy.mtls.update", `{"apiProxyName":"MyAPI","enabled":true,"keyStoreName":"k"}`).APIRequest())
+			srv.Close()
+			if err == nil || strings.Contains(err.Error(), token) || strings.Contains(err.(*apiops.Error).Message(), token) {
+				t.Errorf("%d %s: %v", status, body, err)
+			}
+		}
+	}
+}

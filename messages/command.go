@@ -143,7 +143,7 @@ func checkEnvelope(cmd *Command, env *envelope) *Error {
 	}
 	cmd.CorrelationID = env.CorrelationID
 	if env.ReplyTo != nil {
-		if problem := checkSubject(*env.ReplyTo); problem != "" {
+		if problem := checkReplyTo(cmd.Project, *env.ReplyTo); problem != "" {
 			return invalid("replyTo", problem)
 		}
 		cmd.ReplyTo = *env.ReplyTo
@@ -194,8 +194,8 @@ func salvageEnvelope(cmd *Command, data []byte) {
 	if s, ok := env.CorrelationID.(string); ok && utf8.RuneCountInString(s) <= MaxIDLength {
 		cmd.CorrelationID = s
 	}
-	if s, ok := env.ReplyTo.(string); ok && checkSubject(s) == "" {
-		cmd.ReplyTo = s
+	if s, ok := env.ReplyTo.(string); ok && checkReplyTo(cmd.Project, s) == "" {
+		cmd.ReplyTo = s // the rejection goes there too, so it must pass the same rule
 	}
 }
 
@@ -355,6 +355,9 @@ func (c *Command) APIRequest() APIRequest {
 	}
 	return req
 }
+
+// CheckID returns what is wrong with a command id, or "" when nothing is.
+func CheckID(id string) string { return checkID(id) }
 
 func checkID(id string) string {
 	if id == "" {

@@ -86,7 +86,13 @@ const (
 	HeaderAttempts        = "Apiops-Attempts"
 	HeaderOriginalSubject = "Apiops-Original-Subject"
 	HeaderRedacted        = "Apiops-Redacted"
-	HeaderReplayOf        = "Apiops-Replay-Of"
+	// HeaderCommandSeq is a dead letter's command's sequence in the command stream.
+	HeaderCommandSeq = "Apiops-Command-Seq"
+	// HeaderTruncated is on a dead letter whose command was too large to keep whole
+	// beside its headers: the original size in bytes. Such a dead letter is not
+	// replayed.
+	HeaderTruncated = "Apiops-Truncated"
+	HeaderReplayOf  = "Apiops-Replay-Of"
 )
 
 // MsgID is the Nats-Msg-Id of a command and of its result and dead letter: the

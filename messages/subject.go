@@ -8,6 +8,14 @@ import (
 // DefaultPrefix is the first token(s) of every subject unless configured otherwise.
 const DefaultPrefix = "apiops"
 
+// The tokens that stand for a project and a type the worker could not read, in the
+// subjects of a rejected command's result and dead letter: no project name holds "/",
+// and no command type is called "unknown".
+const (
+	InvalidProject = "invalid/project"
+	UnknownType    = "unknown"
+)
+
 // Subjects builds and parses the subjects of one deployment:
 // <prefix>.cmd.<project>.<type>, <prefix>.result.<project>.<type> and
 // <prefix>.dlq.<project>.<type>. The zero value uses DefaultPrefix.
@@ -89,15 +97,19 @@ func (s Subjects) swapKind(commandSubject, kind string) string {
 	return s.prefix() + "." + kind + "." + strings.TrimPrefix(commandSubject, s.prefix()+".cmd.")
 }
 
-// CheckReplyTo returns what is wrong with a command's replyTo for a worker using these
-// subjects, or "" when nothing is: besides being a valid subject, it must not lie under
-// the worker's own prefix, where a reply would pose as a command, result or dead letter.
-func (s Subjects) CheckReplyTo(replyTo string) string {
+// ReplyInbox is where replies to project's commands go: a command's replyTo lies under
+// it. The worker's account exports it to the project's team account alone, so a reply
+// reaches no other team, and a team cannot point the worker at a subject of another
+// project or of the worker's own (docs/design/project-isolation.md).
+func ReplyInbox(project string) string { return "_INBOX." + project + "." }
+
+// checkReplyTo returns what is wrong with the replyTo of a command of project, or "".
+func checkReplyTo(project, replyTo string) string {
 	if problem := checkSubject(replyTo); problem != "" {
 		return problem
 	}
-	if strings.HasPrefix(replyTo, s.prefix()+".") {
-		return "must not be under " + s.prefix() + "., the worker's own subjects"
+	if inbox := ReplyInbox(project); !strings.HasPrefix(replyTo, inbox) || len(replyTo) == len(inbox) {
+		return "must be under " + inbox + " (the project's inbox)"
 	}
 	return ""
 }

@@ -33,6 +33,12 @@ type Config struct {
 	Replicas                                                   int
 	// ResultMaxAge and DeadMaxAge bound how long results and dead letters are kept.
 	ResultMaxAge, DeadMaxAge time.Duration
+	// StreamMaxBytes bounds each stream and the bucket on disk, so that no publisher
+	// can fill the server's storage. See streams.go for the other limits.
+	StreamMaxBytes int64
+	// MaxCommandSize bounds one command; well under the server's maximum payload, so
+	// that its dead letter, the command and the worker's headers, fits too.
+	MaxCommandSize int32
 	// ManageStreams creates or updates the streams, the bucket and the consumer at
 	// start. Switch it off when an operator manages them; they must then exist.
 	ManageStreams bool
@@ -119,6 +125,8 @@ const (
 	DefaultLeaseTimeout      = 4 * time.Second
 	DefaultResultMaxAge      = 7 * 24 * time.Hour
 	DefaultDeadMaxAge        = 30 * 24 * time.Hour
+	DefaultStreamMaxBytes    = 2 << 30
+	DefaultMaxCommandSize    = 512 << 10
 	// duplicateWindow is the streams' duplicate window, as the contract states.
 	duplicateWindow = 10 * time.Minute
 )
@@ -146,6 +154,8 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	setDefault(&c.ResultMaxAge, DefaultResultMaxAge)
 	setDefault(&c.DeadMaxAge, DefaultDeadMaxAge)
+	setDefault(&c.StreamMaxBytes, DefaultStreamMaxBytes)
+	setDefault(&c.MaxCommandSize, DefaultMaxCommandSize)
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
 	}
@@ -170,6 +180,8 @@ func (c Config) withDefaults() (Config, error) {
 	check(c.AckWait >= time.Second, "ack wait must be at least 1s, not %v", c.AckWait)
 	check(c.LeaseTimeout >= time.Second, "lease timeout must be at least 1s, not %v", c.LeaseTimeout)
 	check(c.Replicas > 0 && c.Replicas <= 5, "replicas must be 1 to 5, not %d", c.Replicas)
+	check(c.MaxCommandSize >= 16<<10, "max command size must be at least 16KiB, not %d bytes", c.MaxCommandSize)
+	check(c.StreamMaxBytes >= 64<<20, "stream max bytes must be at least 64MiB, not %d", c.StreamMaxBytes)
 	check(messages.CheckPrefix(c.Prefix) == "", "prefix %q %s", c.Prefix, messages.CheckPrefix(c.Prefix))
 	return c, errors.Join(errs...)
 }

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nuid"
+
 	"github.com/apiops-worker/apiops-worker/messages"
 )
 
@@ -15,7 +17,7 @@ func TestEveryTypeEndToEnd(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t)
 			e.start(nil)
-			inbox := e.nc.NewRespInbox()
+			inbox := messages.ReplyInbox("MyProject") + nuid.Next()
 			replies, err := e.nc.SubscribeSync(inbox)
 			if err != nil {
 				t.Fatal(err)

@@ -19,6 +19,12 @@ import (
 // maxHeaderValue bounds the error text copied into a dead letter's header.
 const maxHeaderValue = 1024
 
+// deadLetterHeaderRoom is what a dead letter's headers may take at most: the worker's
+// own, each bounded (an error text, a subject built from a project name, a trace
+// context, ids), with room to spare. The body gets the server's maximum payload less
+// this, so that the dead letter always fits.
+const deadLetterHeaderRoom = 8 << 10
+
 // finish is the one terminal step every command goes through, whatever its status, so
 // that no outcome can skip a stage: it stores the outcome under the command's project
 // and id, then the dead letter (unless succeeded) and the result together, each
@@ -195,13 +201,19 @@ func resultHeaders(t *task, res *messages.Result, msgID string) nats.Header {
 }
 
 // deadLetter copies the command, secrets redacted, with headers saying what happened.
+// It fits by construction: a body too large for the server's maximum payload with the
+// headers is cut to what fits (and marked, so that nobody replays it), and of the
+// publisher's headers only a well-formed Apiops-Replay-Of goes along (the trace context
+// goes as the worker read it).
 func (w *Worker) deadLetter(t *task, res *messages.Result, msgID string) *nats.Msg {
 	body, redacted := messages.RedactSecrets(w.bodyOf(t))
 	h := nats.Header{}
-	for k, v := range t.msg.Headers() { // the publisher's own headers, not ours
-		if !strings.HasPrefix(k, "Nats-") && !strings.HasPrefix(k, "Apiops-") || k == messages.HeaderReplayOf {
-			h[k] = v
-		}
+	if replayOf := t.msg.Headers().Get(messages.HeaderReplayOf); replayOf != "" && messages.CheckID(replayOf) == "" {
+		h.Set(messages.HeaderReplayOf, replayOf)
+	}
+	if room := int(w.nc.MaxPayload()) - deadLetterHeaderRoom; len(body) > room {
+		h.Set(messages.HeaderTruncated, strconv.Itoa(len(body)))
+		body = body[:max(room, 0)]
 	}
 	t.traceHeaders(h)
 	if msgID != "" {
@@ -216,6 +228,7 @@ func (w *Worker) deadLetter(t *task, res *messages.Result, msgID string) *nats.M
 		h.Set(messages.HeaderError, headerValue(res.Error.Message))
 	}
 	h.Set(messages.HeaderAttempts, strconv.Itoa(res.Attempts))
+	h.Set(messages.HeaderCommandSeq, strconv.FormatUint(t.seq, 10))
 	h.Set(messages.HeaderOriginalSubject, w.subjectOf(t))
 	if res.FailedStep != nil {
 		h.Set(messages.HeaderFailedStep, strconv.Itoa(*res.FailedStep))

@@ -37,8 +37,8 @@ func TestLegacyRecordsDuringUpgrade(t *testing.T) {
 		t.Errorf("the worker did not notice the legacy record; logs:\n%s", e.logs.String())
 	}
 
-	replies, _ := e.nc.SubscribeSync("replies.>")
-	e.publish("MyProject", "credential.truststore.set", "", []byte(`{"id":"old-1","replyTo":"replies.mine","params":{"username":"api-user","keystoreName":"trust-2026"}}`))
+	replies, _ := e.nc.SubscribeSync("_INBOX.MyProject.>")
+	e.publish("MyProject", "credential.truststore.set", "", []byte(`{"id":"old-1","replyTo":"_INBOX.MyProject.mine","params":{"username":"api-user","keystoreName":"trust-2026"}}`))
 	msg, err := replies.NextMsg(10 * time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -75,8 +75,8 @@ func TestLegacyRecordsWrittenLater(t *testing.T) {
 		t.Fatal(err)
 	}
 	clock.shift(2 * time.Minute)
-	replies, _ := e.nc.SubscribeSync("replies.late")
-	e.publish("MyProject", "credential.truststore.set", "", []byte(`{"id":"late-1","replyTo":"replies.late","params":{"username":"api-user","keystoreName":"trust-2026"}}`))
+	replies, _ := e.nc.SubscribeSync("_INBOX.MyProject.late")
+	e.publish("MyProject", "credential.truststore.set", "", []byte(`{"id":"late-1","replyTo":"_INBOX.MyProject.late","params":{"username":"api-user","keystoreName":"trust-2026"}}`))
 	msg, err := replies.NextMsg(10 * time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -117,8 +117,8 @@ func TestReusedIDStoredMeanwhile(t *testing.T) {
 	}
 	e.mu.Unlock()
 
-	replies, _ := e.nc.SubscribeSync("replies.race")
-	e.publish("MyProject", "credential.truststore.set", "", []byte(`{"id":"race-1","replyTo":"replies.race","params":{"username":"api-user","keystoreName":"trust-2026"}}`))
+	replies, _ := e.nc.SubscribeSync("_INBOX.MyProject.race")
+	e.publish("MyProject", "credential.truststore.set", "", []byte(`{"id":"race-1","replyTo":"_INBOX.MyProject.race","params":{"username":"api-user","keystoreName":"trust-2026"}}`))
 	res := e.awaitResults(1, 10*time.Second)["race-1"]
 	if res == nil || res.Type != "credential.truststore.set" || res.Status != messages.StatusSucceeded {
 		t.Fatalf("result %+v, want this command's own success", res)

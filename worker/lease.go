@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -57,6 +58,19 @@ func (t *term) ended() bool { return isClosed(t.lost) }
 type leaseRecord struct {
 	Holder   string `json:"holder"`
 	Released bool   `json:"released,omitempty"`
+}
+
+// parseLease reads a lease record: an object of the worker's own form, with a holder.
+// Anything else under the key (a stray write) is no lease, and changes nothing about
+// who holds it.
+func parseLease(data []byte) (leaseRecord, bool) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	var rec leaseRecord
+	if dec.Decode(&rec) != nil || dec.More() || rec.Holder == "" {
+		return leaseRecord{}, false
+	}
+	return rec, true
 }
 
 func newLease(consumer, holder string, timeout time.Duration, clock Clock, log *zap.Logger, onChange func(bool)) *lease {
@@ -178,11 +192,15 @@ func (l *lease) tryAcquire(ctx context.Context, seenRev *uint64, seenAt *time.Ti
 		return
 	}
 	l.failed("", nil)
-	var rec leaseRecord
-	if err := json.Unmarshal(entry.Value(), &rec); err != nil {
-		rec = leaseRecord{Holder: "(unreadable)"}
-	}
-	if entry.Revision() != *seenRev {
+	rec, ok := parseLease(entry.Value())
+	if !ok {
+		// A stray write is no renewal: the holder, if alive, writes its record back
+		// within a quarter of the timeout; if not, the timeout runs from its last one.
+		if *seenAt == (time.Time{}) {
+			*seenAt = l.clock.Now()
+		}
+		rec = leaseRecord{Holder: "(not a lease record)"}
+	} else if entry.Revision() != *seenRev {
 		*seenRev, *seenAt = entry.Revision(), l.clock.Now()
 	}
 	if !rec.Released && l.clock.Now().Sub(*seenAt) < l.timeout {
@@ -224,14 +242,30 @@ func (l *lease) renew(ctx context.Context) {
 		// The revision moved: another instance took over, or an earlier renewal of
 		// ours succeeded though its answer was lost. The holder in the record tells.
 		entry, getErr := l.kv.Get(ctx, l.key)
-		var rec leaseRecord
-		if getErr == nil && json.Unmarshal(entry.Value(), &rec) == nil && rec.Holder == l.holder && !rec.Released {
+		rec, isLease := leaseRecord{}, false
+		if getErr == nil {
+			rec, isLease = parseLease(entry.Value())
+		}
+		l.mu.Lock()
+		current := l.clock.Now().Sub(l.renewedAt) < l.fenceAfter()
+		l.mu.Unlock()
+		// A stray write over the record is repaired only while no standby can have
+		// taken over: one takes over only a whole timeout after a renewal it saw, and
+		// this instance renewed less than three quarters of one ago. Later, the stray
+		// write may lie over another instance's lease.
+		if getErr == nil && (isLease && rec.Holder == l.holder && !rec.Released || !isLease && current) {
+			if !isLease {
+				l.log.Warn("the lease's key holds something that is not a lease record: this instance writes its lease back")
+			}
 			l.mu.Lock()
 			l.revision = entry.Revision()
 			l.mu.Unlock()
 			return // renewed at the next turn, with the right revision
 		}
 		switch {
+		case getErr == nil && !isLease:
+			l.lose("the lease's key holds something that is not a lease record, and this instance renewed too long ago to know the lease is still its own")
+			return
 		case getErr == nil:
 			l.lose("another instance holds the lease: " + rec.Holder)
 			return
@@ -292,7 +326,7 @@ func (l *lease) end() bool {
 // command back.
 func (l *lease) release(ctx context.Context) {
 	l.mu.Lock()
-	t, rev := l.term, l.revision
+	t, rev, current := l.term, l.revision, l.clock.Now().Sub(l.renewedAt) < l.fenceAfter()
 	l.mu.Unlock()
 	if t == nil {
 		return
@@ -302,8 +336,7 @@ func (l *lease) release(ctx context.Context) {
 		// A renewal cut short by the stop may have landed after all: if the record is
 		// still ours, release it at its revision.
 		if entry, getErr := l.kv.Get(ctx, l.key); getErr == nil {
-			var rec leaseRecord
-			if json.Unmarshal(entry.Value(), &rec) == nil && rec.Holder == l.holder && !rec.Released {
+			if rec, ok := parseLease(entry.Value()); ok && rec.Holder == l.holder && !rec.Released || !ok && current {
 				_, err = l.kv.Update(ctx, l.key, l.record(true), entry.Revision())
 			}
 		}

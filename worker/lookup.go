@@ -9,7 +9,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"go.uber.org/zap"
 )
 
 // maxLookupBatch bounds the commands one batch lookup asks for: with a legacy key
@@ -55,7 +54,8 @@ func (s *store) runLookups(ctx context.Context) {
 				l.done <- lookupAnswer{err: err}
 				continue
 			}
-			l.done <- lookupAnswer{finished: s.recordFor(l.key, found)}
+			f, err := s.recordFor(l.key, found)
+			l.done <- lookupAnswer{finished: f, err: err}
 		}
 	}
 }
@@ -128,36 +128,49 @@ func (s *store) lastRecords(ctx context.Context, batch []*lookup) (map[string][]
 
 // recordFor picks a lookup's record out of a batch's: under its key, else under its
 // legacy key when that record names the same project.
-func (s *store) recordFor(k commandKey, found map[string][]byte) *finished {
+func (s *store) recordFor(k commandKey, found map[string][]byte) (*finished, error) {
 	if data := found[s.subject(resultKey(k))]; data != nil {
-		return s.decodeRecord(data, k)
+		return decodeRecord(data, k)
 	}
 	data := found[s.subject(legacyResultKey(k.id))]
 	if data == nil {
-		return nil
+		return nil, nil
 	}
-	f := s.decodeRecord(data, k)
-	if f == nil {
-		return nil
-	}
+	var legacy finished
 	var stored struct {
 		Project string `json:"project"`
 	}
-	if json.Unmarshal(f.Result, &stored) != nil || stored.Project != k.project {
-		return nil // another project's id
+	if json.Unmarshal(data, &legacy) != nil || json.Unmarshal(legacy.Result, &stored) != nil || stored.Project != k.project {
+		return nil, nil // another project's id: the legacy key holds only ids
+	}
+	f, err := decodeRecord(data, k)
+	if err != nil {
+		return nil, err
 	}
 	f.legacy = true
-	return f
+	return f, nil
 }
 
-// decodeRecord reads a stored record; one that is not the worker's is ignored.
-func (s *store) decodeRecord(data []byte, k commandKey) *finished {
+// errUnreadableRecord: a record under a command's key is not one the worker wrote
+// for it. Taking it for "not finished" could run the command again, so the command
+// waits, and the worker says why, until the record is readable or gone.
+var errUnreadableRecord = errors.New("the idempotency record under this command's key is not the worker's: the command waits until it is removed or expires")
+
+// decodeRecord reads the record of command k: it must be the worker's, a stream
+// sequence and the result of that very command.
+func decodeRecord(data []byte, k commandKey) (*finished, error) {
 	var f finished
-	if err := json.Unmarshal(data, &f); err != nil || len(f.Result) == 0 {
-		s.log.Warn("ignoring an unreadable record in the idempotency bucket", zap.Stringer("command", k))
-		return nil
+	var res struct {
+		ID      string `json:"id"`
+		Project string `json:"project"`
+		Type    string `json:"type"`
+		Status  string `json:"status"`
 	}
-	return &f
+	if json.Unmarshal(data, &f) != nil || f.Seq == 0 || json.Unmarshal(f.Result, &res) != nil ||
+		res.ID != k.id || res.Project != k.project || res.Type == "" || res.Status == "" {
+		return nil, fmt.Errorf("%w (%s)", errUnreadableRecord, k)
+	}
+	return &f, nil
 }
 
 func (s *store) subject(key string) string { return "$KV." + s.bucket + "." + key }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nuid"
 
 	"github.com/apiops-worker/apiops-worker/apiops/apiopstest"
 	"github.com/apiops-worker/apiops-worker/messages"
@@ -207,7 +208,7 @@ func TestRedeliveredAndRepublishedIDReachAPIOpsOnce(t *testing.T) {
 	eventually(t, 5*time.Second, "the redelivered command to be acknowledged", func() bool { return e.pending() == 0 })
 
 	// The same id published again with a new replyTo: its stored result is sent there.
-	inbox := e.nc.NewRespInbox()
+	inbox := messages.ReplyInbox("MyProject") + nuid.Next()
 	replies, _ := e.nc.SubscribeSync(inbox)
 	e.publish("MyProject", cmd.Type, "", withField(t, readExample(t, "credential.keystore.set"), "replyTo", inbox))
 	reply, err := replies.NextMsg(10 * time.Second)

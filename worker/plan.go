@@ -104,14 +104,21 @@ func storedResult(f *finished) (*messages.Result, error) {
 	return &res, nil
 }
 
-// subjectOf is the command subject t stands for: its message's, or for a plan's step
-// the subject the step would have as a command of its own (its results and dead
-// letters go beside that type's).
+// subjectOf is the command subject t stands for, which its result and dead letter
+// follow: for a plan's step the subject the step would have as a command of its own.
+// It is built from the project and the type only, and only as far as they are well
+// formed (a malformed project is messages.InvalidProject, a type that is none
+// messages.UnknownType), so that a publisher can make the worker publish on no subject
+// of its choosing, and on none longer than a project name allows.
 func (w *Worker) subjectOf(t *task) string {
-	if t.planOf != nil {
-		return w.subjects.Command(t.cmd.Project, t.cmd.Type)
+	project, typeName := t.cmd.Project, t.cmd.Type
+	if messages.CheckProject(project) != "" {
+		project = messages.InvalidProject
 	}
-	return t.msg.Subject()
+	if _, known := messages.LookupType(typeName); !known && typeName != messages.PlanType {
+		typeName = messages.UnknownType
+	}
+	return w.subjects.Command(project, typeName)
 }
 
 // bodyOf is the command t stands for, as it travels: a plan's step as a command of its

@@ -1,11 +1,9 @@
 package worker
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -147,9 +145,22 @@ func (w *Worker) outcome(ctx context.Context, t *task) (*messages.Result, error)
 	// command handed back now would be executed again.
 	writes := w.traceChild(t, "terminal writes")
 	defer writes.End()
-	return res, w.persistently(ctx, t, "store the outcome", func(ctx context.Context) error {
-		return w.finish(ctx, t, res)
-	})
+	store := func(res *messages.Result) error {
+		return w.persistently(ctx, t, "store the outcome", func(ctx context.Context) error { return w.finish(ctx, t, res) })
+	}
+	err := store(res)
+	if errors.Is(err, errTooLarge) { // see oversize.go
+		w.log.Warn("the outcome is too large to store: storing it shortened", zap.String("id", t.cmd.ID), zap.Uint64("seq", t.seq), zap.Error(err))
+		res = shortened(res)
+		err = store(res)
+	}
+	if errors.Is(err, errTooLarge) {
+		w.log.Error("even the shortened outcome cannot be stored: the command is acknowledged without a result", zap.String("id", t.cmd.ID),
+			zap.Uint64("seq", t.seq), zap.Error(err))
+		w.ack(t)
+		return res, nil
+	}
+	return res, err
 }
 
 // takeSlot waits for one of the Concurrency request slots; false when t must stop
@@ -182,6 +193,9 @@ func (w *Worker) persistently(until context.Context, t *task, what string, fn fu
 		cancel()
 		if err == nil {
 			return nil
+		}
+		if tooLarge(err) { // no retry will make it fit
+			return fmt.Errorf("%w: %w", errTooLarge, err)
 		}
 		w.log.Error("cannot "+what+"; retrying, the command waits", zap.String("id", t.cmd.ID), zap.Uint64("seq", t.seq), zap.Error(err))
 		if wait == nil {
@@ -234,6 +248,7 @@ func (w *Worker) execute(ctx context.Context, t *task) (outcome, error) {
 	req := t.cmd.APIRequest()
 	// The body may hold opened secrets: no copy of ours outlives the command.
 	defer clear(req.Body)
+	scrub := t.cmd.Scrubber()
 	var wait backoff.BackOff // made at the first charged failure
 	retryOf := ""            // why the next request is sent again
 	if t.attempts.Requests > 0 {
@@ -288,13 +303,13 @@ func (w *Worker) execute(ctx context.Context, t *task) (outcome, error) {
 		switch {
 		case err == nil:
 			w.gate.answered()
-			return successOutcome(resp, t.cmd.DeployTargets()), nil
+			return successOutcome(resp, t.cmd.DeployTargets(), scrub), nil
 		case ctx.Err() != nil:
 			w.saveAttempts(t)
 			return outcome{}, errHandBack
 		case apiops.KindOf(err) == apiops.Permanent:
 			w.gate.answered()
-			return failedOutcome(apiErr, err), nil
+			return failedOutcome(apiErr, err, scrub), nil
 		case apiops.KindOf(err) == apiops.Unauthorized: // the client refreshed the token once already
 			w.gate.unauthorized(err)
 			w.saveAttempts(t)
@@ -307,7 +322,7 @@ func (w *Worker) execute(ctx context.Context, t *task) (outcome, error) {
 		t.attempts.Charged++
 		w.saveAttempts(t)
 		if t.attempts.Charged >= w.cfg.MaxAttempts {
-			o := failedOutcome(apiErr, err)
+			o := failedOutcome(apiErr, err, scrub)
 			o.err = &messages.Error{Code: messages.CodeRetriesExhausted, Message: fmt.Sprintf("%d attempts failed; last: %s", t.attempts.Charged, o.err.Message)}
 			return o, nil
 		}
@@ -414,52 +429,6 @@ func failureCode(err error, apiErr *apiops.Error) string {
 
 // tokenUnreadable: the token could not be read, so no request was sent.
 const tokenUnreadable = "token_unreadable"
-
-// successOutcome is the outcome of a change APIOps saved: partial when some
-// environment did not deploy, with the report's message, else APIOps's resultMessage,
-// else the environments that failed; partial too when the report is unreadable, or
-// missing although the command asked to deploy to targets (a server whose PATCH has no
-// deploy field saves and ignores it).
-func successOutcome(resp *apiops.Response, targets []string) outcome {
-	o := outcome{status: messages.StatusSucceeded, httpStatus: resp.StatusCode, deployment: resp.DeploymentResult}
-	switch d := resp.DeploymentResult; {
-	case resp.DeploymentUnrecognised != "":
-		o.status = messages.StatusPartial
-		o.err = &messages.Error{Code: messages.CodeUnrecognisedResponse, Message: resp.DeploymentUnrecognised}
-	case d == nil && len(targets) > 0:
-		o.status = messages.StatusPartial
-		o.err = &messages.Error{Code: messages.CodeDeployFailed, Message: "APIOps saved the change but reported no deployment to " +
-			strings.Join(targets, ", ") + ": this APIOps may not deploy from this endpoint"}
-	case resp.DeployFailed():
-		o.status = messages.StatusPartial
-		o.err = &messages.Error{Code: messages.CodeDeployFailed, Message: cmp.Or(d.Message, resp.Message, failedEnvironments(d))}
-	}
-	return o
-}
-
-func failedEnvironments(d *messages.DeploymentResult) string {
-	var failed []string
-	for _, e := range d.EnvironmentResults {
-		if !e.Success {
-			failed = append(failed, e.EnvironmentName)
-		}
-	}
-	if len(failed) == 0 {
-		return "APIOps reported that the deployment failed"
-	}
-	return "deployment failed in " + strings.Join(failed, ", ")
-}
-
-func failedOutcome(apiErr *apiops.Error, err error) outcome {
-	if apiErr == nil {
-		return outcome{status: messages.StatusFailed, err: &messages.Error{Code: "network_error", Message: err.Error()}}
-	}
-	return outcome{
-		status:     messages.StatusFailed,
-		httpStatus: apiErr.StatusCode,
-		err:        &messages.Error{Code: apiErr.ResultCode(), Message: apiErr.Message()},
-	}
-}
 
 func (w *Worker) logOutcome(t *task, res *messages.Result) {
 	fields := []zap.Field{

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nuid"
+
 	"github.com/apiops-worker/apiops-worker/apiops"
 	"github.com/apiops-worker/apiops-worker/apiops/apiopstest"
 	"github.com/apiops-worker/apiops-worker/messages"
@@ -156,7 +158,7 @@ func TestInvalidCopyOfAFinishedIDChangesNothing(t *testing.T) {
 	valid := readExample(t, "credential.truststore.set")
 	cmd := e.publishLine(valid)
 	e.awaitResults(1, 10*time.Second)
-	inbox := e.nc.NewRespInbox()
+	inbox := messages.ReplyInbox("MyProject") + nuid.Next()
 	replies, _ := e.nc.SubscribeSync(inbox)
 	broken := withField(t, withField(t, valid, "replyTo", inbox), "extra", true)
 	e.publish("MyProject", cmd.Type, "", broken)
@@ -180,16 +182,20 @@ func TestInvalidCopyOfAFinishedIDChangesNothing(t *testing.T) {
 	}
 }
 
-// TestReplyToUnderOwnPrefixRejected: a reply must not pose as a command or result.
-func TestReplyToUnderOwnPrefixRejected(t *testing.T) {
+// TestReplyToOutsideTheProjectsInboxRejected: a reply must not pose as a command or
+// result, nor land in another project's inbox.
+func TestReplyToOutsideTheProjectsInboxRejected(t *testing.T) {
 	e := newEnv(t)
 	e.start(nil)
-	cmd := e.publishLine(withField(t, readExample(t, "keystore.delete"), "replyTo", "apiops.cmd.TeamA.keystore.delete"))
-	res := e.awaitResults(1, 10*time.Second)[cmd.ID]
-	if res.Status != messages.StatusRejected || res.Error.Field != "replyTo" {
-		t.Fatalf("result %s", res.raw)
+	for i, replyTo := range []string{"apiops.cmd.TeamA.keystore.delete", "_INBOX.TeamA.x", "$KV.APIOPS_IDEMPOTENCY.lease.x"} {
+		e.publish("MyProject", "keystore.delete", "", withField(t, withField(t, readExample(t, "keystore.delete"), "id", fmt.Sprint("reply-", i)), "replyTo", replyTo))
 	}
-	eventually(t, 5*time.Second, "the command acknowledged", func() bool { return e.pending() == 0 })
+	for id, res := range e.awaitResults(3, 10*time.Second) {
+		if res.Status != messages.StatusRejected || res.Error.Field != "replyTo" {
+			t.Errorf("%s: result %s", id, res.raw)
+		}
+	}
+	eventually(t, 5*time.Second, "the commands acknowledged", func() bool { return e.pending() == 0 })
 	if e.apiopsRequests() != 0 {
 		t.Error("APIOps was called")
 	}
@@ -231,7 +237,7 @@ func TestInvalidCopyWaitsForTheRunningID(t *testing.T) {
 	valid := readExample(t, "credential.truststore.set")
 	cmd := e.publishLine(valid)
 	<-slow
-	inbox := e.nc.NewRespInbox()
+	inbox := messages.ReplyInbox("MyProject") + nuid.Next()
 	replies, _ := e.nc.SubscribeSync(inbox)
 	e.publish("MyProject", cmd.Type, "", withField(t, withField(t, valid, "replyTo", inbox), "extra", true))
 	reply, err := replies.NextMsg(10 * time.Second)

@@ -121,49 +121,47 @@ func timeOf(unixNano int64) time.Time { return time.Unix(0, unixNano) }
 // finishMessageOnce stores the outcome of one message under its own key, for an
 // outcome that cannot be the id's (see finish), and returns the one stored first.
 func (s *store) finishMessageOnce(ctx context.Context, k commandKey, f finished) (*finished, error) {
-	key := messageResultKey(k, f.Seq)
-	_, err := s.kv.Create(ctx, key, f.encode())
-	if err == nil {
-		return &f, nil
-	}
-	if !errors.Is(err, jetstream.ErrKeyExists) {
-		return nil, fmt.Errorf("store the outcome of %s, message %d: %w", k, f.Seq, err)
-	}
-	stored, err := s.finishedAt(ctx, key, k)
-	if err != nil || stored != nil {
-		return stored, err
-	}
-	return &f, s.put(ctx, key, f)
-}
-
-func (s *store) finishedAt(ctx context.Context, key string, k commandKey) (*finished, error) {
-	entry, err := s.kv.Get(ctx, key)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read %s from the idempotency bucket: %w", key, err)
-	}
-	return s.decodeRecord(entry.Value(), k), nil
+	return s.storeOnce(ctx, messageResultKey(k, f.Seq), k, f)
 }
 
 // finishOnce stores f as the command's outcome unless one is stored already, and
 // returns the stored one: two deliveries of an id (published twice, or an ack lost
 // while another instance ran it) cannot overwrite each other's outcome.
 func (s *store) finishOnce(ctx context.Context, k commandKey, f finished) (*finished, error) {
-	_, err := s.kv.Create(ctx, resultKey(k), f.encode())
-	if err == nil {
-		return &f, nil
+	return s.storeOnce(ctx, resultKey(k), k, f)
+}
+
+// storeOnce creates the record of k under key unless the key holds one of the worker's
+// records already, which it returns. A value that is not such a record is replaced (by
+// compare-and-set, so that a record stored meanwhile is not): the outcome in hand is
+// the command's, and nothing the worker did is lost.
+func (s *store) storeOnce(ctx context.Context, key string, k commandKey, f finished) (*finished, error) {
+	for {
+		_, err := s.kv.Create(ctx, key, f.encode())
+		if err == nil {
+			return &f, nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) {
+			return nil, fmt.Errorf("store the outcome of %s: %w", k, err)
+		}
+		entry, err := s.kv.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue // gone meanwhile
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read %s from the idempotency bucket: %w", key, err)
+		}
+		stored, err := decodeRecord(entry.Value(), k)
+		if err == nil {
+			return stored, nil
+		}
+		s.log.Warn("replacing a value under a command's key that is not the worker's record", zap.Stringer("command", k), zap.Uint64("seq", f.Seq))
+		if _, err := s.kv.Update(ctx, key, f.encode(), entry.Revision()); err == nil {
+			return &f, nil
+		} else if !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			return nil, fmt.Errorf("store the outcome of %s: %w", k, err)
+		}
 	}
-	if !errors.Is(err, jetstream.ErrKeyExists) {
-		return nil, fmt.Errorf("store the outcome of %s: %w", k, err)
-	}
-	stored, err := s.finishedAt(ctx, resultKey(k), k)
-	if err != nil || stored != nil {
-		return stored, err
-	}
-	// The stored record is unreadable: replace it.
-	return &f, s.put(ctx, resultKey(k), f)
 }
 
 func (s *store) attempts(ctx context.Context, k commandKey) (attempts, error) {

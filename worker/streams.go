@@ -28,6 +28,10 @@ func (w *Worker) Setup(ctx context.Context) error {
 	if err := w.setupConsumer(ctx); err != nil {
 		return err
 	}
+	if room := w.nc.MaxPayload() - deadLetterHeaderRoom; int64(w.cfg.MaxCommandSize) > room {
+		w.log.Warn("commands may be larger than their dead letters can hold whole: the largest are kept cut short",
+			zap.Int32("max_command_size", w.cfg.MaxCommandSize), zap.Int64("server_max_payload", w.nc.MaxPayload()))
+	}
 	// Last, so that a failed attempt leaves no subscription behind.
 	if st.batchGet, err = newBatchGetter(w.nc, stream); err != nil {
 		return err
@@ -40,34 +44,53 @@ func (w *Worker) Setup(ctx context.Context) error {
 	return nil
 }
 
+// Per-subject limits: a subject is one project's commands, results or dead letters of
+// one type, so one project's flood fills its own subjects first. A project's command
+// backlog of one type is bounded, new commands refused beyond it (the publisher is
+// told); results and dead letters keep each subject's latest.
+const (
+	maxCommandsPerSubject    = 10_000
+	maxResultsPerSubject     = 100_000
+	maxDeadLettersPerSubject = 1_000
+)
+
 func (w *Worker) setupStreams(ctx context.Context) (jetstream.KeyValue, error) {
 	cfg := w.cfg
 	streams := []jetstream.StreamConfig{{
-		Name:        cfg.CommandStream,
-		Description: "apiops-worker commands",
-		Subjects:    []string{w.subjects.AllCommands()},
-		Retention:   jetstream.WorkQueuePolicy,
-		Storage:     jetstream.FileStorage,
-		Duplicates:  duplicateWindow,
-		Replicas:    cfg.Replicas,
+		Name:                 cfg.CommandStream,
+		Description:          "apiops-worker commands",
+		Subjects:             []string{w.subjects.AllCommands()},
+		Retention:            jetstream.WorkQueuePolicy,
+		Storage:              jetstream.FileStorage,
+		Duplicates:           duplicateWindow,
+		Replicas:             cfg.Replicas,
+		MaxMsgSize:           cfg.MaxCommandSize,
+		MaxBytes:             cfg.StreamMaxBytes,
+		MaxMsgsPerSubject:    maxCommandsPerSubject,
+		Discard:              jetstream.DiscardNew, // a command is refused, never dropped once stored
+		DiscardNewPerSubject: true,
 	}, {
-		Name:        cfg.ResultStream,
-		Description: "apiops-worker results",
-		Subjects:    []string{w.subjects.AllResults()},
-		Retention:   jetstream.LimitsPolicy,
-		Storage:     jetstream.FileStorage,
-		MaxAge:      cfg.ResultMaxAge,
-		Duplicates:  duplicateWindow,
-		Replicas:    cfg.Replicas,
+		Name:              cfg.ResultStream,
+		Description:       "apiops-worker results",
+		Subjects:          []string{w.subjects.AllResults()},
+		Retention:         jetstream.LimitsPolicy,
+		Storage:           jetstream.FileStorage,
+		MaxAge:            cfg.ResultMaxAge,
+		Duplicates:        duplicateWindow,
+		Replicas:          cfg.Replicas,
+		MaxBytes:          cfg.StreamMaxBytes,
+		MaxMsgsPerSubject: maxResultsPerSubject,
 	}, {
-		Name:        cfg.DeadStream,
-		Description: "apiops-worker dead letters (secrets redacted)",
-		Subjects:    []string{w.subjects.AllDeadLetters()},
-		Retention:   jetstream.LimitsPolicy,
-		Storage:     jetstream.FileStorage,
-		MaxAge:      cfg.DeadMaxAge,
-		Duplicates:  duplicateWindow,
-		Replicas:    cfg.Replicas,
+		Name:              cfg.DeadStream,
+		Description:       "apiops-worker dead letters (secrets redacted)",
+		Subjects:          []string{w.subjects.AllDeadLetters()},
+		Retention:         jetstream.LimitsPolicy,
+		Storage:           jetstream.FileStorage,
+		MaxAge:            cfg.DeadMaxAge,
+		Duplicates:        duplicateWindow,
+		Replicas:          cfg.Replicas,
+		MaxBytes:          cfg.StreamMaxBytes,
+		MaxMsgsPerSubject: maxDeadLettersPerSubject,
 	}}
 	if !cfg.ManageStreams {
 		for _, sc := range streams {
@@ -93,6 +116,7 @@ func (w *Worker) setupStreams(ctx context.Context) (jetstream.KeyValue, error) {
 		TTL:         cfg.IdempotencyWindow,
 		Storage:     jetstream.FileStorage,
 		Replicas:    cfg.Replicas,
+		MaxBytes:    cfg.StreamMaxBytes,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create or update key-value bucket %s: %w", cfg.IdempotencyBucket, err)

@@ -70,7 +70,7 @@ func (w *Worker) traceDelivery(t *task) {
 		trace.WithAttributes(
 			attribute.String("messaging.system", "nats"),
 			attribute.String("messaging.operation.type", "process"),
-			attribute.String("messaging.destination.name", t.msg.Subject()),
+			attribute.String("messaging.destination.name", w.subjectOf(t)), // bounded, as results' subjects
 			attrSequence.Int64(int64(t.seq)), attrDelivery.Int64(int64(t.delivered)),
 		), commandAttributes(t.cmd))
 	_, wait := w.tracer.Start(ctx, "wait for resource", trace.WithTimestamp(t.received))

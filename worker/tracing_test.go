@@ -190,12 +190,12 @@ func TestTraceFollowsACommand(t *testing.T) {
 func TestTraceOfAFailedCommandReachesItsDeadLetter(t *testing.T) {
 	e, rec := tracedEnv(t)
 	e.start(nil)
-	replies, err := e.nc.SubscribeSync("_INBOX.trace-test")
+	replies, err := e.nc.SubscribeSync("_INBOX.MyProject.trace-test")
 	if err != nil {
 		t.Fatal(err)
 	}
 	line := withField(t, readExample(t, "credential.truststore.set"), "params", map[string]any{"username": "nobody", "keystoreName": "trust-2026"})
-	line = withField(t, line, "replyTo", "_INBOX.trace-test")
+	line = withField(t, line, "replyTo", "_INBOX.MyProject.trace-test")
 	cmd, _ := messages.DecodeLine(line)
 	e.publishTraced(cmd.Project, cmd.Type, cmd.ID, line)
 	if res := e.awaitResults(1, 30*time.Second)[cmd.ID]; res.Status != messages.StatusFailed {
@@ -325,7 +325,8 @@ func TestNoSecretInSpans(t *testing.T) {
 	if !strings.Contains(all.String(), "backoff [") {
 		t.Errorf("no backoff span for the retried command:\n%s", all.String())
 	}
-	if !strings.Contains(all.String(), `"apiops.retry.reason":"other"`) || !strings.Contains(all.String(), `"apiops.error.code":"other"`) {
+	// The attempt's code is APIOps's, made public; the result's is the contract's own.
+	if !strings.Contains(all.String(), `"apiops.retry.reason":"other"`) || !strings.Contains(all.String(), `"apiops.error.code":"http_400"`) {
 		t.Errorf("the spans do not show the failures at all:\n%s", all.String())
 	}
 }

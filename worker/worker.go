@@ -173,6 +173,16 @@ func (w *Worker) Ready() error {
 	return nil
 }
 
+// Alive returns nil unless the worker cannot recover on its own: its NATS connection
+// is closed, which nats.go does not undo (the server closed it for a protocol error, or
+// reconnecting was given up). The process should then be restarted.
+func (w *Worker) Alive() error {
+	if w.nc.IsClosed() {
+		return errors.New("the NATS connection is closed")
+	}
+	return nil
+}
+
 // Active reports whether this instance is the one that takes commands now.
 func (w *Worker) Active() bool { return w.lease.current() != nil }
 
@@ -549,12 +559,10 @@ func (w *Worker) noteMsgID(msg jetstream.Msg, t *task) {
 }
 
 // checkReplyTo returns what is wrong with a command's replyTo, or "": besides the
-// contract's rules, a reply must not land in the worker's own inbox, where it could
-// pose as an answer to the worker's pulls or JetStream requests.
+// contract's rules (Decode checks them), a reply must not land in the worker's own
+// inbox, where it could pose as an answer to the worker's pulls or JetStream requests,
+// should a project's inbox and the worker's ever meet.
 func (w *Worker) checkReplyTo(replyTo string) string {
-	if problem := w.subjects.CheckReplyTo(replyTo); problem != "" {
-		return problem
-	}
 	if w.ownInbox != "" && (strings.HasPrefix(replyTo, w.ownInbox) || replyTo+"." == w.ownInbox) {
 		return "must not be under " + w.ownInbox + ", the worker's own inbox"
 	}

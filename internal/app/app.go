@@ -118,7 +118,18 @@ func run(ctx context.Context, s *settings, log *zap.Logger) error {
 		return err
 	}
 
-	nc, err := nats.Connect(natsURL, natsOptions(s, log)...)
+	// A connection closed for good (the server closed it for a protocol error, or
+	// reconnecting was given up) ends the run with an error, so that the process exits
+	// and its orchestrator starts it afresh, rather than stay half alive.
+	runCtx, stopRun := context.WithCancel(ctx)
+	defer stopRun()
+	closed := make(chan struct{})
+	nc, err := nats.Connect(natsURL, append(natsOptions(s, log), nats.ClosedHandler(func(*nats.Conn) {
+		if runCtx.Err() == nil {
+			close(closed)
+			stopRun()
+		}
+	}))...)
 	if err != nil {
 		return fmt.Errorf("connect to NATS at %s: %w", natsconn.Redact(natsURL), err)
 	}
@@ -160,8 +171,13 @@ func run(ctx context.Context, s *settings, log *zap.Logger) error {
 		go func() { defer close(watched); watchSealKeys(watchCtx, keys, svc, sealKeysReload, log) }()
 		defer func() { stopWatching(); <-watched }()
 	}
-	if err := w.Run(ctx); err != nil {
+	if err := w.Run(runCtx); err != nil {
 		return err
+	}
+	select {
+	case <-closed:
+		return fmt.Errorf("the NATS connection was closed (last error: %v): exiting, to be started afresh", nc.LastError())
+	default:
 	}
 	if err := nc.Drain(); err != nil {
 		log.Warn("draining the NATS connection", zap.Error(err))

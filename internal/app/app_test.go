@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nuid"
 
 	"github.com/apiops-worker/apiops-worker/apiops"
 	"github.com/apiops-worker/apiops-worker/internal/workertest"
@@ -220,7 +221,7 @@ func TestClientCredentialsRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	inbox := nats.NewInbox()
+	inbox := messages.ReplyInbox("MyProject") + nuid.Next()
 	replies, _ := nc.SubscribeSync(inbox)
 	if _, err := nc.Request("apiops.cmd.MyProject.credential.truststore.set",
 		[]byte(`{"id":"cc-1","replyTo":"`+inbox+`","params":{"username":"api-user","keystoreName":"trust-2026"}}`), 5*time.Second); err != nil {
@@ -283,7 +284,7 @@ func TestDemoSingleBinary(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	inbox := nats.NewInbox()
+	inbox := messages.ReplyInbox("MyProject") + nuid.Next()
 	replies, _ := nc.SubscribeSync(inbox)
 	for _, c := range []struct{ subject, body string }{
 		{"apiops.cmd.MyProject.credential.truststore.set", `{"id":"demo-ok","replyTo":"` + inbox + `","params":{"username":"api-user","keystoreName":"trust-2026"}}`},

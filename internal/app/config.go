@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net/url"
 	"os"
 	"strings"
@@ -102,6 +103,8 @@ func parseSettings(args []string, getenv func(string) string, stderr io.Writer) 
 	fs.StringVar(&w.IdempotencyBucket, "idempotency-bucket", worker.DefaultIdempotencyBucket, "key-value bucket of finished ids")
 	fs.DurationVar(&w.ResultMaxAge, "result-max-age", worker.DefaultResultMaxAge, "how long results are kept")
 	fs.DurationVar(&w.DeadMaxAge, "dead-max-age", worker.DefaultDeadMaxAge, "how long dead letters are kept")
+	fs.Int64Var(&w.StreamMaxBytes, "stream-max-bytes", worker.DefaultStreamMaxBytes, "the most bytes each stream and the bucket may hold on disk")
+	maxCommandSize := fs.Int("max-command-size", worker.DefaultMaxCommandSize, "the largest command in bytes; keep it well under the server's max_payload, so that its dead letter fits")
 	fs.StringVar(&w.Prefix, "prefix", messages.DefaultPrefix, "first token(s) of every subject")
 	fs.IntVar(&w.Concurrency, "concurrency", worker.DefaultConcurrency, "APIOps requests at once; twice as many commands are held")
 	fs.IntVar(&w.MaxAttempts, "max-attempts", worker.DefaultMaxAttempts, "transient failures a command may have, across redeliveries")
@@ -132,6 +135,10 @@ func parseSettings(args []string, getenv func(string) string, stderr io.Writer) 
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
+	if *maxCommandSize < 0 || *maxCommandSize > math.MaxInt32 {
+		errs = append(errs, fmt.Errorf("--max-command-size (APIOPS_WORKER_MAX_COMMAND_SIZE) %d is out of range", *maxCommandSize))
+	}
+	w.MaxCommandSize = int32(min(max(*maxCommandSize, 0), math.MaxInt32))
 	if fs.NArg() > 0 {
 		errs = append(errs, fmt.Errorf("unexpected argument %q", fs.Arg(0)))
 	}

@@ -29,6 +29,9 @@ var Version = "0.1.0"
 type readiness interface {
 	Ready() error
 	Active() bool
+	// Alive is nil unless the process cannot recover on its own (its NATS connection
+	// is closed for good): an orchestrator should restart it.
+	Alive() error
 }
 
 // startHTTP serves /metrics, /healthz and /readyz on addr until stop is called, and
@@ -41,6 +44,10 @@ func startHTTP(addr string, reg *prometheus.Registry, ready readiness, profiles 
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if err := ready.Alive(); err != nil {
+			http.Error(w, "not alive: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	if profiles {

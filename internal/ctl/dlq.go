@@ -270,6 +270,8 @@ func replayDeadLetters(ctx context.Context, js jetstream.JetStream, s jetstream.
 		switch {
 		case d.Headers.Get(messages.HeaderRedacted) == "true":
 			reason = "its secrets were redacted in the dead letter; send the command again with its secrets"
+		case d.Headers.Get(messages.HeaderTruncated) != "":
+			reason = "the dead letter keeps only the start of a command of " + d.Headers.Get(messages.HeaderTruncated) + " bytes; send the command again"
 		case id == "":
 			reason = "it has no valid id; fix it and send it again"
 		case len(newID) > messages.MaxIDLength:

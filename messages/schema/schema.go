@@ -241,11 +241,11 @@ func markEnvelope(s *jsonschema.Schema) {
 	project.Pattern = `^[^.*>\s/\\` + ctl + `]+$`
 	replyTo, _ := s.Properties.Get("replyTo")
 	token := `[^.\s` + ctl + `]`
-	// Tokens are not empty, hold no whitespace and are not the wildcards * or >; the
-	// first does not start with $ (a system subject).
-	first := `(?:[^.\s*>$` + ctl + `]` + token + `*|[*>]` + token + `+)`
+	// Tokens are not empty, hold no whitespace and are not the wildcards * or >. The
+	// first two are _INBOX and the project, which the schema cannot know.
 	next := `(?:[^.\s*>` + ctl + `]` + token + `*|[*>]` + token + `+)`
-	replyTo.Pattern = `^` + first + `(?:\.` + next + `)*$`
+	replyTo.Pattern = `^_INBOX\.` + next + `(?:\.` + next + `)+$`
+	replyTo.Description = "a NATS subject under _INBOX.<project>., the project's inbox: the result is published there too (core NATS)"
 }
 
 // markPathNames states the name rules that the struct tags cannot express, for the
