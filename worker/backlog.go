@@ -21,27 +21,39 @@ type Backlog struct {
 	OldestUnknown bool
 }
 
-// Backlog asks the server for the consumer's backlog. The command stream is a work
-// queue, so its first message is the oldest command not yet acknowledged. It fails
-// while the consumer is not bound (before setup, or while NATS is unreachable).
+// Backlog asks the server for the fleet's backlog: the command stream's messages, of
+// which the consumers' unacknowledged ones were delivered. The command stream is a work
+// queue, so it holds only commands not yet acknowledged, and its first message is the
+// oldest. It fails before set-up, or while NATS is unreachable.
 func (w *Worker) Backlog(ctx context.Context) (Backlog, error) {
 	if !w.bound.Load() {
-		return Backlog{}, errors.New("consumer not bound")
-	}
-	info, err := (*w.consumer.Load()).Info(ctx)
-	if err != nil {
-		return Backlog{}, fmt.Errorf("consumer info: %w", err)
-	}
-	b := Backlog{Pending: info.NumPending, AckPending: uint64(info.NumAckPending)}
-	if b.Pending+b.AckPending == 0 {
-		return b, nil
+		return Backlog{}, errors.New("the consumers are not read yet")
 	}
 	stream, err := w.js.Stream(ctx, w.cfg.CommandStream)
+	if err != nil {
+		return Backlog{}, fmt.Errorf("stream info: %w", err)
+	}
+	var b Backlog
+	sources := w.sources.list()
+	if shared := w.shared.Load(); shared != nil {
+		sources = append(sources, shared)
+	}
+	for _, src := range sources {
+		info, err := src.get().Info(ctx)
+		if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return Backlog{}, fmt.Errorf("consumer info: %w", err)
+		}
+		if err == nil {
+			b.AckPending += uint64(info.NumAckPending)
+		}
+	}
+	state := stream.CachedInfo().State
+	b.Pending = state.Msgs - min(state.Msgs, b.AckPending)
 	switch {
-	case err != nil, stream.CachedInfo().Config.Retention != jetstream.WorkQueuePolicy:
+	case stream.CachedInfo().Config.Retention != jetstream.WorkQueuePolicy:
 		b.OldestUnknown = true
-	case stream.CachedInfo().State.Msgs > 0:
-		b.Oldest = stream.CachedInfo().State.FirstTime
+	case state.Msgs > 0:
+		b.Oldest = state.FirstTime
 	}
 	return b, nil
 }

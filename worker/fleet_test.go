@@ -2,6 +2,7 @@ package worker_test
 
 import (
 	"context"
+	"errors"
 	"encoding/base64"
 	"fmt"
 	"net/http"
@@ -20,12 +21,13 @@ import (
 	"github.com/apiops-worker/apiops-worker/worker"
 )
 
-// TestAdoptsTodaysConsumer: a consumer set up by a version without the lease is left as
-// it is while an older instance runs, busy with commands it keeps alive; this instance
-// takes commands alongside it, and nothing runs twice. Once the older instance is
-// gone, the consumer gets this version's marker and AckWait, and the commands the older
-// one left run.
-func TestAdoptsTodaysConsumer(t *testing.T) {
+// TestReplacesTheSharedConsumer: the consumer every instance of an earlier version
+// shares is left as it is while such an instance runs, busy with commands it keeps
+// alive; this instance takes commands from it alongside, and nothing runs twice. Once
+// the earlier instance is gone, the shared consumer is deleted, once what was out on it
+// came back, and every project gets a consumer of its own: the commands the earlier
+// instance left run.
+func TestReplacesTheSharedConsumer(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	clock := &shiftedClock{}
@@ -38,15 +40,13 @@ func TestAdoptsTodaysConsumer(t *testing.T) {
 		}
 		return nil, nil
 	}
-	// The streams as any version creates them, and the consumer as the last one did.
+	// The streams as any version creates them, and the consumer as a version before
+	// the lease did.
 	setup, err := worker.New(e.nc, nil, e.cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := setup.Setup(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.js.DeleteConsumer(ctx, worker.DefaultCommandStream, worker.DefaultConsumer); err != nil {
 		t.Fatal(err)
 	}
 	old, err := e.js.CreateOrUpdateConsumer(ctx, worker.DefaultCommandStream, jetstream.ConsumerConfig{
@@ -83,8 +83,8 @@ func TestAdoptsTodaysConsumer(t *testing.T) {
 	for i := range 8 {
 		e.publishLine(fmt.Appendf(nil, `{"id":"adopt-%d","type":"credential.truststore.set","project":"MyProject","params":{"username":"api-user","keystoreName":"trust-2026"}}`, i))
 	}
-	eventually(t, 10*time.Second, "the warning about older instances", func() bool {
-		return strings.Contains(e.logs.String(), "older apiops-worker instances, which do not use the lease, still run")
+	eventually(t, 10*time.Second, "the warning about earlier instances", func() bool {
+		return strings.Contains(e.logs.String(), "instances of an earlier apiops-worker version still run")
 	})
 	eventually(t, 20*time.Second, "every command taken by one of the two", func() bool {
 		olderMu.Lock()
@@ -96,13 +96,18 @@ func TestAdoptsTodaysConsumer(t *testing.T) {
 		t.Fatal(err)
 	}
 	if info.Config.AckWait != 30*time.Second || info.Config.Metadata["apiops-worker.fleet"] != "" {
-		t.Errorf("the consumer was changed under an older instance: %+v", info.Config)
+		t.Errorf("the consumer was changed under an earlier instance: %+v", info.Config)
 	}
 
-	// The older instance is stopped; the next look finds it gone.
+	// The older instance is stopped; the next look finds it gone, and once its
+	// commands' AckWait is past they run here.
 	stopOlder()
 	<-olderDone
 	olderRuns.Store(false)
+	clock.shift(time.Minute)
+	eventually(t, 10*time.Second, "the shared consumer on its way out", func() bool {
+		return strings.Contains(e.logs.String(), "no earlier instance runs any more")
+	})
 	clock.shift(time.Minute)
 	results := e.awaitResults(8, 40*time.Second)
 	if len(results) != 8 {
@@ -111,13 +116,31 @@ func TestAdoptsTodaysConsumer(t *testing.T) {
 	if n := e.apiopsRequests(); n != 8 {
 		t.Errorf("%d APIOps requests for 8 commands", n)
 	}
-	consumer, err := e.js.Consumer(ctx, worker.DefaultCommandStream, worker.DefaultConsumer)
+	if _, err := e.js.Consumer(ctx, worker.DefaultCommandStream, worker.DefaultConsumer); !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		t.Errorf("the shared consumer is still there: %v", err)
+	}
+	consumer, err := e.js.Consumer(ctx, worker.DefaultCommandStream, worker.ProjectConsumer(worker.DefaultConsumer, "MyProject"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg := consumer.CachedInfo().Config; cfg.AckWait != e.cfg.AckWait || cfg.Metadata["apiops-worker.fleet"] == "" {
-		t.Errorf("the consumer was not adopted: AckWait %v, metadata %v", cfg.AckWait, cfg.Metadata)
+	if cfg := consumer.CachedInfo().Config; cfg.AckWait != e.cfg.AckWait || cfg.Metadata["apiops-worker.project"] != "MyProject" {
+		t.Errorf("the project's consumer: AckWait %v, metadata %v", cfg.AckWait, cfg.Metadata)
 	}
+}
+
+// projectConsumer makes project's consumer as the worker would, for a test to play
+// a previous active instance that pulled from it.
+func (e *env) projectConsumer(project string) jetstream.Consumer {
+	e.t.Helper()
+	c, err := e.js.CreateOrUpdateConsumer(context.Background(), worker.DefaultCommandStream, jetstream.ConsumerConfig{
+		Durable: worker.ProjectConsumer(worker.DefaultConsumer, project), FilterSubjects: []string{"apiops.cmd." + project + ".>"},
+		AckPolicy: jetstream.AckExplicitPolicy, AckWait: e.cfg.AckWait, MaxDeliver: -1, MaxAckPending: 1000,
+		Metadata: map[string]string{"apiops-worker.fleet": "lease", "apiops-worker.project": project},
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return c
 }
 
 // TestTakeoverWithMoreOutThanRoom: the previous instance held more commands than this
@@ -131,7 +154,7 @@ func TestTakeoverWithMoreOutThanRoom(t *testing.T) {
 	if err := setup.Setup(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	consumer, _ := e.js.Consumer(context.Background(), worker.DefaultCommandStream, worker.DefaultConsumer)
+	consumer := e.projectConsumer("MyProject")
 	for i := range 10 {
 		e.publishLine(fmt.Appendf(nil, `{"id":"room-%d","type":"credential.truststore.set","project":"MyProject","params":{"username":"user-%d","keystoreName":"x"}}`, i, i))
 	}
@@ -157,7 +180,7 @@ func TestShutdownWhileTakingOver(t *testing.T) {
 	if err := setup.Setup(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	consumer, _ := e.js.Consumer(context.Background(), worker.DefaultCommandStream, worker.DefaultConsumer)
+	consumer := e.projectConsumer("MyProject")
 	e.publishLine([]byte(`{"id":"kept","type":"credential.truststore.set","project":"MyProject","params":{"username":"user-0","keystoreName":"x"}}`))
 	batch, err := consumer.Fetch(1, jetstream.FetchMaxWait(time.Second))
 	if err != nil {
@@ -309,10 +332,6 @@ func TestStartsWhileTheClusterIsDown(t *testing.T) {
 			t.Errorf("stream %s: %v", name, err)
 		}
 	}
-	c, err := js.Consumer(context.Background(), worker.DefaultCommandStream, worker.DefaultConsumer)
-	if err != nil || c.CachedInfo().Config.Replicas != 3 {
-		t.Errorf("consumer: %v", err)
-	}
 	results, _ := nc.SubscribeSync("apiops.result.>")
 	if _, err := js.Publish(context.Background(), "apiops.cmd.MyProject.credential.truststore.set",
 		[]byte(`{"id":"after-start","params":{"username":"api-user","keystoreName":"trust-2026"}}`)); err != nil {
@@ -320,5 +339,9 @@ func TestStartsWhileTheClusterIsDown(t *testing.T) {
 	}
 	if _, err := results.NextMsg(30 * time.Second); err != nil {
 		t.Fatalf("no result: %v", err)
+	}
+	c, err := js.Consumer(context.Background(), worker.DefaultCommandStream, worker.ProjectConsumer(worker.DefaultConsumer, "MyProject"))
+	if err != nil || c.CachedInfo().Config.Replicas != 3 {
+		t.Errorf("the project's consumer: %v", err)
 	}
 }

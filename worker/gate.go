@@ -16,14 +16,18 @@ const (
 	Unauthorized PauseReason = "unauthorized" // APIOps refuses the token
 )
 
-// gate tracks whether APIOps is usable. When it is not, the worker stops taking new
-// commands and the commands it holds wait, their retry budgets untouched, while one of
-// them at a time probes APIOps every RetryMax.
+// gate tracks whether APIOps is usable for one project. When it is not, the worker
+// stops taking the project's new commands and those it holds wait, their retry budgets
+// untouched, while one of them at a time probes APIOps every RetryMax. Each project has
+// a gate of its own (see gates), so that one tenant's failures (a rate limit of its
+// own, a permission APIOps withdrew) pause that tenant alone; an APIOps outage pauses
+// each project as its commands fail.
 type gate struct {
+	project   string
 	threshold int
 	log       *zap.Logger
 	clock     Clock
-	onChange  func(PauseReason)
+	onChange  func()
 
 	mu       sync.Mutex
 	reason   PauseReason
@@ -35,8 +39,8 @@ type gate struct {
 	probe chan struct{}
 }
 
-func newGate(threshold int, log *zap.Logger, clock Clock, onChange func(PauseReason)) *gate {
-	return &gate{threshold: threshold, log: log, clock: clock, onChange: onChange,
+func newGate(project string, threshold int, log *zap.Logger, clock Clock, onChange func()) *gate {
+	return &gate{project: project, threshold: threshold, log: log, clock: clock, onChange: onChange,
 		resumed: closedChan(), paused: make(chan struct{}), probe: make(chan struct{}, 1)}
 }
 
@@ -74,7 +78,8 @@ func (g *gate) answered() {
 	if g.reason == Running {
 		return
 	}
-	g.log.Info("APIOps answers again: resuming", zap.String("paused_for", string(g.reason)), zap.Duration("paused", g.clock.Now().Sub(g.since)))
+	g.log.Info("APIOps answers again: resuming", zap.String("project", g.project), zap.String("paused_for", string(g.reason)),
+		zap.Duration("paused", g.clock.Now().Sub(g.since)))
 	g.resumeLocked()
 }
 
@@ -82,7 +87,7 @@ func (g *gate) resumeLocked() {
 	g.reason = Running
 	close(g.resumed)
 	g.paused = make(chan struct{})
-	g.onChange(Running)
+	go g.onChange() // it reads every gate's state
 }
 
 // transientFailure records a failure that may be APIOps's; it reports whether the
@@ -107,16 +112,92 @@ func (g *gate) unauthorized(err error) {
 }
 
 func (g *gate) pauseLocked(reason PauseReason, err error) {
-	msg := "APIOps unreachable or failing for every command: pausing, commands wait in the stream"
+	msg := "APIOps unreachable or failing for every command of the project: pausing it, its commands wait in the stream"
 	if reason == Unauthorized {
-		msg = "APIOps refuses the token: pausing, commands wait in the stream; re-reading the token file"
+		msg = "APIOps refuses the token for the project: pausing it, its commands wait in the stream"
 	}
-	g.log.Error(msg, zap.String("reason", string(reason)), zap.Error(err))
+	g.log.Error(msg, zap.String("project", g.project), zap.String("reason", string(reason)), zap.Error(err))
 	if g.reason == Running {
 		g.resumed = make(chan struct{})
 		close(g.paused)
 		g.since = g.clock.Now()
 	}
 	g.reason = reason
-	g.onChange(reason)
+	go g.onChange()
+}
+
+// gates are the projects' gates, made as projects appear.
+type gates struct {
+	threshold int
+	log       *zap.Logger
+	clock     Clock
+	observe   func(PauseReason)
+
+	mu       sync.Mutex
+	byName   map[string]*gate
+	reported PauseReason // what observe was last told
+}
+
+func newGates(threshold int, log *zap.Logger, clock Clock, observe func(PauseReason)) *gates {
+	return &gates{threshold: threshold, log: log, clock: clock, observe: observe, byName: make(map[string]*gate)}
+}
+
+// of returns the project's gate.
+func (gs *gates) of(project string) *gate {
+	gs.mu.Lock()
+	defer gs.mu.Unlock()
+	g := gs.byName[project]
+	if g == nil {
+		g = newGate(project, gs.threshold, gs.log, gs.clock, gs.changed)
+		gs.byName[project] = g
+	}
+	return g
+}
+
+// state is the worker's pause state: Unauthorized while some project is paused for its
+// token, else Outage while some is paused for an outage, else Running; and whether every
+// project in held is paused, which makes the worker not ready.
+func (gs *gates) state(held func(project string) bool) (reason PauseReason, all bool) {
+	gs.mu.Lock()
+	list := make([]*gate, 0, len(gs.byName))
+	for _, g := range gs.byName {
+		list = append(list, g)
+	}
+	gs.mu.Unlock()
+	all, any := true, false
+	for _, g := range list {
+		r, _, _ := g.state()
+		if r == Unauthorized || r == Outage && reason == Running {
+			reason = r
+		}
+		if held != nil && held(g.project) {
+			any = true
+			all = all && r != Running
+		}
+	}
+	return reason, any && all
+}
+
+// changed tells the observer the worker's pause state when it changed.
+func (gs *gates) changed() {
+	reason, _ := gs.state(nil)
+	gs.mu.Lock()
+	defer gs.mu.Unlock()
+	if reason != gs.reported {
+		gs.reported = reason
+		gs.observe(reason)
+	}
+}
+
+// reset resumes every gate: see gate.reset.
+func (gs *gates) reset() {
+	gs.mu.Lock()
+	list := make([]*gate, 0, len(gs.byName))
+	for _, g := range gs.byName {
+		list = append(list, g)
+	}
+	gs.mu.Unlock()
+	for _, g := range list {
+		g.reset()
+	}
 }

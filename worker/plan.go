@@ -65,7 +65,7 @@ func (w *Worker) runStep(ctx context.Context, t *task, step *messages.Command, k
 		c.NotAfter = t.cmd.NotAfter
 		cmd = &c
 	}
-	st := &task{msg: t.msg, seq: t.seq, delivered: t.delivered, received: t.received, cmd: cmd,
+	st := &task{msg: t.msg, src: t.src, seq: t.seq, delivered: t.delivered, received: t.received, cmd: cmd,
 		keys: t.keys, term: t.term, waitCtx: t.waitCtx, planOf: t}
 	defer w.lockID(st.commandKey().String())() // as process does for a command
 	w.traceStep(t, st, kind, i)

@@ -131,11 +131,7 @@ func (w *Worker) outcome(ctx context.Context, t *task) (*messages.Result, error)
 		if t.waitCtx.Err() != nil { // not started, so not to start
 			return nil, w.stopErr(t)
 		}
-		if !w.takeSlot(t) {
-			return nil, w.stopErr(t)
-		}
 		o, err := w.execute(ctx, t) // expired, or executed
-		<-w.execSlots
 		if err != nil {
 			return nil, err
 		}
@@ -163,22 +159,12 @@ func (w *Worker) outcome(ctx context.Context, t *task) (*messages.Result, error)
 	return res, err
 }
 
-// takeSlot waits for one of the Concurrency request slots; false when t must stop
-// first.
+// takeSlot waits for one of the Concurrency request slots, given to the projects in
+// turn (see slots); false when t must stop first.
 func (w *Worker) takeSlot(t *task) bool {
-	select {
-	case w.execSlots <- struct{}{}:
-		return true
-	default:
-	}
 	waiting := w.traceChild(t, "wait for a request slot")
 	defer waiting.End()
-	select {
-	case w.execSlots <- struct{}{}:
-		return true
-	case <-t.waitCtx.Done():
-		return false
-	}
+	return w.slots.acquire(t.waitCtx, t.cmd.Project)
 }
 
 // persistently runs fn, which reads or stores the worker's own records in NATS, until
@@ -240,15 +226,17 @@ func (w *Worker) result(t *task, o outcome) *messages.Result {
 
 // execute calls APIOps under the retry policy: permanent answers end the command,
 // transient failures are retried with exponential backoff and jitter (at least
-// Retry-After) until MaxAttempts of them, and while the worker is paused the command
-// waits without using its budget. No request starts unless this instance may start
-// one (see mayStart). It returns errHandBack when ctx ends first, errDropped when the
-// lease is lost.
+// Retry-After) until MaxAttempts of them, and while the command's project is paused the
+// command waits without using its budget. Each request takes a request slot for its own
+// duration only: a command waiting for a retry, Retry-After or a pause takes none. No
+// request starts unless this instance may start one (see mayStart). It returns
+// errHandBack when ctx ends first, errDropped when the lease is lost.
 func (w *Worker) execute(ctx context.Context, t *task) (outcome, error) {
 	req := t.cmd.APIRequest()
 	// The body may hold opened secrets: no copy of ours outlives the command.
 	defer clear(req.Body)
 	scrub := t.cmd.Scrubber()
+	gate := w.gates.of(t.cmd.Project)
 	var wait backoff.BackOff // made at the first charged failure
 	retryOf := ""            // why the next request is sent again
 	if t.attempts.Requests > 0 {
@@ -258,23 +246,29 @@ func (w *Worker) execute(ctx context.Context, t *task) (outcome, error) {
 		if err := w.awaitLease(t); err != nil {
 			return outcome{}, err
 		}
-		pause := w.tracePause(t)
-		probing, err := w.awaitTurn(t.waitCtx)
+		pause := w.tracePause(t, gate)
+		probing, err := w.awaitTurn(t.waitCtx, gate)
 		pause.End()
 		if err != nil {
 			return outcome{}, w.stopErr(t)
 		}
 		if !w.mayStart() { // fenced or cut off while waiting for a pause to end
 			if probing {
-				<-w.gate.probe
+				<-gate.probe
 			}
 			continue
 		}
 		if o, expired := w.expired(t); expired { // before its first request, or while paused
 			if probing {
-				<-w.gate.probe
+				<-gate.probe
 			}
 			return o, nil
+		}
+		if !w.takeSlot(t) {
+			if probing {
+				<-gate.probe
+			}
+			return outcome{}, w.stopErr(t)
 		}
 		if t.attempts.Requests > 0 {
 			w.observer.Retry(metricType(t.cmd.Type))
@@ -282,8 +276,9 @@ func (w *Worker) execute(ctx context.Context, t *task) (outcome, error) {
 		started := w.cfg.Clock.Now()
 		actx, attempt := w.traceAttempt(ctx, t, req, retryOf)
 		resp, err := w.api.Do(actx, req)
+		w.slots.release()
 		if probing {
-			<-w.gate.probe
+			<-gate.probe
 		}
 		var apiErr *apiops.Error
 		errors.As(err, &apiErr)
@@ -302,21 +297,21 @@ func (w *Worker) execute(ctx context.Context, t *task) (outcome, error) {
 		}
 		switch {
 		case err == nil:
-			w.gate.answered()
+			gate.answered()
 			return successOutcome(resp, t.cmd.DeployTargets(), scrub), nil
 		case ctx.Err() != nil:
 			w.saveAttempts(t)
 			return outcome{}, errHandBack
 		case apiops.KindOf(err) == apiops.Permanent:
-			w.gate.answered()
+			gate.answered()
 			return failedOutcome(apiErr, err, scrub), nil
 		case apiops.KindOf(err) == apiops.Unauthorized: // the client refreshed the token once already
-			w.gate.unauthorized(err)
+			gate.unauthorized(err)
 			w.saveAttempts(t)
 			continue
 		}
-		if w.gate.transientFailure(err) {
-			w.saveAttempts(t) // not charged: APIOps is down for everyone
+		if gate.transientFailure(err) {
+			w.saveAttempts(t) // not charged: APIOps is down for the project
 			continue
 		}
 		t.attempts.Charged++
@@ -359,15 +354,15 @@ func (w *Worker) awaitLease(t *task) error {
 	return nil
 }
 
-// awaitTurn returns at once while the worker runs. While it is paused it waits for the
-// pause to end, or for its turn to probe: one waiting command at a time retries, every
-// RetryMax; probing is then true and the caller returns the probe token.
-func (w *Worker) awaitTurn(ctx context.Context) (probing bool, err error) {
+// awaitTurn returns at once while the project runs. While it is paused it waits for the
+// pause to end, or for its turn to probe: one waiting command of the project at a time
+// retries, every RetryMax; probing is then true and the caller returns the probe token.
+func (w *Worker) awaitTurn(ctx context.Context, gate *gate) (probing bool, err error) {
 	for {
 		if ctx.Err() != nil {
 			return false, ctx.Err()
 		}
-		reason, resumed, _ := w.gate.state()
+		reason, resumed, _ := gate.state()
 		if reason == Running {
 			return false, nil
 		}
@@ -376,16 +371,16 @@ func (w *Worker) awaitTurn(ctx context.Context) (probing bool, err error) {
 			return false, nil
 		case <-ctx.Done():
 			return false, ctx.Err()
-		case w.gate.probe <- struct{}{}:
+		case gate.probe <- struct{}{}:
 		}
 		select {
 		case <-w.cfg.Clock.After(w.cfg.RetryMax):
 			return true, nil
 		case <-resumed:
-			<-w.gate.probe
+			<-gate.probe
 			return false, nil
 		case <-ctx.Done():
-			<-w.gate.probe
+			<-gate.probe
 			return false, ctx.Err()
 		}
 	}

@@ -20,7 +20,7 @@ import (
 
 func (e *env) consumerInfo() (ackPending int, redelivered int) {
 	e.t.Helper()
-	c, err := e.js.Consumer(context.Background(), worker.DefaultCommandStream, worker.DefaultConsumer)
+	c, err := e.js.Consumer(context.Background(), worker.DefaultCommandStream, worker.ProjectConsumer(worker.DefaultConsumer, "MyProject"))
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -201,12 +201,15 @@ func TestReplyToOutsideTheProjectsInboxRejected(t *testing.T) {
 	}
 }
 
-// TestConsumerDeletedIsSetUpAgain: the worker notices its consumer is gone, reports
-// not ready, and sets it up again.
+// TestConsumerDeletedIsSetUpAgain: the worker notices a project's consumer is gone and
+// sets it up again.
 func TestConsumerDeletedIsSetUpAgain(t *testing.T) {
 	e := newEnv(t)
 	w := e.start(nil)
-	if err := e.js.DeleteConsumer(context.Background(), worker.DefaultCommandStream, worker.DefaultConsumer); err != nil {
+	first := e.publishLine(withField(t, readExample(t, "credential.truststore.set"), "id", "before-delete"))
+	e.awaitResults(1, 15*time.Second)
+	eventually(t, 5*time.Second, "the first command acknowledged", func() bool { return e.pending() == 0 })
+	if err := e.js.DeleteConsumer(context.Background(), worker.DefaultCommandStream, worker.ProjectConsumer(worker.DefaultConsumer, first.Project)); err != nil {
 		t.Fatal(err)
 	}
 	cmd := e.publishLine(readExample(t, "credential.truststore.set"))

@@ -8,9 +8,10 @@ import (
 	"go.uber.org/zap"
 )
 
-// Setup creates or updates the streams, the idempotency bucket and the consumer (when
-// ManageStreams is set), or binds to them as an operator made them. Run calls it when
-// it has not been called.
+// Setup creates or updates the streams and the idempotency bucket (when ManageStreams
+// is set), or binds to them as an operator made them, and binds the consumers there
+// are; the active instance makes the projects' consumers as projects appear (intake.go).
+// Run calls it when it has not been called.
 func (w *Worker) Setup(ctx context.Context) error {
 	kv, err := w.setupStreams(ctx)
 	if err != nil {
@@ -25,7 +26,7 @@ func (w *Worker) Setup(ctx context.Context) error {
 	if err := st.detectLegacy(ctx); err != nil {
 		return err
 	}
-	if err := w.setupConsumer(ctx); err != nil {
+	if err := w.loadSources(ctx); err != nil {
 		return err
 	}
 	if room := w.nc.MaxPayload() - deadLetterHeaderRoom; int64(w.cfg.MaxCommandSize) > room {
@@ -124,72 +125,3 @@ func (w *Worker) setupStreams(ctx context.Context) (jetstream.KeyValue, error) {
 	return kv, nil
 }
 
-// consumerConfig is the consumer as this version sets it up.
-func (w *Worker) consumerConfig() jetstream.ConsumerConfig {
-	return jetstream.ConsumerConfig{
-		Durable:       w.cfg.Consumer,
-		Description:   "apiops-worker: one instance at a time, the lease holder, takes commands",
-		FilterSubject: w.subjects.AllCommands(),
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		// No BackOff: it would silently replace AckWait with its first entry. The
-		// worker paces retries itself and keeps held commands alive with InProgress.
-		AckWait:       w.cfg.AckWait,
-		MaxDeliver:    -1, // a command is never dropped for being redelivered often
-		MaxAckPending: w.cfg.maxAckPending(),
-		Replicas:      w.cfg.Replicas,
-		Metadata:      map[string]string{fleetMetadata: "lease"},
-	}
-}
-
-// setupConsumer creates (or binds) the consumer and publishes it to the pull loop and
-// Pending, which may run meanwhile. A consumer that older instances set up, without the
-// fleet marker, is bound as it is: they may still pull from it, with their AckWait, and
-// the first active instance adopts it once they are gone (see adoptConsumer).
-func (w *Worker) setupConsumer(ctx context.Context) error {
-	cfg := w.cfg
-	consumer, err := w.js.Consumer(ctx, cfg.CommandStream, cfg.Consumer)
-	switch {
-	case err == nil && consumer.CachedInfo().Config.Metadata[fleetMetadata] == "":
-		if !w.legacyConsumer.Swap(true) {
-			w.log.Info("the consumer was set up by an older version; this instance adopts it when it is active and no older instance pulls from it",
-				zap.String("consumer", cfg.Consumer))
-		}
-	case cfg.ManageStreams:
-		if consumer, err = w.js.CreateOrUpdateConsumer(ctx, cfg.CommandStream, w.consumerConfig()); err != nil {
-			return fmt.Errorf("create or update consumer %s on %s: %w", cfg.Consumer, cfg.CommandStream, err)
-		}
-		w.legacyConsumer.Store(false)
-	case err != nil:
-		return fmt.Errorf("consumer %s on %s (managed by an operator): %w", cfg.Consumer, cfg.CommandStream, err)
-	}
-	w.bind(consumer)
-	return nil
-}
-
-// updateConsumer gives an adopted consumer this version's configuration.
-func (w *Worker) updateConsumer(ctx context.Context) error {
-	consumer, err := w.js.CreateOrUpdateConsumer(ctx, w.cfg.CommandStream, w.consumerConfig())
-	if err != nil {
-		return fmt.Errorf("update consumer %s on %s: %w", w.cfg.Consumer, w.cfg.CommandStream, err)
-	}
-	w.bind(consumer)
-	return nil
-}
-
-func (w *Worker) bind(consumer jetstream.Consumer) {
-	ackWait := w.cfg.AckWait
-	if info := consumer.CachedInfo(); info != nil {
-		if info.Config.AckWait > 0 {
-			ackWait = info.Config.AckWait
-		}
-		if len(info.Config.BackOff) > 0 {
-			// BackOff replaces AckWait with its first entry.
-			w.log.Warn("the consumer has a BackOff; the worker paces retries itself and keeps commands alive within its first entry",
-				zap.Durations("backoff", info.Config.BackOff))
-			ackWait = min(ackWait, info.Config.BackOff[0])
-		}
-	}
-	w.ackWait.Store(int64(ackWait))
-	w.consumer.Store(&consumer)
-	w.bound.Store(true)
-}

@@ -15,105 +15,150 @@ import (
 // then runs them in stream order. See docs/design/fleet.md.
 
 // barrier parks the commands delivered while others are still out with the previous
-// active instance. Meanwhile the instance may hold as many commands as the consumer
-// lets be unacknowledged: every command out fits, and the server redelivers commands
+// active instance. Meanwhile the instance may hold as many commands as the consumers
+// let be unacknowledged: every command out fits, and the server redelivers commands
 // even at that limit, so the barrier always ends once they are back.
 type barrier struct {
-	parked []*task
+	parked    []*task
+	checkedAt time.Time // when the consumers were last asked
 }
 
 const (
-	// takeoverPoll is how often a new active instance looks at the consumer while it
+	// takeoverPoll is how often a new active instance looks at the consumers while it
 	// waits for the previous one's commands.
 	takeoverPoll = 250 * time.Millisecond
 	// redeliverySlack covers the server's timer for expired acknowledgements.
 	redeliverySlack = time.Second
 )
 
-// fleetMetadata marks a consumer set up by instances that use the lease. One without
-// it may still be pulled from by older instances, which do not.
-const fleetMetadata = "apiops-worker.fleet"
-
-// takeOver prepares a new term: it adopts a consumer that older instances may still
-// use, waits out the commands a vanished predecessor held, and parks new commands
+// takeOver prepares a new term: it binds the consumers the previous active instance
+// made, replaces the shared consumer of earlier versions when none of them runs any
+// more, waits out the commands a vanished predecessor held, and parks new commands
 // until those are back. It returns false when ctx ends first.
 func (w *Worker) takeOver(ctx context.Context, t *term) bool {
-	if w.legacyConsumer.Load() && !w.adoptConsumer(ctx) {
-		return true // older instances still take commands too: nothing to wait for
+	if !w.persist(ctx, "read the command stream's consumers", w.loadSources) {
+		return false
 	}
-	info, ok := w.consumerInfo(ctx)
+	if shared := w.shared.Load(); shared != nil {
+		switch {
+		case w.earlierInstancesRun(ctx, true) && w.legacyAckWait != 0:
+			return true // instances older than the lease take commands too: nothing to wait for
+		case !w.earlierInstancesRun(ctx, false):
+			if !w.retireShared(ctx, shared, w.outDeadline(t)) {
+				return false
+			}
+		}
+	}
+	out, limit, ok := w.commandsOut(ctx)
 	if !ok {
 		return false
 	}
-	if info.NumAckPending == 0 {
+	if out == 0 {
 		return true
 	}
 	if !t.clean {
-		ackWait := max(time.Duration(w.ackWait.Load()), w.legacyAckWait)
-		deadline := t.lastSeen.Add(w.lease.fenceAfter() + pullWait + ackWait + redeliverySlack)
-		w.log.Info("waiting for the commands the previous instance held to come back", zap.Int("commands", info.NumAckPending),
+		deadline := w.outDeadline(t)
+		w.log.Info("waiting for the commands the previous instance held to come back", zap.Int("commands", out),
 			zap.Duration("at_most", deadline.Sub(w.cfg.Clock.Now())))
-		for w.cfg.Clock.Now().Before(deadline) && info.NumAckPending > 0 {
+		for w.cfg.Clock.Now().Before(deadline) && out > 0 {
 			select {
 			case <-w.cfg.Clock.After(min(takeoverPoll, deadline.Sub(w.cfg.Clock.Now()))):
 			case <-ctx.Done():
 				return false
 			}
-			if info, ok = w.consumerInfo(ctx); !ok {
+			if out, limit, ok = w.commandsOut(ctx); !ok {
 				return false
 			}
 		}
-		if info.NumAckPending == 0 {
+		if out == 0 {
 			return true
 		}
 	}
-	w.raiseBarrier(info)
+	w.raiseBarrier(out, limit)
 	return true
 }
 
+// outDeadline is when every command a predecessor that stopped renewing at
+// t.lastSeen held has come back: it fenced itself, stopped keeping them alive, and
+// their AckWait ran out.
+func (w *Worker) outDeadline(t *term) time.Time {
+	ackWait := max(time.Duration(w.ackWait.Load()), w.legacyAckWait)
+	return t.lastSeen.Add(w.lease.fenceAfter() + pullWait + ackWait + redeliverySlack)
+}
+
+// termSources are the consumers this term pulls from: the shared one while earlier
+// instances run, else every project's.
+func (w *Worker) termSources() []*source {
+	if shared := w.shared.Load(); shared != nil && !shared.draining.Load() {
+		return []*source{shared}
+	}
+	return w.sources.list()
+}
+
+// commandsOut counts the commands delivered and not acknowledged on the term's
+// consumers, and the room that holding all of them takes.
+func (w *Worker) commandsOut(ctx context.Context) (out, limit int, ok bool) {
+	for _, src := range w.termSources() {
+		info, ok := w.consumerInfo(ctx, src)
+		if !ok {
+			return 0, 0, false
+		}
+		out += info.NumAckPending
+		if info.NumAckPending > 0 {
+			limit += info.Config.MaxAckPending
+		}
+	}
+	return out, limit, true
+}
+
 // raiseBarrier parks new commands until those still out are back.
-func (w *Worker) raiseBarrier(info *jetstream.ConsumerInfo) {
+func (w *Worker) raiseBarrier(out, limit int) {
 	w.mu.Lock()
 	w.barrier = &barrier{}
 	w.mu.Unlock()
-	w.room.setLimit(max(w.cfg.held(), info.Config.MaxAckPending))
-	w.log.Info("taking over: new commands wait until those still out are back", zap.Int("out", info.NumAckPending))
-}
-
-// adoptLater adopts the consumer once older instances that shared it are gone, and
-// then parks new commands until those they left are back.
-func (w *Worker) adoptLater(ctx context.Context) {
-	if !w.legacyConsumer.Load() || !w.adoptConsumer(ctx) {
-		return
-	}
-	if info, ok := w.consumerInfo(ctx); ok && info.NumAckPending > 0 {
-		w.raiseBarrier(info)
-	}
+	w.room.setLimit(max(w.cfg.held(), limit))
+	w.log.Info("taking over: new commands wait until those still out are back", zap.Int("out", out))
 }
 
 // checkBarrier ends the barrier once every unacknowledged command is held here, and
-// then queues the parked commands in stream order. Commands are counted by stream
-// sequence, once each, and only above the ack floor: a command may be held twice (it
-// came back while held), or acknowledged late by the previous instance.
+// then queues the parked commands in stream order. Commands are counted by consumer and
+// stream sequence, once each, and only above the consumer's ack floor: a command may be
+// held twice (it came back while held), or acknowledged late by the previous instance.
+// The consumers are asked at most every takeoverPoll.
 func (w *Worker) checkBarrier(ctx context.Context) {
 	w.mu.Lock()
 	b := w.barrier
-	w.mu.Unlock()
-	if b == nil {
+	if b == nil || w.cfg.Clock.Now().Sub(b.checkedAt) < takeoverPoll {
+		w.mu.Unlock()
 		return
 	}
-	info, ok := w.consumerInfo(ctx)
-	if !ok {
-		return
+	b.checkedAt = w.cfg.Clock.Now()
+	w.mu.Unlock()
+	infos := make(map[*source]*jetstream.ConsumerInfo)
+	for _, src := range w.termSources() {
+		info, ok := w.consumerInfo(ctx, src)
+		if !ok {
+			return
+		}
+		infos[src] = info
 	}
 	w.mu.Lock()
-	held := make(map[uint64]struct{}, len(w.held))
+	held := make(map[*source]map[uint64]struct{})
 	for t := range w.held {
-		if t.seq > info.AckFloor.Stream {
-			held[t.seq] = struct{}{}
+		if info := infos[t.src]; info != nil && t.seq > info.AckFloor.Stream {
+			if held[t.src] == nil {
+				held[t.src] = make(map[uint64]struct{})
+			}
+			held[t.src][t.seq] = struct{}{}
 		}
 	}
-	if out := info.NumAckPending - len(held); out > 0 {
+	for src, info := range infos {
+		if info.NumAckPending > len(held[src]) {
+			w.mu.Unlock()
+			return
+		}
+	}
+	if w.barrier != b {
 		w.mu.Unlock()
 		return
 	}
@@ -160,19 +205,16 @@ func (w *Worker) unpark(handBack bool) {
 	w.room.setLimit(w.cfg.held())
 }
 
-// adoptRecheck is how often an instance that shares the consumer with older
+// adoptRecheck is how often an instance that shares the consumer with earlier
 // instances asks again whether they are gone.
 const adoptRecheck = 15 * time.Second
 
-// adoptConsumer takes over a consumer that instances older than the lease may still
-// pull from, once Config.OlderInstances says none runs: it gives the consumer this
-// version's marker and AckWait. While older instances run, this instance takes
-// commands alongside them with the consumer as it is, their AckWait included, so that
-// none of their commands is redelivered under them; it logs that once and asks again
-// every adoptRecheck. It reports whether the consumer is adopted.
-func (w *Worker) adoptConsumer(ctx context.Context) bool {
-	if w.cfg.Clock.Now().Before(w.nextAdoptCheck) {
-		return false
+// earlierInstancesRun asks Config.OlderInstances whether instances of an earlier
+// version run, at most every adoptRecheck unless now is set; while any does, the shared
+// consumer stays (they pull from it, or would, when they take the lease).
+func (w *Worker) earlierInstancesRun(ctx context.Context, now bool) bool {
+	if !now && w.cfg.Clock.Now().Before(w.nextAdoptCheck) {
+		return w.earlierRun
 	}
 	w.nextAdoptCheck = w.cfg.Clock.Now().Add(adoptRecheck)
 	var older []string
@@ -182,47 +224,93 @@ func (w *Worker) adoptConsumer(ctx context.Context) bool {
 			older = []string{"(unknown: " + err.Error() + ")"}
 		}
 	}
-	if len(older) > 0 {
-		if !w.toldOlder {
-			w.log.Warn("older apiops-worker instances, which do not use the lease, still run: this instance takes commands alongside them, "+
-				"with the consumer unchanged, until they are stopped (finish the rolling update); order across instances holds from then on",
-				zap.Strings("older", older), zap.String("consumer", w.cfg.Consumer))
-			w.toldOlder = true
-		}
-		return false
+	w.earlierRun = len(older) > 0
+	if w.earlierRun && !w.toldOlder {
+		w.log.Warn("instances of an earlier apiops-worker version still run: this instance takes commands from the consumer they share, "+
+			"until they are stopped (finish the rolling update); then every project gets a consumer of its own",
+			zap.Strings("older", older), zap.String("consumer", w.cfg.Consumer))
+		w.toldOlder = true
 	}
-	w.legacyAckWait = time.Duration(w.ackWait.Load())
-	if w.cfg.ManageStreams {
-		if err := w.updateConsumer(ctx); err != nil {
-			w.log.Warn("cannot update the consumer; trying again later", zap.Error(err))
+	return w.earlierRun
+}
+
+// replaceShared, called while the shared consumer is here, stops pulling from it once no
+// earlier instance runs, and deletes it once the commands out on it are done or have
+// come back: every project then gets a consumer of its own.
+func (w *Worker) replaceShared(ctx context.Context) {
+	shared := w.shared.Load()
+	if !shared.draining.Load() {
+		if w.earlierInstancesRun(ctx, false) {
+			return
+		}
+		w.retireAt = w.cfg.Clock.Now().Add(max(time.Duration(w.ackWait.Load()), w.legacyAckWait) + redeliverySlack)
+		shared.draining.Store(true)
+		w.log.Info("no earlier instance runs any more: once the commands out on the shared consumer are done, every project gets a consumer of its own",
+			zap.String("consumer", shared.name))
+	}
+	if w.room.holding(shared.roomKey()) > 0 {
+		return // ours finish first: acknowledged on the consumer they came from
+	}
+	info, ok := w.consumerInfo(ctx, shared)
+	if !ok || info.NumAckPending > 0 && w.cfg.Clock.Now().Before(w.retireAt) {
+		return
+	}
+	w.deleteShared(ctx, shared)
+}
+
+// retireShared deletes the shared consumer at a takeover, once the commands out on it
+// are back (none is held here yet) or deadline passed: they were abandoned then, and
+// come back to the projects' consumers.
+func (w *Worker) retireShared(ctx context.Context, shared *source, deadline time.Time) bool {
+	shared.draining.Store(true)
+	for {
+		info, ok := w.consumerInfo(ctx, shared)
+		if !ok {
+			return false
+		}
+		if info.NumAckPending == 0 || !w.cfg.Clock.Now().Before(deadline) {
+			break
+		}
+		select {
+		case <-w.cfg.Clock.After(min(takeoverPoll, deadline.Sub(w.cfg.Clock.Now()))):
+		case <-ctx.Done():
 			return false
 		}
 	}
-	w.legacyConsumer.Store(false)
-	w.log.Info("no older instance runs any more: the consumer is this version's now", zap.String("consumer", w.cfg.Consumer))
+	return w.deleteShared(ctx, shared)
+}
+
+func (w *Worker) deleteShared(ctx context.Context, shared *source) bool {
+	err := w.js.DeleteConsumer(ctx, w.cfg.CommandStream, shared.name)
+	if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		w.log.Warn("cannot delete the shared consumer yet; trying again", zap.String("consumer", shared.name), zap.Error(err))
+		return false
+	}
+	w.shared.CompareAndSwap(shared, nil)
+	w.legacyAckWait = 0
+	w.log.Info("the shared consumer is deleted: every project gets a consumer of its own", zap.String("consumer", shared.name))
 	return true
 }
 
-// consumerInfo asks for the consumer's state until the server answers or ctx ends,
+// consumerInfo asks for a consumer's state until the server answers or ctx ends,
 // setting the consumer up again if it is gone.
-func (w *Worker) consumerInfo(ctx context.Context) (*jetstream.ConsumerInfo, bool) {
+func (w *Worker) consumerInfo(ctx context.Context, src *source) (*jetstream.ConsumerInfo, bool) {
 	last := ""
 	for ctx.Err() == nil {
-		if !w.bound.Load() {
-			w.rebind(ctx)
-			continue
-		}
-		info, err := (*w.consumer.Load()).Info(ctx)
+		info, err := src.get().Info(ctx)
 		if err == nil {
 			return info, true
 		}
 		if errors.Is(err, jetstream.ErrConsumerNotFound) {
-			w.log.Error("the consumer is gone; setting it up again", zap.String("consumer", w.cfg.Consumer))
-			w.bound.Store(false)
+			w.log.Error("a consumer is gone; setting it up again", zap.String("consumer", src.name))
+			w.rebind(ctx, src)
+			if src.project == "" {
+				return &jetstream.ConsumerInfo{}, true // the shared one: nothing is out on it any more
+			}
 			continue
 		}
 		if err.Error() != last {
-			w.log.Warn("cannot read the consumer's state; retrying", zap.Error(err))
+			w.log.Warn("cannot read a consumer's state; retrying", zap.String("consumer", src.name), zap.Error(err))
 			last = err.Error()
 		}
 		select {
@@ -231,4 +319,24 @@ func (w *Worker) consumerInfo(ctx context.Context) (*jetstream.ConsumerInfo, boo
 		}
 	}
 	return nil, false
+}
+
+// persist runs fn until it succeeds or ctx ends, logging each new problem once.
+func (w *Worker) persist(ctx context.Context, what string, fn func(context.Context) error) bool {
+	last := ""
+	for ctx.Err() == nil {
+		err := fn(ctx)
+		if err == nil {
+			return true
+		}
+		if err.Error() != last {
+			w.log.Warn("cannot "+what+"; retrying", zap.Error(err))
+			last = err.Error()
+		}
+		select {
+		case <-w.cfg.Clock.After(takeoverPoll):
+		case <-ctx.Done():
+		}
+	}
+	return false
 }

@@ -144,13 +144,13 @@ func (w *Worker) traceChild(t *task, name string, attrs ...attribute.KeyValue) t
 
 var noSpan = trace.SpanFromContext(context.Background())
 
-// tracePause starts a span for a wait that is about to begin if the worker is paused
-// now; it is ended by the caller.
-func (w *Worker) tracePause(t *task) trace.Span {
+// tracePause starts a span for a wait that is about to begin if the command's project
+// is paused now; it is ended by the caller.
+func (w *Worker) tracePause(t *task, gate *gate) trace.Span {
 	if t.trace == nil || w.tracer == nil {
 		return noSpan
 	}
-	reason, _, _ := w.gate.state()
+	reason, _, _ := gate.state()
 	if reason == Running {
 		return noSpan
 	}

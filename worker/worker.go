@@ -39,27 +39,29 @@ type Worker struct {
 	ownInbox string                 // "<inbox prefix>." when the connection has an inbox of its own
 	secrets  messages.DecodeOptions // how sealed secrets are opened: sealing.go
 	log      *zap.Logger
-	gate     *gate
+	gates    *gates // per project: gate.go
 	store    *store
 	lease    *lease
 	observer Observer
 	tracer   trace.Tracer
-	consumer atomic.Pointer[jetstream.Consumer] // replaced when set up again
+	sources  *sourceSet              // the projects' consumers: intake.go
+	shared   atomic.Pointer[source] // the consumer earlier versions share, until replaced
 
-	room       *room         // the commands held: 2×Concurrency, more while taking over
-	execSlots  chan struct{} // one per APIOps request in flight: Concurrency
-	ready      chan *task    // held commands whose resource is free, in stream order
-	stopping   atomic.Bool   // shutting down: hand back commands not yet started
-	notedMsgID atomic.Bool   // a Nats-Msg-Id that is not <project>/<id> was logged
-	bound      atomic.Bool   // the consumer exists and is bound
+	room       *room       // the commands held: 2×Concurrency, more while taking over
+	slots      *slots      // the APIOps requests in flight: Concurrency, fairness.go
+	ready      chan *task  // held commands whose resource is free, in stream order
+	stopping   atomic.Bool // shutting down: hand back commands not yet started
+	notedMsgID atomic.Bool // a Nats-Msg-Id that is not <project>/<id> was logged
+	bound      atomic.Bool // the consumers were read
 	setupErr   atomic.Pointer[string]
-	ackWait    atomic.Int64 // the consumer's AckWait: held commands are kept alive well within it
-	// legacyConsumer: the consumer predates the fleet lease (no fleetMetadata), so older
-	// instances may still pull from it; legacyAckWait is its AckWait then.
-	legacyConsumer atomic.Bool
+	ackWait    atomic.Int64 // the consumers' shortest AckWait: held commands are kept alive well within it
+	// legacyAckWait is the AckWait of a shared consumer set up by a version before the
+	// lease, whose instances pull from it on their own; 0 without one.
 	legacyAckWait  time.Duration
-	nextAdoptCheck time.Time // when to ask again whether older instances are gone
-	toldOlder      bool      // that older instances run was logged
+	nextAdoptCheck time.Time // when to ask again whether earlier instances are gone
+	earlierRun     bool      // they did, when last asked
+	toldOlder      bool      // that earlier instances run was logged
+	retireAt       time.Time // when the shared consumer goes, whatever is still out on it
 	// waitCtx ends when shutdown starts: commands waiting for a retry or the end of a
 	// pause are handed back at once.
 	waitCtx  context.Context
@@ -81,7 +83,8 @@ type Worker struct {
 // task is one delivered command.
 type task struct {
 	msg       jetstream.Msg
-	seq       uint64 // stream sequence
+	src       *source // the consumer it came from; nil for a plan's step
+	seq       uint64  // stream sequence
 	delivered uint64 // times delivered, this one included
 	received  time.Time
 	cmd       *messages.Command // never nil; partly filled when decodeErr is set
@@ -139,10 +142,11 @@ func New(nc *nats.Conn, api APIOps, cfg Config) (*Worker, error) {
 		api:       api,
 		subjects:  messages.Subjects{Prefix: cfg.Prefix},
 		log:       cfg.Logger,
-		gate:      newGate(cfg.OutageThreshold, cfg.Logger, cfg.Clock, cfg.Observer.Paused),
+		gates:     newGates(cfg.OutageThreshold, cfg.Logger, cfg.Clock, cfg.Observer.Paused),
 		observer:  cfg.Observer,
+		sources:   newSourceSet(),
 		room:      newRoom(cfg.held()),
-		execSlots: make(chan struct{}, cfg.Concurrency),
+		slots:     newSlots(cfg.Concurrency),
 		ready:     make(chan *task, cfg.maxAckPending()), // a place for every command the worker can hold
 		held:      make(map[*task]struct{}),
 		resources: newResources(),
@@ -151,9 +155,10 @@ func New(nc *nats.Conn, api APIOps, cfg Config) (*Worker, error) {
 	}, nil
 }
 
-// Ready returns nil when the worker is of use: connected to NATS, set up and bound to
-// its consumer, and, when it is the active instance, not paused; otherwise an error
-// saying why not. A standby is ready: it takes over when the active instance goes.
+// Ready returns nil when the worker is of use: connected to NATS, set up, and, when it
+// is the active instance, not paused for every project it holds commands of (one
+// tenant's pause is that tenant's); otherwise an error saying why not. A standby is
+// ready: it takes over when the active instance goes.
 func (w *Worker) Ready() error {
 	if status := w.nc.Status(); status != nats.CONNECTED {
 		return fmt.Errorf("NATS connection is %v", status)
@@ -162,12 +167,12 @@ func (w *Worker) Ready() error {
 		return fmt.Errorf("setting up: %s", *problem)
 	}
 	if !w.bound.Load() {
-		return errors.New("consumer not bound")
+		return errors.New("the consumers are not read yet")
 	}
 	if w.stopping.Load() {
 		return errors.New("shutting down")
 	}
-	if reason, _, _ := w.gate.state(); reason != Running && w.Active() {
+	if reason, all := w.gates.state(func(project string) bool { return w.room.holding(project) > 0 }); all && w.Active() {
 		return fmt.Errorf("paused: %s", reason)
 	}
 	return nil
@@ -186,9 +191,9 @@ func (w *Worker) Alive() error {
 // Active reports whether this instance is the one that takes commands now.
 func (w *Worker) Active() bool { return w.lease.current() != nil }
 
-// Paused returns why the worker is paused, or Running.
+// Paused returns why the worker is paused for some project, or Running.
 func (w *Worker) Paused() PauseReason {
-	reason, _, _ := w.gate.state()
+	reason, _ := w.gates.state(nil)
 	return reason
 }
 
@@ -251,7 +256,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		// The lease is lost: every held command is dropped (the active instance gets
 		// it), those executing finish their request first.
 		w.awaitIdle(nil)
-		w.gate.reset()
+		w.gates.reset()
 		w.lease.standBy(true)
 	}
 
@@ -298,7 +303,7 @@ func (w *Worker) serve(ctx context.Context, t *term) {
 	w.term, w.termWait = t, termWait
 	w.mu.Unlock()
 	if w.takeOver(termCtx, t) {
-		w.pull(termCtx)
+		w.intake(termCtx)
 	}
 	if t.ended() {
 		w.dropParked()
@@ -339,152 +344,10 @@ func (w *Worker) setupPersistently(ctx context.Context) error {
 	}
 }
 
-const (
-	// pullWait bounds one pull request: how long an idle worker waits for commands,
-	// and how long shutdown may wait for a pull already sent.
-	pullWait = time.Second
-	// gatherWait is how long a pull waits for more room before asking, so that a busy
-	// worker asks for commands in batches rather than one at a time.
-	gatherWait = 2 * time.Millisecond
-)
-
-// pull delivers commands into the worker until ctx ends. It asks the server only for
-// as many commands as it has room to hold, so that every command delivered is held,
-// and kept alive, from its arrival; a command waiting unseen in a client buffer would
-// be redelivered after AckWait and run twice. While the worker is paused, or fenced
-// (its lease not renewed in time), it asks for none.
-func (w *Worker) pull(ctx context.Context) {
-	for ctx.Err() == nil {
-		if changed := w.lease.awaitChange(); !w.mayStart() {
-			select {
-			case <-changed:
-			case <-w.cfg.Clock.After(w.lease.interval()):
-			case <-ctx.Done():
-			}
-			continue
-		}
-		reason, resumed, paused := w.gate.state()
-		if reason != Running {
-			select {
-			case <-resumed:
-			case <-ctx.Done():
-			}
-			continue
-		}
-		if !w.bound.Load() {
-			w.rebind(ctx)
-			continue
-		}
-		n := w.reserve(ctx, paused)
-		if n == 0 {
-			continue
-		}
-		batch, err := (*w.consumer.Load()).Fetch(n, jetstream.FetchMaxWait(pullWait))
-		if err != nil {
-			w.room.free(n)
-			w.pullFailed(ctx, err)
-			continue
-		}
-		got := 0
-		for msg := range batch.Messages() {
-			got++
-			w.admit(msg)
-		}
-		w.room.free(n - got)
-		if err := batch.Error(); err != nil {
-			w.pullFailed(ctx, err)
-		}
-		w.checkBarrier(ctx)
-		w.adoptLater(ctx)
-	}
-}
-
-// reserve takes room for at least one command; it waits up to gatherWait for room for
-// a quarter of the worker's commands, then takes whatever else is free (at most one
-// pull's worth). It returns 0 when ctx ends or the worker pauses.
-func (w *Worker) reserve(ctx context.Context, paused <-chan struct{}) int {
-	for {
-		changed := w.room.changed()
-		if w.room.take(1) == 1 {
-			break
-		}
-		select {
-		case <-changed:
-		case <-ctx.Done():
-			return 0
-		case <-paused:
-			return 0
-		}
-	}
-	n, enough := 1, max(1, w.cfg.held()/4)
-	gather := time.NewTimer(gatherWait)
-	defer gather.Stop()
-	for n < enough {
-		changed := w.room.changed()
-		if w.room.take(1) == 1 {
-			n++
-			continue
-		}
-		select {
-		case <-changed:
-		case <-gather.C:
-			enough = 0
-		}
-	}
-	return n + w.room.take(maxPull-n)
-}
-
-// maxPull bounds the commands one pull asks for.
-const maxPull = 256
-
-func isClosed(c <-chan struct{}) bool {
-	select {
-	case <-c:
-		return true
-	default:
-		return false
-	}
-}
-
-// pullFailed handles a failed pull: a consumer that is gone is set up again (or bound
-// again, when an operator manages it), and the worker is not ready meanwhile.
-func (w *Worker) pullFailed(ctx context.Context, err error) {
-	if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, nats.ErrNoResponders) {
-		w.log.Error("the consumer is gone; setting it up again", zap.String("consumer", w.cfg.Consumer), zap.Error(err))
-		w.bound.Store(false)
-		return
-	}
-	w.log.Warn("pulling commands", zap.Error(err))
-	select { // no busy loop while the server is unreachable
-	case <-w.cfg.Clock.After(w.cfg.RetryInitial):
-	case <-ctx.Done():
-	}
-}
-
-// rebind sets the consumer up again after it went away (and the streams, when the
-// worker manages them), every RetryMax until it works.
-func (w *Worker) rebind(ctx context.Context) {
-	err := w.setupConsumer(ctx)
-	if err != nil && w.cfg.ManageStreams {
-		if _, err = w.setupStreams(ctx); err == nil {
-			err = w.setupConsumer(ctx)
-		}
-	}
-	if err != nil {
-		w.log.Error("cannot set up the consumer; retrying", zap.Error(err))
-		select {
-		case <-w.cfg.Clock.After(w.cfg.RetryMax):
-		case <-ctx.Done():
-		}
-		return
-	}
-	w.log.Info("consumer set up again", zap.String("consumer", w.cfg.Consumer))
-}
-
-// admit decodes a delivered command and queues it behind earlier commands for the same
-// resource, or parks it while the worker takes over.
-func (w *Worker) admit(msg jetstream.Msg) {
-	t := &task{msg: msg, received: w.cfg.Clock.Now().UTC(), delivered: 1}
+// admit decodes a command delivered from src and queues it behind earlier commands for
+// the same resource, or parks it while the worker takes over.
+func (w *Worker) admit(msg jetstream.Msg, src *source) {
+	t := &task{msg: msg, src: src, received: w.cfg.Clock.Now().UTC(), delivered: 1}
 	if meta, err := msg.Metadata(); err == nil {
 		t.seq, t.delivered = meta.Sequence.Stream, meta.NumDelivered
 	}
@@ -545,6 +408,15 @@ func int64Cmp(a, b uint64) int {
 	return 0
 }
 
+func isClosed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
+
 // noteMsgID logs, once per process, a command whose Nats-Msg-Id is not its
 // project-scoped id: its publisher shares JetStream's duplicate window with every
 // project that uses the same bare ids, and should move to <project>/<id>.
@@ -587,7 +459,7 @@ func (w *Worker) forgetLocked(t *task) {
 	if w.idle != nil && len(w.held) == 0 {
 		close(w.idle)
 	}
-	w.room.free(1)
+	w.room.free(t.src.roomKey(), 1)
 }
 
 // awaitIdle waits until nothing is held, or until timeout fires (nil: no timeout); it

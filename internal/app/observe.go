@@ -117,8 +117,8 @@ func (s *service) status() serviceStatus {
 func (s *service) register() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	// Instances before the lease lack "fleet": see olderInstances.
-	metadata := map[string]string{"fleet": "lease"}
+	// Earlier versions announce no "fleet", or "lease": see olderInstances.
+	metadata := map[string]string{"fleet": fleetKind}
 	if keys := s.sealKeys(); len(keys) > 0 {
 		metadata["seal_key"], metadata["seal_keys"] = keys[len(keys)-1], strings.Join(keys, ",")
 	}
@@ -157,10 +157,15 @@ func (s *service) stop() {
 
 const serviceName = "apiops-worker"
 
-// olderInstances asks NATS service discovery for the running instances of a version
-// before the lease, which pull from the consumer on their own: those whose service
-// has no "fleet" metadata. It waits a second for answers; an instance that cannot
-// answer cannot hold commands past its AckWait either.
+// fleetKind is what this version announces as "fleet": instances take commands from one
+// consumer per project, one active instance at a time.
+const fleetKind = "project-consumers"
+
+// olderInstances asks NATS service discovery for the running instances of an earlier
+// version, which take commands from the consumer every instance shared: those whose
+// service announces another "fleet" (none before the lease, "lease" after it). It
+// waits a second for answers; an instance that cannot answer cannot hold commands past
+// its AckWait either.
 func olderInstances(ctx context.Context, nc *nats.Conn) ([]string, error) {
 	inbox := nc.NewInbox()
 	sub, err := nc.SubscribeSync(inbox)
@@ -180,7 +185,7 @@ func olderInstances(ctx context.Context, nc *nats.Conn) ([]string, error) {
 			return older, nil // no more answers
 		}
 		var info micro.Info
-		if json.Unmarshal(msg.Data, &info) == nil && info.Metadata["fleet"] == "" {
+		if json.Unmarshal(msg.Data, &info) == nil && info.Metadata["fleet"] != fleetKind {
 			older = append(older, info.ID+" (version "+info.Version+")")
 		}
 	}
