@@ -7,12 +7,16 @@
 //
 // # Inboxes
 //
-// Results come back on the connection's inbox, and so do JetStream's acknowledgements
-// of every publish. Where teams share a NATS account, each team may subscribe only
-// under its own inbox prefix (see deploy/nats/accounts.conf), so connect with
-// nats.CustomInboxPrefix("_INBOX.<team>") and name the same prefix with
-// WithInboxPrefix: New then refuses a connection made without it, instead of every
-// publish timing out.
+// The worker sends a command's result to its replyTo only when that lies under
+// _INBOX.<the command's project>. (see docs/contract.md), so Request, Submit and
+// SubmitPlan wait for results on _INBOX.<project>.<unique token>, whatever the
+// connection's inbox prefix. JetStream's acknowledgement of every publish comes to
+// the connection's inbox. With one NATS account per team (deploy/nats/accounts.conf),
+// both arrive in the team's account and the default prefix works. Where teams share
+// an account and each may subscribe only under its own prefix, connect with
+// nats.CustomInboxPrefix("_INBOX.<project>") and name the same prefix with
+// WithInboxPrefix: New then refuses a connection made without it, and a refused
+// inbox is reported at once instead of every publish timing out.
 package client
 
 import (
@@ -22,10 +26,12 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 
 	"github.com/apiops-worker/apiops-worker/internal/tracecontext"
 	"github.com/apiops-worker/apiops-worker/messages"
@@ -45,6 +51,9 @@ type Client struct {
 	js       jetstream.JetStream
 	subjects messages.Subjects
 	sealKey  string // seal secrets for this key, when set
+	// ackInboxOK is set once the server took a subscription under the connection's
+	// inbox prefix, where JetStream's acknowledgements come.
+	ackInboxOK atomic.Bool
 }
 
 type options struct {
@@ -66,6 +75,7 @@ func WithPrefix(prefix string) Option {
 // subscribe under, e.g. "_INBOX.TeamA". The connection must have been made with
 // nats.CustomInboxPrefix(prefix): JetStream's acknowledgements use the connection's
 // prefix, which a client cannot change. New reports a connection that differs.
+// (Results come under _INBOX.<project>. whatever the prefix: see Inboxes.)
 func WithInboxPrefix(prefix string) Option {
 	return func(o *options) { o.inboxPrefix = prefix }
 }
@@ -160,24 +170,26 @@ func (c *Client) Publish(ctx context.Context, cmd *messages.Command) (duplicate 
 	return ack.Duplicate, nil
 }
 
-// Request publishes cmd with a fresh inbox as its replyTo (replacing any replyTo it
-// has; cmd itself is not changed) and waits for its result until ctx ends. A message on
-// the inbox that is not a result of cmd's project, type and id is ignored.
+// Request publishes cmd with a fresh inbox under _INBOX.<its project>. as its replyTo
+// (replacing any replyTo it has; cmd itself is not changed) and waits for its result
+// until ctx ends. A message on the inbox that is not a result of cmd's project, type
+// and id is ignored.
 //
 // When JetStream reports the publish as a duplicate (the Nats-Msg-Id was published
 // within the duplicate window, so nothing new reaches the worker), Request publishes
 // the command once more without Nats-Msg-Id: the worker does not execute an id twice,
 // it answers from the result it stored.
 func (c *Client) Request(ctx context.Context, cmd *messages.Command) (*messages.Result, error) {
-	inbox := c.nc.NewInbox()
-	msg, err := c.message(ctx, cmd, inbox)
+	replyTo := replyInbox(cmd, nuid.Next())
+	msg, err := c.message(ctx, cmd, replyTo)
 	if err != nil {
 		return nil, err
 	}
-	sub, err := c.subscribeInbox(ctx, inbox)
+	subs, err := c.subscribeInboxes(ctx, []inbox{{subject: replyTo, project: cmd.Project}})
 	if err != nil {
 		return nil, fmt.Errorf("request %s: %w", label(cmd), err)
 	}
+	sub := subs[0]
 	defer func() { _ = sub.Unsubscribe() }()
 
 	if err := c.publishAgainIfDuplicate(ctx, cmd, msg); err != nil {
@@ -194,9 +206,10 @@ func (c *Client) Request(ctx context.Context, cmd *messages.Command) (*messages.
 	}
 }
 
-// Submit publishes many commands with one reply subscription: command i is published
-// with replyTo <inbox>.<i> (cmds are not changed). Every command is validated before
-// any is published; when one is invalid, none is.
+// Submit publishes many commands with one reply subscription per project among them:
+// command i is published with replyTo _INBOX.<its project>.<token>.<i> (cmds are not
+// changed). Every command is validated before any is published; when one is invalid,
+// none is.
 //
 // Commands are published asynchronously, several awaiting JetStream's ack at a time;
 // a duplicate is published again without Nats-Msg-Id, as Request does. onResult (may
@@ -210,23 +223,38 @@ func (c *Client) Submit(ctx context.Context, cmds []*messages.Command, onResult 
 	if len(cmds) == 0 {
 		return nil
 	}
-	inbox := c.nc.NewInbox()
+	token := nuid.Next()
 	msgs := make([]*nats.Msg, len(cmds))
+	replies := make([]string, len(cmds))
+	var inboxes []inbox
+	subscribed := map[string]bool{}
 	for i, cmd := range cmds {
-		msg, err := c.message(ctx, cmd, inbox+"."+strconv.Itoa(i))
+		base := replyInbox(cmd, token)
+		replies[i] = base + "." + strconv.Itoa(i)
+		msg, err := c.message(ctx, cmd, replies[i])
 		if err != nil {
 			return fmt.Errorf("command %d: %w", i, err)
 		}
 		msgs[i] = msg
+		if !subscribed[base] {
+			subscribed[base] = true
+			inboxes = append(inboxes, inbox{subject: base + ".*", project: cmd.Project})
+		}
 	}
-	sub, err := c.subscribeInbox(ctx, inbox+".*")
+	subs, err := c.subscribeInboxes(ctx, inboxes)
 	if err != nil {
 		return err
 	}
-	defer func() { _ = sub.Unsubscribe() }()
+	defer func() {
+		for _, sub := range subs {
+			_ = sub.Unsubscribe()
+		}
+	}()
 	// The results of one batch are bounded by its size; never drop one as a slow consumer.
-	if err := sub.SetPendingLimits(-1, -1); err != nil {
-		return fmt.Errorf("subscribe to the reply inbox: %w", err)
+	for _, sub := range subs {
+		if err := sub.SetPendingLimits(-1, -1); err != nil {
+			return fmt.Errorf("subscribe to the reply inbox: %w", err)
+		}
 	}
 
 	runCtx, cancel := context.WithCancelCause(ctx)
@@ -242,18 +270,19 @@ func (c *Client) Submit(ctx context.Context, cmds []*messages.Command, onResult 
 		<-published
 	}()
 
+	next := nextOfAny(runCtx, subs)
 	got := make([]bool, len(cmds))
 	missing := len(cmds)
 	for missing > 0 {
-		reply, err := sub.NextMsgWithContext(runCtx)
+		reply, err := next()
 		if err != nil {
 			if runCtx.Err() != nil {
 				err = context.Cause(runCtx)
 			}
 			return fmt.Errorf("%d of %d commands have no result: %w", missing, len(cmds), err)
 		}
-		i, err := strconv.Atoi(strings.TrimPrefix(reply.Subject, inbox+"."))
-		if err != nil || i < 0 || i >= len(cmds) || got[i] {
+		i, err := strconv.Atoi(reply.Subject[strings.LastIndexByte(reply.Subject, '.')+1:])
+		if err != nil || i < 0 || i >= len(cmds) || got[i] || reply.Subject != replies[i] {
 			continue // not one of ours, or a second copy
 		}
 		r, ok := resultOf(cmds[i], reply)
@@ -267,6 +296,42 @@ func (c *Client) Submit(ctx context.Context, cmds []*messages.Command, onResult 
 		}
 	}
 	return nil
+}
+
+// nextOfAny returns a function that waits for the next message on any of subs until
+// ctx ends. With several, a goroutine per subscription hands its messages on; they
+// end with ctx.
+func nextOfAny(ctx context.Context, subs []*nats.Subscription) func() (*nats.Msg, error) {
+	if len(subs) == 1 {
+		return func() (*nats.Msg, error) { return subs[0].NextMsgWithContext(ctx) }
+	}
+	msgs := make(chan *nats.Msg)
+	errs := make(chan error, len(subs))
+	for _, sub := range subs {
+		go func() {
+			for {
+				m, err := sub.NextMsgWithContext(ctx)
+				if err != nil {
+					errs <- err
+					return
+				}
+				select {
+				case msgs <- m:
+				case <-ctx.Done():
+					errs <- ctx.Err()
+					return
+				}
+			}
+		}()
+	}
+	return func() (*nats.Msg, error) {
+		select {
+		case m := <-msgs:
+			return m, nil
+		case err := <-errs:
+			return nil, err
+		}
+	}
 }
 
 // pending is a publish awaiting its ack.
@@ -416,34 +481,82 @@ func typeOf(cmd *messages.Command) string {
 	return ct.Name
 }
 
-// subscribeInbox subscribes to a reply inbox and waits for the server to take the
-// subscription, so that an inbox outside this publisher's permissions is an error now,
-// not a wait for a result that cannot arrive.
-func (c *Client) subscribeInbox(ctx context.Context, subject string) (*nats.Subscription, error) {
-	sub, err := c.nc.SubscribeSync(subject)
+// replyInbox is where the worker may send the result of cmd, with token making it
+// this publisher's: _INBOX.<project>.<token> (messages.ReplyInbox). The worker takes no
+// replyTo outside its command's project's inbox, so that no project can have its
+// results sent where another project's publishers receive theirs.
+func replyInbox(cmd *messages.Command, token string) string {
+	project := ""
+	if cmd != nil {
+		project = cmd.Project
+	}
+	return messages.ReplyInbox(project) + token
+}
+
+// inbox is a reply subject to subscribe to, and the project whose results come there.
+type inbox struct{ subject, project string }
+
+// subscribeInboxes subscribes to reply inboxes and waits for the server to take the
+// subscriptions, so that an inbox outside this publisher's permissions is an error now,
+// not a wait for a result that cannot arrive. Until the server once took it, it tries a
+// subscription under the connection's inbox prefix too: JetStream acknowledges every
+// publish there, and a refusal would otherwise show only as publishes that time out.
+func (c *Client) subscribeInboxes(ctx context.Context, inboxes []inbox) ([]*nats.Subscription, error) {
+	var subs []*nats.Subscription
+	var probe *nats.Subscription
+	var err error
+	if !c.ackInboxOK.Load() {
+		probe, err = c.nc.SubscribeSync(c.nc.NewInbox())
+	}
+	for _, in := range inboxes {
+		if err != nil {
+			break
+		}
+		var sub *nats.Subscription
+		if sub, err = c.nc.SubscribeSync(in.subject); err == nil {
+			subs = append(subs, sub)
+		}
+	}
 	if err == nil {
 		flushCtx, cancel := context.WithTimeout(ctx, flushTimeout)
 		err = c.nc.FlushWithContext(flushCtx)
 		cancel()
 	}
 	if err == nil {
-		err = c.inboxRefused(subject)
+		err = c.inboxRefused(inboxes, probe)
+	}
+	if probe != nil {
+		_ = probe.Unsubscribe()
+		if err == nil {
+			c.ackInboxOK.Store(true)
+		}
 	}
 	if err != nil {
-		if sub != nil {
+		for _, sub := range subs {
 			_ = sub.Unsubscribe()
 		}
 		return nil, fmt.Errorf("subscribe to the reply inbox: %w", err)
 	}
-	return sub, nil
+	return subs, nil
 }
 
-// inboxRefused returns the server's refusal of a subscription to subject, if it
-// refused one; the server reports it before it answers the flush that follows.
-func (c *Client) inboxRefused(subject string) error {
-	if err := c.nc.LastError(); errors.Is(err, nats.ErrPermissionViolation) && strings.Contains(err.Error(), `"`+subject+`"`) {
-		return fmt.Errorf("%w: this user may not subscribe under the inbox prefix %q; connect with nats.CustomInboxPrefix set to one it may (apiopsctl: --inbox-prefix, NATS_INBOX_PREFIX)",
-			err, inboxPrefixOf(c.nc))
+// inboxRefused returns the server's refusal of a subscription to one of inboxes or to
+// probe (may be nil), if it refused one; the server reports it before it answers the
+// flush that follows.
+func (c *Client) inboxRefused(inboxes []inbox, probe *nats.Subscription) error {
+	last := c.nc.LastError()
+	if !errors.Is(last, nats.ErrPermissionViolation) {
+		return nil
+	}
+	for _, in := range inboxes {
+		if strings.Contains(last.Error(), `"`+in.subject+`"`) {
+			return fmt.Errorf("%w: the worker sends the results of project %q only under %s, and this user may not subscribe there: connect as the project's team (deploy/nats/README.md)",
+				last, in.project, messages.ReplyInbox(in.project))
+		}
+	}
+	if probe != nil && strings.Contains(last.Error(), `"`+probe.Subject+`"`) {
+		return fmt.Errorf("%w: this user may not subscribe under the inbox prefix %q, where JetStream acknowledges publishes; connect with nats.CustomInboxPrefix set to one it may (apiopsctl: --inbox-prefix, NATS_INBOX_PREFIX)",
+			last, inboxPrefixOf(c.nc))
 	}
 	return nil
 }

@@ -472,14 +472,15 @@ func TestWithInboxPrefixChecksTheConnection(t *testing.T) {
 
 // TestRefusedInboxIsExplained: a publisher whose permissions allow only its team's
 // inbox, connected without that prefix, gets an error that says so rather than a
-// timeout.
+// timeout; and so does one that may not subscribe where the worker sends its project's
+// results.
 func TestRefusedInboxIsExplained(t *testing.T) {
 	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true,
 		Users: []*server.User{
 			{Username: "admin", Password: "a"},
 			{Username: "team", Password: "t", Permissions: &server.Permissions{
-				Publish:   &server.SubjectPermission{Allow: []string{"apiops.cmd.MyProject.>"}},
-				Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX.TeamA.>"}},
+				Publish:   &server.SubjectPermission{Allow: []string{"apiops.cmd.MyProject.>", "apiops.cmd.TeamA.>"}},
+				Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX.MyProject.>"}},
 			}},
 		}})
 	if err != nil {
@@ -525,13 +526,68 @@ func TestRefusedInboxIsExplained(t *testing.T) {
 	}
 
 	// With its prefix, the same user is served.
-	ok, err := nats.Connect(srv.ClientURL(), nats.UserInfo("team", "t"), nats.CustomInboxPrefix("_INBOX.TeamA"), quiet)
+	ok, err := nats.Connect(srv.ClientURL(), nats.UserInfo("team", "t"), nats.CustomInboxPrefix("_INBOX.MyProject"), quiet)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ok.Close()
-	okClient, _ := client.New(ok, client.WithInboxPrefix("_INBOX.TeamA"))
+	okClient, _ := client.New(ok, client.WithInboxPrefix("_INBOX.MyProject"))
 	if dup, err := okClient.Publish(ctx, truststoreSet("inbox-3", "api-user")); err != nil || dup {
 		t.Errorf("Publish with the team's inbox: %v", err)
+	}
+	// ...but not for a project whose results come where it may not subscribe.
+	other := truststoreSet("inbox-4", "api-user")
+	other.Project = "TeamA"
+	if _, err := okClient.Request(ctx, other); !errors.Is(err, nats.ErrPermissionViolation) || !strings.Contains(err.Error(), "_INBOX.TeamA.") || ctx.Err() != nil {
+		t.Errorf("Request for a project whose inbox is refused: %v", err)
+	}
+}
+
+// TestReplyToUnderProjectInbox: whatever the connection's inbox prefix, Request,
+// Submit and SubmitPlan put every replyTo under _INBOX.<the command's project>., the
+// only place the worker sends results to, and a batch of several projects gets every
+// result.
+func TestReplyToUnderProjectInbox(t *testing.T) {
+	srv := natstest.Start(t)
+	admin := srv.Connect(t)
+	js, _ := jetstream.New(admin)
+	fakeworker.CreateStreams(t, js, "")
+	w := fakeworker.Start(t, admin, fakeworker.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	teamA := func(cmd *messages.Command) *messages.Command { cmd.Project = "TeamA"; return cmd }
+	for _, prefix := range []string{"", "_INBOX.TeamA", "_OTHER"} {
+		opts := []nats.Option{}
+		if prefix != "" {
+			opts = append(opts, nats.CustomInboxPrefix(prefix))
+		}
+		c, err := client.New(srv.Connect(t, opts...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r, err := c.Request(ctx, teamA(truststoreSet("rq-"+prefix, "a"))); err != nil || r.Status != messages.StatusSucceeded {
+			t.Errorf("prefix %q: Request: %+v, %v", prefix, r, err)
+		}
+		batch := []*messages.Command{truststoreSet("b1-"+prefix, "a"), teamA(truststoreSet("b2-"+prefix, "b")), truststoreSet("b3-"+prefix, "c")}
+		got := map[int]string{}
+		if err := c.Submit(ctx, batch, func(i int, r *messages.Result) { got[i] = r.Project + "/" + r.ID }); err != nil {
+			t.Errorf("prefix %q: Submit: %v", prefix, err)
+		}
+		for i, cmd := range batch {
+			if got[i] != cmd.Project+"/"+cmd.ID {
+				t.Errorf("prefix %q: result %d is %q", prefix, i, got[i])
+			}
+		}
+		plan := &messages.Command{ID: "plan-" + prefix, Project: "TeamA", Params: &messages.Plan{Steps: []*messages.Command{
+			{Params: &messages.CredentialTruststoreSet{Username: "a", KeystoreName: "trust-2027"}}}}}
+		if r, err := c.SubmitPlan(ctx, plan, nil); err != nil || r.Status != messages.StatusSucceeded {
+			t.Errorf("prefix %q: SubmitPlan: %+v, %v", prefix, r, err)
+		}
+	}
+	for _, m := range w.Received() {
+		var body struct{ ID, Project, ReplyTo string }
+		if err := json.Unmarshal(m.Data, &body); err != nil || !strings.HasPrefix(body.ReplyTo, "_INBOX."+body.Project+".") {
+			t.Errorf("%s %s published with replyTo %q", body.Project, body.ID, body.ReplyTo)
+		}
 	}
 }

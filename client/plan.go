@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nuid"
 
 	"github.com/apiops-worker/apiops-worker/messages"
 )
@@ -40,8 +41,8 @@ func (c *Client) SubmitPlan(ctx context.Context, plan *messages.Command, onStep 
 	if plan.Type != "" && plan.Type != messages.PlanType {
 		return nil, fmt.Errorf("submit plan %s: type is %q, not %q", label(plan), plan.Type, messages.PlanType)
 	}
-	inbox := c.nc.NewInbox()
-	msg, err := c.message(ctx, plan, inbox)
+	replyTo := replyInbox(plan, nuid.Next())
+	msg, err := c.message(ctx, plan, replyTo)
 	if err != nil {
 		return nil, err
 	}
@@ -51,10 +52,11 @@ func (c *Client) SubmitPlan(ctx context.Context, plan *messages.Command, onStep 
 		return nil, fmt.Errorf("submit plan %s: %w", label(plan), err)
 	}
 	defer func() { _ = stepSub.Unsubscribe() }()
-	replySub, err := c.subscribeInbox(ctx, inbox)
+	replySubs, err := c.subscribeInboxes(ctx, []inbox{{subject: replyTo, project: plan.Project}})
 	if err != nil {
 		return nil, fmt.Errorf("submit plan %s: %w", label(plan), err)
 	}
+	replySub := replySubs[0]
 	defer func() { _ = replySub.Unsubscribe() }()
 
 	pumpCtx, stop := context.WithCancel(ctx)

@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"math/rand/v2"
@@ -30,6 +31,16 @@ var (
 	logs  = flag.String("chaos.logs", "", "keep the workers' logs in this directory")
 	kinds = flag.String("chaos.kinds", "", "only these faults, comma-separated: kill, term, stream, consumer, node, cut, freeze")
 )
+
+// The passwords deploy/nats/accounts.conf reads from nats-server's environment.
+const (
+	workerPassword = "worker-pw"
+	teamAPassword  = "team-a-pw"
+	adminPassword  = "admin-pw"
+)
+
+// project is the project of every command: team-a's, which the publisher connects as.
+const project = "TeamA"
 
 // workerBin is the apiops-worker binary the test runs, built by TestMain.
 var workerBin string
@@ -87,11 +98,24 @@ func TestChaos(t *testing.T) {
 	t.Logf("seed %d (repeat with -chaos.seed %d)", s, s)
 	rng := rand.New(rand.NewPCG(s, s))
 
+	// The shipped cluster configuration, with its accounts: the workers in APIOPS, the
+	// commands published from team-a's account through its imports.
+	for k, v := range map[string]string{
+		"APIOPS_WORKER_NATS_PASSWORD": workerPassword, "TEAM_A_NATS_PASSWORD": teamAPassword,
+		"APIOPS_ADMIN_NATS_PASSWORD": adminPassword, "SYS_NATS_PASSWORD": "sys-pw", "SERVER_NAME": "replaced-per-node",
+	} {
+		t.Setenv(k, v)
+	}
 	cluster := natstest.StartCluster(t, 3, func(int) *server.Options {
+		opts, err := server.ProcessConfigFile("../../deploy/nats/nats-cluster.conf")
+		if err != nil {
+			t.Fatal(err)
+		}
 		// Workers reach the nodes only through their proxies: no advertised URLs.
-		return &server.Options{Cluster: server.ClusterOpts{Name: "chaos", NoAdvertise: true}}
+		opts.Cluster.NoAdvertise = true
+		return opts
 	})
-	admin, err := nats.Connect(cluster.URLs(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	admin, err := nats.Connect(cluster.URLs(), nats.UserInfo("apiops-admin", adminPassword), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,7 +238,8 @@ func resourcesFor(n int) []string {
 // acknowledges it: at least n, and on until the nemesis is done, so that every fault
 // meets a fleet at work. It returns how many it published.
 func (r *chaosRun) publish(n int, pace time.Duration) int {
-	nc, err := nats.Connect(r.cluster.URLs(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	nc, err := nats.Connect(r.cluster.URLs(), nats.UserInfo("team-a", teamAPassword), nats.CustomInboxPrefix("_INBOX.TeamA"),
+		nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
 	if err != nil {
 		r.t.Error(err)
 		return 0
@@ -277,12 +302,12 @@ func commandMsg(i int, resource string) *nats.Msg {
 	id := fmt.Sprintf("c-%d", i)
 	kind, name, _ := strings.Cut(resource, "/")
 	msg := nats.NewMsg("")
-	msg.Header.Set(messages.HeaderMsgID, messages.MsgID("Chaos", id))
+	msg.Header.Set(messages.HeaderMsgID, messages.MsgID(project, id))
 	if kind == "proxy" {
-		msg.Subject = "apiops.cmd.Chaos.proxy.mtls.update"
+		msg.Subject = "apiops.cmd." + project + ".proxy.mtls.update"
 		msg.Data = fmt.Appendf(nil, `{"id":%q,"params":{"apiProxyName":%q,"enabled":true,"keyStoreId":"ks-%d"}}`, id, name, i)
 	} else {
-		msg.Subject = "apiops.cmd.Chaos.credential.truststore.set"
+		msg.Subject = "apiops.cmd." + project + ".credential.truststore.set"
 		msg.Data = fmt.Appendf(nil, `{"id":%q,"params":{"username":%q,"keystoreName":"ks-%d"}}`, id, name, i)
 	}
 	return msg
@@ -360,8 +385,12 @@ func (r *chaosRun) nemesis(n int) {
 			f.target = "APIOPS_COMMANDS"
 			r.stepdown("$JS.API.STREAM.LEADER.STEPDOWN.APIOPS_COMMANDS")
 		case consumerStepdown:
-			f.target = "apiops-worker"
-			r.stepdown("$JS.API.CONSUMER.LEADER.STEPDOWN.APIOPS_COMMANDS.apiops-worker")
+			// Every consumer of the command stream: the workers make one per project.
+			names := r.commandConsumers()
+			f.target = strings.Join(names, ",")
+			for _, name := range names {
+				r.stepdown("$JS.API.CONSUMER.LEADER.STEPDOWN.APIOPS_COMMANDS." + name)
+			}
 		case restartNode:
 			node := r.rng.IntN(3)
 			f.target = fmt.Sprintf("node %d", node)
@@ -433,10 +462,41 @@ func (r *chaosRun) watchTakeover(f *fault, hit string, rest func()) {
 	<-done
 }
 
+// stepdown asks JetStream for a leader's stepdown and logs a refusal: a fault that
+// did not happen must show.
 func (r *chaosRun) stepdown(subject string) {
-	if _, err := r.admin.Request(subject, nil, 5*time.Second); err != nil {
+	msg, err := r.admin.Request(subject, nil, 5*time.Second)
+	if err != nil {
 		r.t.Logf("%s: %v", subject, err)
+		return
 	}
+	var answer struct {
+		Error *struct{ Description string }
+	}
+	if json.Unmarshal(msg.Data, &answer) != nil || answer.Error != nil {
+		r.t.Logf("%s: %s", subject, msg.Data)
+	}
+}
+
+// commandConsumers names the consumers of the command stream.
+func (r *chaosRun) commandConsumers() []string {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	js, _ := jetstream.New(r.admin)
+	stream, err := js.Stream(ctx, "APIOPS_COMMANDS")
+	if err != nil {
+		r.t.Logf("the command stream's consumers: %v", err)
+		return nil
+	}
+	var names []string
+	list := stream.ConsumerNames(ctx)
+	for name := range list.Name() {
+		names = append(names, name)
+	}
+	if err := list.Err(); err != nil {
+		r.t.Logf("the command stream's consumers: %v", err)
+	}
+	return names
 }
 
 // nextRequestAfter is how long after t APIOps saw its next request from an instance

@@ -50,9 +50,9 @@ func newWorkerProc(t *testing.T, n int, bin string, nodes []string, apiURL strin
 	}
 	w.http = ln.Addr().String()
 	_ = ln.Close()
-	w.args = []string{"--nats-url", strings.Join(urls, ","), "--apiops-url", apiURL, "--replicas", "3",
+	w.args = []string{"--nats-url", strings.Join(urls, ","), "--nats-user", "apiops-worker", "--apiops-url", apiURL, "--replicas", "3",
 		"--http-addr", w.http, "--concurrency", "16", "--shutdown-timeout", "5s", "--retry-initial", "100ms", "--retry-max", "2s"}
-	w.env = append(os.Environ(), "APIOPS_TOKEN="+apiToken)
+	w.env = append(os.Environ(), "APIOPS_TOKEN="+apiToken, "NATS_PASSWORD="+workerPassword)
 	t.Cleanup(func() { w.kill() })
 	return w
 }

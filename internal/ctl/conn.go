@@ -54,9 +54,10 @@ connection (flags override the environment):
   --user NAME      NATS user (env NATS_USER); the password comes from env NATS_PASSWORD only
   --tls-ca FILE    CA certificate(s) to verify the server with (env NATS_CA)
   --prefix PREFIX  subject prefix the worker uses (env APIOPS_PREFIX; default apiops)
-  --inbox-prefix P where this user receives replies, e.g. _INBOX.TeamA: the prefix
-                   its NATS permissions let it subscribe under (env NATS_INBOX_PREFIX;
-                   default _INBOX)
+  --inbox-prefix P where this user receives JetStream's answers, for a user whose
+                   NATS permissions let it subscribe under one prefix only, e.g.
+                   _INBOX.TeamA; results come to _INBOX.<project>. whatever it is
+                   (env NATS_INBOX_PREFIX; default _INBOX)
 `
 
 func (f *connFlags) register(fs *flag.FlagSet, env IO) {

@@ -48,7 +48,7 @@ func TestSubmitTable(t *testing.T) {
 	input := append(rotationLines(t),
 		`{"id":"bad-0001","type":"keystore.create","project":"MyProject","params":{"name":"k","keyStoreEnvironmentList":[{"environmentName":"production","file":"`+keystoreFile+`","password":"`+password+`","keyStoreType":"PEM"}]}}`,
 		``,
-		`{"id":"reply-0001","type":"keystore.delete","project":"TeamA","replyTo":"elsewhere.inbox","params":{"keystoreName":"old"}}`,
+		`{"id":"reply-0001","type":"keystore.delete","project":"TeamA","replyTo":"_INBOX.TeamA.elsewhere","params":{"keystoreName":"old"}}`,
 	)
 	var out output
 	code := Submit(testContext(t), []string{"--timeout", "20s", "-"}, e.io(strings.Join(input, "\n"), &out))
@@ -102,8 +102,8 @@ func TestSubmitTable(t *testing.T) {
 		if strings.Contains(string(m.Data), "bad-0001") {
 			t.Errorf("the invalid line was published: %s", m.Subject)
 		}
-		var body struct{ ReplyTo string }
-		if err := json.Unmarshal(m.Data, &body); err != nil || !strings.HasPrefix(body.ReplyTo, "_INBOX.") {
+		var body struct{ Project, ReplyTo string }
+		if err := json.Unmarshal(m.Data, &body); err != nil || !strings.HasPrefix(body.ReplyTo, messages.ReplyInbox(body.Project)) || body.ReplyTo == "_INBOX.TeamA.elsewhere" {
 			t.Errorf("%s published with replyTo %q, want the submit inbox", m.Header.Get(messages.HeaderMsgID), body.ReplyTo)
 		}
 	}
@@ -267,8 +267,10 @@ func TestSubmitSequentialWaitsForEachResult(t *testing.T) {
 	}
 }
 
-// TestSubmitInboxPrefix: with NATS_INBOX_PREFIX, results come back on that inbox, and
-// every command carries its project-scoped Nats-Msg-Id.
+// TestSubmitInboxPrefix: with NATS_INBOX_PREFIX, JetStream's acknowledgements come to
+// that inbox, results still to a replyTo under _INBOX.<the command's project>. (the
+// only place the worker sends them; the batch has two projects), and every command
+// carries its project-scoped Nats-Msg-Id.
 func TestSubmitInboxPrefix(t *testing.T) {
 	e := newTestEnv(t)
 	w := fakeworker.Start(t, e.nc, fakeworker.Options{})
@@ -279,8 +281,8 @@ func TestSubmitInboxPrefix(t *testing.T) {
 	}
 	for _, m := range w.Received() {
 		var body struct{ ID, Project, ReplyTo string }
-		if err := json.Unmarshal(m.Data, &body); err != nil || !strings.HasPrefix(body.ReplyTo, "_INBOX.TeamA.") {
-			t.Errorf("%s published with replyTo %q, want one under _INBOX.TeamA", m.Subject, body.ReplyTo)
+		if err := json.Unmarshal(m.Data, &body); err != nil || !strings.HasPrefix(body.ReplyTo, "_INBOX."+body.Project+".") {
+			t.Errorf("%s published with replyTo %q, want one under _INBOX.%s.", m.Subject, body.ReplyTo, body.Project)
 		}
 		if got := m.Header.Get(messages.HeaderMsgID); got != messages.MsgID(body.Project, body.ID) {
 			t.Errorf("%s published with Nats-Msg-Id %q", m.Subject, got)

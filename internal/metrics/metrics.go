@@ -78,7 +78,7 @@ func New(reg prometheus.Registerer, version string, backlog BacklogFunc) *Metric
 		}, []string{"type", "status"}),
 		paused: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: namespace, Name: "paused",
-			Help: "1 while the worker is paused for the reason (outage: APIOps unreachable; unauthorized: token refused).",
+			Help: "1 while the worker holds back some project's commands for the reason (outage: APIOps unreachable or throttling; unauthorized: token refused).",
 		}, []string{"reason"}),
 		active: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: namespace, Name: "active",
