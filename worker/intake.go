@@ -81,12 +81,6 @@ func (s *sourceSet) add(src *source) *source {
 	return src
 }
 
-func (s *sourceSet) remove(name string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.byName, name)
-}
-
 // Metadata of the worker's consumers.
 const (
 	// fleetMetadata marks a consumer set up by instances that use the lease; a shared
@@ -105,7 +99,9 @@ func ProjectConsumer(consumer, project string) string {
 	return consumer + "-" + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(sum[:10]))
 }
 
-func (w *Worker) projectConsumerName(project string) string { return ProjectConsumer(w.cfg.Consumer, project) }
+func (w *Worker) projectConsumerName(project string) string {
+	return ProjectConsumer(w.cfg.Consumer, project)
+}
 
 // projectInactive is how long a project's consumer stays after its last pull: a
 // project that sends nothing for that long gets a new one when it sends again.

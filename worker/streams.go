@@ -124,4 +124,3 @@ func (w *Worker) setupStreams(ctx context.Context) (jetstream.KeyValue, error) {
 	}
 	return kv, nil
 }
-

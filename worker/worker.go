@@ -44,7 +44,7 @@ type Worker struct {
 	lease    *lease
 	observer Observer
 	tracer   trace.Tracer
-	sources  *sourceSet              // the projects' consumers: intake.go
+	sources  *sourceSet             // the projects' consumers: intake.go
 	shared   atomic.Pointer[source] // the consumer earlier versions share, until replaced
 
 	room       *room       // the commands held: 2×Concurrency, more while taking over
@@ -85,7 +85,7 @@ type task struct {
 	msg       jetstream.Msg
 	src       *source // the consumer it came from; nil for a plan's step
 	seq       uint64  // stream sequence
-	delivered uint64 // times delivered, this one included
+	delivered uint64  // times delivered, this one included
 	received  time.Time
 	cmd       *messages.Command // never nil; partly filled when decodeErr is set
 	decodeErr error
