@@ -47,17 +47,19 @@ test: lint validate-samples check-deploy check-alerts container-images unit e2e 
 unit: $(PROMTOOL)
 	PROMTOOL=$(PROMTOOL) $(GO) test -race -count=1 $$($(GO) list ./... | grep -v -e /e2e -e /internal/chaos)
 
-## chaos: the fleet's chaos test at full length (3,000 commands, 21 faults, several
-## minutes), printing its figures; CHAOS_FLAGS adds flags, e.g. -chaos.seed N.
-## chaos-short: the short run in make test (600 commands, one fault of each kind).
+## chaos: the fleet's chaos tests at full length, printing their figures (about 7
+## minutes): the random nemesis (3,000 commands, 21 faults) and the frozen holder that
+## thaws (8 cycles); CHAOS_FLAGS adds flags, e.g. -chaos.seed N.
+## chaos-short: the short runs in make test (600 commands and one fault of each kind;
+## 3 cycles).
 ## Not under -race: three in-process NATS nodes under the race detector would distort
 ## the timing the test is about; the worker processes are ordinary builds.
 CHAOS_FLAGS ?=
 chaos:
-	$(GO) test -count=1 -timeout 30m -v -run TestChaos ./internal/chaos -chaos.full $(CHAOS_FLAGS) | grep -v '^=== '
+	$(GO) test -count=1 -timeout 30m -v -run 'TestChaos|TestFrozenHolderThaws' ./internal/chaos -chaos.full $(CHAOS_FLAGS) | grep -v '^=== '
 
 chaos-short:
-	$(GO) test -count=1 -timeout 10m -v -run TestChaos ./internal/chaos $(CHAOS_FLAGS) | grep -v '^=== '
+	$(GO) test -count=1 -timeout 10m -v -run 'TestChaos|TestFrozenHolderThaws' ./internal/chaos $(CHAOS_FLAGS) | grep -v '^=== '
 
 ## e2e: the container tests, verbosely, so that a skip shows.
 e2e:
@@ -144,15 +146,23 @@ nats-image:
 ## baseline loop, each in its own process like nats-server and the simulator, under both
 ## durability settings, three interleaved runs each (medians); scenario 7 compares
 ## tracing off with every span exported over OTLP. BENCH_FLAGS adds flags (e.g.
-## BENCH_FLAGS='--scenarios 2 --sync default --profile prof', or '--against OLD' for
-## scenario 7 to also run an older worker binary); see bin/apiops-bench -h.
+## BENCH_FLAGS='--scenarios 2 --sync default --profile prof'); see bin/apiops-bench -h.
+## bench-against: the same with the worker built from REF (a commit or tag) run too,
+## interleaved: the worker÷against rows are what changed since REF.
 ## bench-quick: a smoke run with small sizes that checks the harness.
-.PHONY: bench bench-quick bench-tools
+.PHONY: bench bench-against bench-quick bench-tools
 BENCH_FLAGS ?=
 BENCH := $(BIN)/apiops-bench --nats-server $(BIN)/nats-server --sim $(BIN)/apiops-sim --worker $(BIN)/apiops-worker
 
 bench: bench-tools
 	$(BENCH) $(BENCH_FLAGS)
+
+REF ?= HEAD
+bench-against: bench-tools
+	rm -rf build/against && mkdir -p build/against
+	git archive $(REF) | tar -x -C build/against
+	cd build/against && $(GO) build -o $(BIN)/apiops-worker-against ./cmd/apiops-worker
+	$(BENCH) --against $(BIN)/apiops-worker-against $(BENCH_FLAGS)
 
 bench-quick: bench-tools
 	$(BENCH) --quick $(BENCH_FLAGS)

@@ -274,6 +274,14 @@ func (w *Worker) ack(t *task) {
 	if n := w.loseAcks.Load(); n > 0 && w.loseAcks.CompareAndSwap(n, n-1) {
 		return
 	}
+	if !w.lease.canStart() {
+		// Another instance may have taken over and hold this command again: an
+		// acknowledgement now would make its barrier count a command as back that is
+		// not. The outcome is stored; whoever gets the command next finishes it.
+		w.nakDropped(t)
+		return
+	}
+	t.acked.Store(true)
 	if err := t.msg.Ack(); err != nil {
 		w.log.Warn("acknowledge command", zap.String("id", t.cmd.ID), zap.Error(err))
 	}

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"path"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -343,5 +345,72 @@ func TestStartsWhileTheClusterIsDown(t *testing.T) {
 	c, err := js.Consumer(context.Background(), worker.DefaultCommandStream, worker.ProjectConsumer(worker.DefaultConsumer, "MyProject"))
 	if err != nil || c.CachedInfo().Config.Replicas != 3 {
 		t.Errorf("the project's consumer: %v", err)
+	}
+}
+
+// TestCommandDeliveredElsewhereWaits: a command the consumer delivers to another
+// instance during the active one's term (a frozen predecessor's pull, sent as it
+// thawed) is out of the active instance's hands; a later command for its resource
+// waits until it is back, and then runs after it.
+func TestCommandDeliveredElsewhereWaits(t *testing.T) {
+	e := newEnv(t)
+	e.cfg.Concurrency = 1 // holds two: both busy, it pulls no more
+	release := make(chan struct{})
+	var mu sync.Mutex
+	var order []string
+	e.mu.Lock()
+	e.front = func(w http.ResponseWriter, r *http.Request) bool {
+		user := strings.Split(r.URL.Path, "/")[5]
+		mu.Lock()
+		order = append(order, user)
+		mu.Unlock()
+		if strings.HasPrefix(user, "busy-") {
+			<-release
+		}
+		return false
+	}
+	e.mu.Unlock()
+	e.start(nil)
+	for _, user := range []string{"busy-1", "busy-2"} {
+		e.publishLine([]byte(`{"id":"` + user + `","type":"credential.truststore.set","project":"MyProject","params":{"username":"` + user + `","keystoreName":"x"}}`))
+	}
+	eventually(t, 10*time.Second, "both commands at APIOps", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(order) == 2
+	})
+
+	// The worker's room is full: the next command goes to another instance's pull.
+	e.publishLine([]byte(`{"id":"earlier","type":"credential.truststore.set","project":"MyProject","params":{"username":"svc","keystoreName":"first"}}`))
+	batch, err := e.projectConsumer("MyProject").Fetch(1, jetstream.FetchMaxWait(2*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var elsewhere jetstream.Msg
+	for m := range batch.Messages() {
+		elsewhere = m
+	}
+	if elsewhere == nil {
+		t.Fatal("the other instance's pull got nothing")
+	}
+	e.publishLine([]byte(`{"id":"later","type":"credential.truststore.set","project":"MyProject","params":{"username":"svc","keystoreName":"second"}}`))
+	close(release)
+	eventually(t, 10*time.Second, "the later command parked, or run", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return strings.Contains(e.logs.String(), "delivered commands to another instance") || slices.Contains(order, "svc")
+	})
+	if err := elsewhere.Nak(); err != nil { // the other instance hands it back
+		t.Fatal(err)
+	}
+	e.awaitResults(4, 20*time.Second)
+	var keystores []string
+	for _, r := range e.sim.Requests() {
+		if strings.Contains(r.Path, "/credentials/svc/") {
+			keystores = append(keystores, path.Base(r.Path))
+		}
+	}
+	if !slices.Equal(keystores, []string{"first", "second"}) {
+		t.Errorf("svc's truststore was set to %q, want first, then second", keystores)
 	}
 }

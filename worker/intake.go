@@ -38,6 +38,12 @@ type source struct {
 	pulling  atomic.Bool // a pull loop runs for it in the current term
 	// draining: the shared consumer on its way out: nothing more is pulled from it.
 	draining atomic.Bool
+
+	// Guarded by Worker.mu, for the current term (takeover.go):
+	watching      bool     // deliveries are checked for gaps
+	lastDelivery  uint64   // the consumer sequence of the last delivery seen
+	deliveryKnown bool     // lastDelivery is known
+	barrier       *barrier // while up, the consumer's new commands are parked
 }
 
 func (s *source) get() jetstream.Consumer { return *s.consumer.Load() }
@@ -224,7 +230,8 @@ func (w *Worker) ensureSource(ctx context.Context, project string) (*source, err
 	if err != nil {
 		return nil, fmt.Errorf("create the consumer of project %q: %w", truncateRunes(project, 64), err)
 	}
-	return w.addSource(project, c), nil
+	src := w.addSource(project, c)
+	return src, w.watch(ctx, src, c.CachedInfo())
 }
 
 // discoverEvery is how often the active instance looks for projects without a consumer:
@@ -290,14 +297,18 @@ func (w *Worker) intake(ctx context.Context) {
 // startProjects starts pulling from every project's consumer, making the consumers of
 // projects that have none.
 func (w *Worker) startProjects(ctx context.Context, start func(*source)) error {
+	var errs []error
 	for _, src := range w.sources.list() {
+		if err := w.watch(ctx, src, nil); err != nil {
+			errs = append(errs, err)
+			continue
+		}
 		start(src)
 	}
 	projects, err := w.projectsWaiting(ctx)
 	if err != nil {
-		return fmt.Errorf("read the command stream's subjects: %w", err)
+		return errors.Join(append(errs, fmt.Errorf("read the command stream's subjects: %w", err))...)
 	}
-	var errs []error
 	for _, project := range projects {
 		src, err := w.ensureSource(ctx, project)
 		if err != nil {
@@ -307,6 +318,26 @@ func (w *Worker) startProjects(ctx context.Context, start func(*source)) error {
 		start(src)
 	}
 	return errors.Join(errs...)
+}
+
+// watch starts watching src's deliveries in this term, from info or, when nil, from
+// the consumer's state now, unless it is watched already: its barrier must know every
+// command out before the first pull.
+func (w *Worker) watch(ctx context.Context, src *source, info *jetstream.ConsumerInfo) error {
+	w.mu.Lock()
+	watching := src.watching
+	w.mu.Unlock()
+	if watching {
+		return nil
+	}
+	if info == nil {
+		var err error
+		if info, err = src.get().Info(ctx); err != nil {
+			return fmt.Errorf("read consumer %s: %w", src.name, err)
+		}
+	}
+	w.startTerm(src, info)
+	return nil
 }
 
 // pullFrom delivers src's commands into the worker until ctx ends (or src is drained).
@@ -341,6 +372,13 @@ func (w *Worker) pullFrom(ctx context.Context, src *source) {
 		if n == 0 {
 			continue
 		}
+		if ctx.Err() != nil || !w.mayStart() {
+			// reserve may have waited for room long enough for the lease to lapse (the
+			// process was frozen, say): a pull now would hand commands to an instance
+			// that may not run them.
+			w.room.free(src.roomKey(), n)
+			continue
+		}
 		batch, err := src.get().Fetch(n, jetstream.FetchMaxWait(pullWait))
 		if err != nil {
 			w.room.free(src.roomKey(), n)
@@ -356,7 +394,7 @@ func (w *Worker) pullFrom(ctx context.Context, src *source) {
 		if err := batch.Error(); err != nil {
 			w.pullFailed(ctx, src, err)
 		}
-		w.checkBarrier(ctx)
+		w.checkBarrier(ctx, src)
 	}
 }
 

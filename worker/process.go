@@ -79,12 +79,25 @@ func (w *Worker) stopErr(t *task) error {
 	return errHandBack
 }
 
-// stopped deals with a command that did not finish: a dropped one is left to the
-// active instance; one handed back goes back to the stream at shutdown, in order.
+// stopped deals with a command that did not finish: a dropped one goes back to the
+// stream at once, for the active instance; one handed back goes back at shutdown, in
+// order.
 func (w *Worker) stopped(t *task, err error) {
 	t.traceEnd(nil, err)
-	if errors.Is(err, errHandBack) {
+	switch {
+	case errors.Is(err, errHandBack):
 		w.handBackLater(t)
+	case errors.Is(err, errDropped):
+		w.nakDropped(t)
+	}
+}
+
+// nakDropped hands back a command this instance may no longer run, so that the active
+// instance gets it without waiting for AckWait; its barrier parks whatever comes after
+// it meanwhile. Cut off from NATS, the Nak is lost and AckWait brings the command back.
+func (w *Worker) nakDropped(t *task) {
+	if err := t.msg.Nak(); err != nil && w.nc.IsConnected() {
+		w.log.Warn("handing a dropped command back", zap.String("id", t.cmd.ID), zap.Error(err))
 	}
 }
 
@@ -269,6 +282,15 @@ func (w *Worker) execute(ctx context.Context, t *task) (outcome, error) {
 				<-gate.probe
 			}
 			return outcome{}, w.stopErr(t)
+		}
+		if !w.mayStart() {
+			// Fenced while waiting for a slot (the process was frozen, say, and the
+			// requests it waited for ended as it thawed): no request goes out now.
+			w.slots.release()
+			if probing {
+				<-gate.probe
+			}
+			continue
 		}
 		if t.attempts.Requests > 0 {
 			w.observer.Retry(metricType(t.cmd.Type))

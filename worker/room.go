@@ -2,33 +2,48 @@ package worker
 
 import "sync"
 
-// room counts the commands the worker holds against a limit: 2×Concurrency normally,
-// and, while it takes over, as many as the consumers let be unacknowledged, so that
-// every command still out can come back to it (see barrier). Each project may hold at
-// most its share of the limit, split among the projects that hold or wait for places,
-// so that a project with a backlog leaves room for the others' commands.
+// room counts the commands the worker holds against a limit of 2×Concurrency. Each
+// project may hold at most its share of the limit, split among the projects that hold
+// or wait for places, so that a project with a backlog leaves room for the others'
+// commands. A project whose consumer is behind a barrier (see takeover.go) is lifted
+// out of the limit: it may hold as many commands as its consumer lets be
+// unacknowledged, so that every command still out can come back to it, and its places
+// take nothing from the others.
 type room struct {
 	mu        sync.Mutex
-	used      int
+	used      int // places held by projects not lifted
 	limit     int
 	byProject map[string]int // places held
 	wanting   map[string]int // pulls waiting for a place
+	lifted    map[string]int // lifted projects: the places each may hold
 	freed     chan struct{}  // closed and replaced when room frees or the limit grows
 }
 
 func newRoom(limit int) *room {
-	return &room{limit: limit, byProject: make(map[string]int), wanting: make(map[string]int), freed: make(chan struct{})}
+	return &room{limit: limit, byProject: make(map[string]int), wanting: make(map[string]int), lifted: make(map[string]int),
+		freed: make(chan struct{})}
 }
 
-// shareLocked is how many places one project may hold now.
-func (r *room) shareLocked() int {
-	active := len(r.byProject)
-	for p := range r.wanting {
-		if r.byProject[p] == 0 {
+// shareLocked is how many places project, not lifted, may hold now: the limit split
+// among it and the other projects that hold or want places and are not lifted.
+func (r *room) shareLocked(project string) int {
+	active := 0
+	counts := func(p string) bool {
+		_, lifted := r.lifted[p]
+		return !lifted && p != project
+	}
+	for p := range r.byProject {
+		if counts(p) {
 			active++
 		}
 	}
-	return max(1, (r.limit+active-1)/max(active, 1))
+	for p := range r.wanting {
+		if counts(p) && r.byProject[p] == 0 {
+			active++
+		}
+	}
+	active++ // project
+	return max(1, (r.limit+active-1)/active)
 }
 
 // take takes up to n places for project that are free now, within its share, and
@@ -36,12 +51,40 @@ func (r *room) shareLocked() int {
 func (r *room) take(project string, n int) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	n = max(0, min(n, r.limit-r.used, r.shareLocked()-r.byProject[project]))
+	if most, lifted := r.lifted[project]; lifted {
+		n = max(0, min(n, most-r.byProject[project]))
+		r.byProject[project] += n
+		return n
+	}
+	n = max(0, min(n, r.limit-r.used, r.shareLocked(project)-r.byProject[project]))
 	if n > 0 {
 		r.used += n
 		r.byProject[project] += n
 	}
 	return n
+}
+
+// lift lets project hold up to most places outside the limit, until unlift.
+func (r *room) lift(project string, most int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, lifted := r.lifted[project]; !lifted {
+		r.used -= r.byProject[project]
+	}
+	r.lifted[project] = most
+	r.notifyLocked()
+}
+
+// unlift puts project back under the limit; places it holds above its share stay
+// taken until freed.
+func (r *room) unlift(project string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, lifted := r.lifted[project]; lifted {
+		delete(r.lifted, project)
+		r.used += r.byProject[project]
+		r.notifyLocked()
+	}
 }
 
 // holding is how many places project holds.
@@ -80,22 +123,13 @@ func (r *room) free(project string, n int) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.used -= n
+	if _, lifted := r.lifted[project]; !lifted {
+		r.used -= n
+	}
 	if r.byProject[project] -= n; r.byProject[project] <= 0 {
 		delete(r.byProject, project)
 	}
 	r.notifyLocked()
-}
-
-// setLimit changes the limit; places taken above a lowered limit stay taken until
-// freed.
-func (r *room) setLimit(n int) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if n > r.limit {
-		r.notifyLocked()
-	}
-	r.limit = n
 }
 
 func (r *room) notifyLocked() {

@@ -11,16 +11,24 @@ import (
 )
 
 // Taking over from another instance keeps per-resource order: a new active instance
-// starts no command until every command the previous one held is in its own hands, and
-// then runs them in stream order. See docs/design/fleet.md.
+// starts no command of a consumer until every command of it the previous one held is
+// in its own hands, and then runs them in stream order. During its term it watches
+// each consumer's delivery sequence: a command delivered to any other instance (a
+// frozen predecessor's pull, sent as it thawed) raises the barrier again. See
+// docs/design/fleet.md.
 
-// barrier parks the commands delivered while others are still out with the previous
-// active instance. Meanwhile the instance may hold as many commands as the consumers
-// let be unacknowledged: every command out fits, and the server redelivers commands
-// even at that limit, so the barrier always ends once they are back.
+// barrier parks the commands a consumer delivers while others of its commands may
+// still be out with another instance. Meanwhile the consumer's project may hold as many
+// commands as the consumer lets be unacknowledged (room.lift): every command out fits,
+// and the server redelivers commands even at that limit, so the barrier ends once they
+// are back.
 type barrier struct {
 	parked    []*task
-	checkedAt time.Time // when the consumers were last asked
+	checkedAt time.Time // when the consumer was last asked
+	// leader is the consumer's leader whose answer the barrier may trust: one that was
+	// leader at the previous reading too, so that a leader still catching up on its
+	// log does not end it.
+	leader string
 }
 
 const (
@@ -33,8 +41,8 @@ const (
 
 // takeOver prepares a new term: it binds the consumers the previous active instance
 // made, replaces the shared consumer of earlier versions when none of them runs any
-// more, waits out the commands a vanished predecessor held, and parks new commands
-// until those are back. It returns false when ctx ends first.
+// more, waits out the commands a vanished predecessor held, and raises a barrier on
+// every consumer that still has commands out. It returns false when ctx ends first.
 func (w *Worker) takeOver(ctx context.Context, t *term) bool {
 	if !w.persist(ctx, "read the command stream's consumers", w.loadSources) {
 		return false
@@ -49,14 +57,11 @@ func (w *Worker) takeOver(ctx context.Context, t *term) bool {
 			}
 		}
 	}
-	out, limit, ok := w.commandsOut(ctx)
+	infos, ok := w.readConsumers(ctx)
 	if !ok {
 		return false
 	}
-	if out == 0 {
-		return true
-	}
-	if !t.clean {
+	if out := commandsOut(infos); out > 0 && !t.clean {
 		deadline := w.outDeadline(t)
 		w.log.Info("waiting for the commands the previous instance held to come back", zap.Int("commands", out),
 			zap.Duration("at_most", deadline.Sub(w.cfg.Clock.Now())))
@@ -66,15 +71,15 @@ func (w *Worker) takeOver(ctx context.Context, t *term) bool {
 			case <-ctx.Done():
 				return false
 			}
-			if out, limit, ok = w.commandsOut(ctx); !ok {
+			if infos, ok = w.readConsumers(ctx); !ok {
 				return false
 			}
-		}
-		if out == 0 {
-			return true
+			out = commandsOut(infos)
 		}
 	}
-	w.raiseBarrier(out, limit)
+	for src, info := range infos {
+		w.startTerm(src, info)
+	}
 	return true
 }
 
@@ -95,74 +100,121 @@ func (w *Worker) termSources() []*source {
 	return w.sources.list()
 }
 
-// commandsOut counts the commands delivered and not acknowledged on the term's
-// consumers, and the room that holding all of them takes.
-func (w *Worker) commandsOut(ctx context.Context) (out, limit int, ok bool) {
+// readConsumers reads the state of the term's consumers.
+func (w *Worker) readConsumers(ctx context.Context) (map[*source]*jetstream.ConsumerInfo, bool) {
+	infos := make(map[*source]*jetstream.ConsumerInfo)
 	for _, src := range w.termSources() {
 		info, ok := w.consumerInfo(ctx, src)
 		if !ok {
-			return 0, 0, false
+			return nil, false
 		}
-		out += info.NumAckPending
-		if info.NumAckPending > 0 {
-			limit += info.Config.MaxAckPending
-		}
+		infos[src] = info
 	}
-	return out, limit, true
+	return infos, true
 }
 
-// raiseBarrier parks new commands until those still out are back.
-func (w *Worker) raiseBarrier(out, limit int) {
-	w.mu.Lock()
-	w.barrier = &barrier{}
-	w.mu.Unlock()
-	w.room.setLimit(max(w.cfg.held(), limit))
-	w.log.Info("taking over: new commands wait until those still out are back", zap.Int("out", out))
+// commandsOut counts the commands delivered and not acknowledged.
+func commandsOut(infos map[*source]*jetstream.ConsumerInfo) (out int) {
+	for _, info := range infos {
+		out += info.NumAckPending
+	}
+	return out
 }
 
-// checkBarrier ends the barrier once every unacknowledged command is held here, and
-// then queues the parked commands in stream order. Commands are counted by consumer and
-// stream sequence, once each, and only above the consumer's ack floor: a command may be
-// held twice (it came back while held), or acknowledged late by the previous instance.
-// The consumers are asked at most every takeoverPoll.
-func (w *Worker) checkBarrier(ctx context.Context) {
+// startTerm starts watching src's deliveries from the consumer's state in info, and
+// raises its barrier if commands are out.
+func (w *Worker) startTerm(src *source, info *jetstream.ConsumerInfo) {
 	w.mu.Lock()
-	b := w.barrier
+	defer w.mu.Unlock()
+	src.watching = true
+	src.lastDelivery, src.deliveryKnown = info.Delivered.Consumer, true
+	if info.NumAckPending > 0 {
+		w.raiseBarrierLocked(src, consumerLeader(info))
+		w.log.Info("taking over: the consumer's new commands wait until those still out are back",
+			zap.String("consumer", src.name), zap.Int("out", info.NumAckPending))
+	}
+}
+
+// noteDelivery checks that a command delivered from src follows the last one this
+// instance got from it. A gap means the consumer delivered commands to another
+// instance meanwhile, which will not run them: they come back later, and src's later
+// commands must wait for them.
+func (w *Worker) noteDeliveryLocked(src *source, msg jetstream.Msg) {
+	meta, err := msg.Metadata()
+	switch {
+	case err != nil:
+		src.deliveryKnown = false
+	case src.deliveryKnown && meta.Sequence.Consumer == src.lastDelivery+1:
+		src.lastDelivery = meta.Sequence.Consumer
+		return
+	default:
+		if src.barrier == nil {
+			w.log.Warn("the consumer delivered commands to another instance: its new commands wait until those are back",
+				zap.String("consumer", src.name), zap.Uint64("expected_delivery", src.lastDelivery+1), zap.Uint64("delivery", meta.Sequence.Consumer),
+				zap.Bool("known", src.deliveryKnown))
+			w.raiseBarrierLocked(src, "")
+		}
+		src.lastDelivery, src.deliveryKnown = meta.Sequence.Consumer, true
+	}
+}
+
+// raiseBarrierLocked parks src's new commands until those still out are back.
+func (w *Worker) raiseBarrierLocked(src *source, leader string) {
+	if src.barrier != nil {
+		return
+	}
+	src.barrier = &barrier{leader: leader}
+	w.room.lift(src.roomKey(), max(w.cfg.held(), src.get().CachedInfo().Config.MaxAckPending))
+}
+
+// consumerLeader names the server that answered for the consumer.
+func consumerLeader(info *jetstream.ConsumerInfo) string {
+	if info.Cluster == nil {
+		return "-"
+	}
+	return info.Cluster.Leader
+}
+
+// checkBarrier ends src's barrier once every command of it that is not acknowledged is
+// held here, and then queues the parked commands in stream order. Commands are counted
+// by stream sequence, once each, only above the consumer's ack floor and unless this
+// instance acknowledged them: a command may be held twice (it came back while held).
+// The consumer is asked at most every takeoverPoll, and its answer counts only if the
+// same server answered the time before: a new leader may still be applying its log.
+func (w *Worker) checkBarrier(ctx context.Context, src *source) {
+	w.mu.Lock()
+	b := src.barrier
 	if b == nil || w.cfg.Clock.Now().Sub(b.checkedAt) < takeoverPoll {
 		w.mu.Unlock()
 		return
 	}
 	b.checkedAt = w.cfg.Clock.Now()
 	w.mu.Unlock()
-	infos := make(map[*source]*jetstream.ConsumerInfo)
-	for _, src := range w.termSources() {
-		info, ok := w.consumerInfo(ctx, src)
-		if !ok {
-			return
-		}
-		infos[src] = info
+	info, ok := w.consumerInfo(ctx, src)
+	if !ok {
+		return
 	}
 	w.mu.Lock()
-	held := make(map[*source]map[uint64]struct{})
-	for t := range w.held {
-		if info := infos[t.src]; info != nil && t.seq > info.AckFloor.Stream {
-			if held[t.src] == nil {
-				held[t.src] = make(map[uint64]struct{})
-			}
-			held[t.src][t.seq] = struct{}{}
-		}
-	}
-	for src, info := range infos {
-		if info.NumAckPending > len(held[src]) {
-			w.mu.Unlock()
-			return
-		}
-	}
-	if w.barrier != b {
+	if src.barrier != b {
 		w.mu.Unlock()
 		return
 	}
-	w.barrier = nil
+	if leader := consumerLeader(info); leader != b.leader {
+		b.leader = leader
+		w.mu.Unlock()
+		return
+	}
+	held := make(map[uint64]struct{})
+	for t := range w.held {
+		if t.src == src && t.seq > info.AckFloor.Stream && !t.acked.Load() {
+			held[t.seq] = struct{}{}
+		}
+	}
+	if info.NumAckPending > len(held) {
+		w.mu.Unlock()
+		return
+	}
+	src.barrier = nil
 	parked := b.parked
 	slices.SortFunc(parked, func(a, b *task) int { return int64Cmp(a.seq, b.seq) })
 	var start []*task
@@ -172,8 +224,9 @@ func (w *Worker) checkBarrier(ctx context.Context) {
 		}
 	}
 	w.mu.Unlock()
-	w.room.setLimit(w.cfg.held())
-	w.log.Info("took over: every command is back; running them in stream order", zap.Int("commands", len(parked)))
+	w.room.unlift(src.roomKey())
+	w.log.Info("every command of the consumer is back: running them in stream order", zap.String("consumer", src.name),
+		zap.Int("commands", len(parked)))
 	for _, t := range start {
 		w.ready <- t
 	}
@@ -187,22 +240,31 @@ func (w *Worker) dropParked() { w.unpark(false) }
 func (w *Worker) unparkForShutdown() { w.unpark(true) }
 
 func (w *Worker) unpark(handBack bool) {
+	sources := w.sources.list()
+	if shared := w.shared.Load(); shared != nil {
+		sources = append(sources, shared)
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.barrier == nil {
-		return
-	}
-	for _, t := range w.barrier.parked {
-		if handBack {
-			w.handBacks = append(w.handBacks, t)
-			t.traceEnd(nil, errHandBack)
-		} else {
-			t.traceEnd(nil, errDropped)
+	for _, src := range sources {
+		src.watching, src.deliveryKnown = false, false
+		b := src.barrier
+		if b == nil {
+			continue
 		}
-		w.forgetLocked(t)
+		for _, t := range b.parked {
+			if handBack {
+				w.handBacks = append(w.handBacks, t)
+				t.traceEnd(nil, errHandBack)
+			} else {
+				w.nakDropped(t)
+				t.traceEnd(nil, errDropped)
+			}
+			w.forgetLocked(t)
+		}
+		src.barrier = nil
+		w.room.unlift(src.roomKey())
 	}
-	w.barrier = nil
-	w.room.setLimit(w.cfg.held())
 }
 
 // adoptRecheck is how often an instance that shares the consumer with earlier

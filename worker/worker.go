@@ -72,7 +72,6 @@ type Worker struct {
 	resources *resources         // which commands may run: see resources.go
 	idLocks   map[string]*idLock // by command id, while a command with the id runs
 	idle      chan struct{}      // closed when nothing is held, while awaited
-	barrier   *barrier           // while taking over: commands are parked
 	handBacks []*task            // to hand back in stream order at shutdown
 	// term is the lease term commands are admitted in, and termWait ends when that
 	// term does or shutdown starts.
@@ -83,7 +82,7 @@ type Worker struct {
 // task is one delivered command.
 type task struct {
 	msg       jetstream.Msg
-	src       *source // the consumer it came from; nil for a plan's step
+	src       *source // the consumer it came from; a plan's step shares the plan's
 	seq       uint64  // stream sequence
 	delivered uint64  // times delivered, this one included
 	received  time.Time
@@ -101,6 +100,9 @@ type task struct {
 	term    *term
 	waitCtx context.Context
 	trace   *traced // nil when tracing is off (tracing.go)
+	// acked is set before the command's acknowledgement is sent: a barrier no longer
+	// counts it as out.
+	acked atomic.Bool
 }
 
 // commandKey is the command's identity: its project and id.
@@ -375,9 +377,21 @@ func (w *Worker) admit(msg jetstream.Msg, src *source) {
 	w.traceDelivery(t)
 	w.mu.Lock()
 	t.term, t.waitCtx = w.term, w.termWait
+	if t.term.ended() {
+		// Delivered to a pull sent before this instance lost the lease (it was frozen,
+		// say): another instance runs the consumer's commands now.
+		w.mu.Unlock()
+		w.nakDropped(t)
+		t.traceEnd(nil, errDropped)
+		w.room.free(src.roomKey(), 1)
+		return
+	}
 	w.held[t] = struct{}{}
-	if w.barrier != nil {
-		w.barrier.parked = append(w.barrier.parked, t)
+	if src.watching {
+		w.noteDeliveryLocked(src, msg)
+	}
+	if src.barrier != nil {
+		src.barrier.parked = append(src.barrier.parked, t)
 		w.mu.Unlock()
 		return
 	}
@@ -535,6 +549,9 @@ func (w *Worker) keepAlive(quit <-chan struct{}) {
 		w.mu.Unlock()
 		slices.SortFunc(tasks, func(a, b *task) int { return int64Cmp(a.seq, b.seq) })
 		for _, t := range tasks {
+			if !w.lease.canStart() {
+				break // frozen or cut off in the middle of the round: no more
+			}
 			_ = t.msg.InProgress() // fails only for a command acknowledged meanwhile
 		}
 	}

@@ -47,7 +47,7 @@ func main() {
 	timeout := flag.Duration("timeout", 5*time.Minute, "fail a run that is not done by then")
 	profile := flag.String("profile", "", "write CPU and allocation profiles of the worker in --profile-scenario's runs into this directory")
 	profileScenario := flag.String("profile-scenario", "2", "the scenario --profile profiles")
-	against := flag.String("against", "", "another apiops-worker binary for scenario 7 to run too, e.g. a build from before tracing")
+	against := flag.String("against", "", "another apiops-worker binary that scenarios 1-4 and 7 run too, interleaved, e.g. a build from before a change")
 	flag.Parse()
 
 	all := bench.Scale(bench.Scenarios(*quick), *scale)

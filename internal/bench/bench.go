@@ -67,6 +67,8 @@ func (sc Scenario) systems(against string) []string {
 		return []string{"worker", tracedWorker, againstWorker}
 	case sc.Tracing:
 		return []string{"worker", tracedWorker}
+	case sc.Baseline && against != "":
+		return []string{"worker", "baseline", againstWorker}
 	case sc.Baseline:
 		return []string{"worker", "baseline"}
 	}
@@ -155,9 +157,9 @@ type Options struct {
 	// ProfileScenario's runs.
 	ProfileDir      string
 	ProfileScenario string
-	// Against, when set, is another worker binary that the tracing scenario also runs,
-	// e.g. a build from before tracing: the worker with tracing off ÷ it is what
-	// tracing costs when off.
+	// Against, when set, is another worker binary that the baseline and tracing
+	// scenarios also run, interleaved with the others: a build from before a change,
+	// so that worker ÷ against is the change's cost, measured in one invocation.
 	Against  string
 	Out      io.Writer // the table, at the end; nil means standard output
 	Progress io.Writer // what is running, as it runs; may be nil
@@ -301,9 +303,12 @@ func (r *runner) scenario(ctx context.Context, sc Scenario, sync Sync) error {
 		return nil
 	}
 	workers := []Measurement{medians["worker"]}
-	var base *Measurement
+	var base, against *Measurement
 	if m, ok := medians["baseline"]; ok {
 		base = &m
+	}
+	if m, ok := medians[againstWorker]; ok {
+		against = &m
 	}
 	for _, n := range sc.Backlogs[1:] {
 		m, err := r.repeated(ctx, sc, sync, "worker", n, 1)
@@ -312,7 +317,7 @@ func (r *runner) scenario(ctx context.Context, sc Scenario, sync Sync) error {
 		}
 		workers = append(workers, m)
 	}
-	r.printSummary(sc, sync, workers, base)
+	r.printSummary(sc, sync, workers, base, against)
 	return nil
 }
 
@@ -578,35 +583,36 @@ func (r *runner) printFleet(sc Scenario, runs []Measurement) {
 	fmt.Fprintln(&r.table)
 }
 
+// ratios prints a row of a's figures divided by b's.
+func (r *runner) ratios(sc Scenario, sync Sync, label string, a, b Measurement) {
+	r.row(sc.Name, string(sync), label, "", "", "", formatRatio(Ratio(a.Rate(), b.Rate())),
+		formatRatio(Ratio(float64(a.P50), float64(b.P50))), formatRatio(Ratio(float64(a.P99), float64(b.P99))),
+		formatRatio(Ratio(perCommand(a.CPU, a.Done), perCommand(b.CPU, b.Done))), "", "",
+		formatRatio(Ratio(float64(a.PeakRSS), float64(b.PeakRSS))), "")
+}
+
 // printTracing prints what tracing costs: the traced worker ÷ the worker, and the
 // worker ÷ the build it is compared against.
 func (r *runner) printTracing(sc Scenario, sync Sync, medians map[string]Measurement) {
-	ratios := func(label string, a, b Measurement) {
-		r.row(sc.Name, string(sync), label, "", "", "", formatRatio(Ratio(a.Rate(), b.Rate())),
-			formatRatio(Ratio(float64(a.P50), float64(b.P50))), formatRatio(Ratio(float64(a.P99), float64(b.P99))),
-			formatRatio(Ratio(perCommand(a.CPU, a.Done), perCommand(b.CPU, b.Done))), "", "",
-			formatRatio(Ratio(float64(a.PeakRSS), float64(b.PeakRSS))), "")
-	}
 	off, on := medians["worker"], medians[tracedWorker]
-	ratios("traced÷worker", on, off)
+	r.ratios(sc, sync, "traced÷worker", on, off)
 	if m, ok := medians[againstWorker]; ok {
-		ratios("worker÷against", off, m)
+		r.ratios(sc, sync, "worker÷against", off, m)
 	}
 	fmt.Fprintf(&r.table, "%-8s the traced worker exported %.1f spans per command over OTLP/HTTP to a collector that discards them (the SDK's defaults: every trace sampled, batches of 512)\n",
 		sc.Name, Ratio(float64(on.Spans), float64(on.Done)))
 	fmt.Fprintln(&r.table)
 }
 
-// printSummary prints worker ÷ baseline, the peak memory with a large backlog ÷ with a
-// small one, and, with latency, the worker's rate ÷ the ideal rate.
-func (r *runner) printSummary(sc Scenario, sync Sync, workers []Measurement, base *Measurement) {
+// printSummary prints worker ÷ baseline, worker ÷ the build it is compared against, the
+// peak memory with a large backlog ÷ with a small one, and, with latency, the worker's
+// rate ÷ the ideal rate.
+func (r *runner) printSummary(sc Scenario, sync Sync, workers []Measurement, base, against *Measurement) {
 	if base != nil {
-		w := workers[0]
-		r.row(sc.Name, string(sync), "worker÷baseline", "", "", "",
-			formatRatio(Ratio(w.Rate(), base.Rate())),
-			formatRatio(Ratio(float64(w.P50), float64(base.P50))), formatRatio(Ratio(float64(w.P99), float64(base.P99))),
-			formatRatio(Ratio(perCommand(w.CPU, w.Done), perCommand(base.CPU, base.Done))), "", "",
-			formatRatio(Ratio(float64(w.PeakRSS), float64(base.PeakRSS))), "")
+		r.ratios(sc, sync, "worker÷baseline", workers[0], *base)
+	}
+	if against != nil {
+		r.ratios(sc, sync, "worker÷against", workers[0], *against)
 	}
 	if len(workers) > 1 {
 		first, last := workers[0], workers[len(workers)-1]

@@ -30,6 +30,7 @@ var (
 	seed  = flag.Uint64("chaos.seed", 0, "the random seed (0: from the clock); printed, so that a run can be repeated")
 	logs  = flag.String("chaos.logs", "", "keep the workers' logs in this directory")
 	kinds = flag.String("chaos.kinds", "", "only these faults, comma-separated: kill, term, stream, consumer, node, cut, freeze")
+	bin   = flag.String("chaos.worker", "", "run this apiops-worker binary (default: build ../../cmd/apiops-worker), e.g. an earlier version's")
 )
 
 // The passwords deploy/nats/accounts.conf reads from nats-server's environment.
@@ -52,12 +53,15 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	workerBin = filepath.Join(dir, "apiops-worker")
-	build := exec.Command("go", "build", "-o", workerBin, "../../cmd/apiops-worker")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build apiops-worker:", err)
-		os.Exit(1)
+	workerBin = *bin
+	if workerBin == "" {
+		workerBin = filepath.Join(dir, "apiops-worker")
+		build := exec.Command("go", "build", "-o", workerBin, "../../cmd/apiops-worker")
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "build apiops-worker:", err)
+			os.Exit(1)
+		}
 	}
 	code := m.Run()
 	_ = os.RemoveAll(dir)
@@ -91,12 +95,23 @@ func TestChaos(t *testing.T) {
 	if *full {
 		commands, faults = 3000, 3*len(faultKinds)
 	}
+	run := startFleet(t, resourcesFor(40))
+	published := make(chan int)
+	go func() { published <- run.publish(commands, 60*time.Millisecond) }()
+	run.nemesis(faults)
+	close(run.stopBursts)
+	run.finish(<-published)
+}
+
+// startFleet starts a 3-node cluster with the shipped configuration, APIOps, and three
+// worker processes at the same moment, as a Deployment does, and returns once they are
+// ready and one is active. Its commands change resources.
+func startFleet(t *testing.T, resources []string, workerArgs ...string) *chaosRun {
 	s := *seed
 	if s == 0 {
 		s = uint64(time.Now().UnixNano())
 	}
 	t.Logf("seed %d (repeat with -chaos.seed %d)", s, s)
-	rng := rand.New(rand.NewPCG(s, s))
 
 	// The shipped cluster configuration, with its accounts: the workers in APIOPS, the
 	// commands published from team-a's account through its imports.
@@ -119,11 +134,11 @@ func TestChaos(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer admin.Close()
+	t.Cleanup(admin.Close)
 	cluster.WaitForJetStream(admin)
 	ledger := newLedger()
 	api := httptest.NewServer(ledger)
-	defer api.Close()
+	t.Cleanup(api.Close)
 	nodes := []string{cluster.Addr(0), cluster.Addr(1), cluster.Addr(2)}
 	dir := *logs
 	if dir == "" {
@@ -133,31 +148,29 @@ func TestChaos(t *testing.T) {
 	}
 	workers := make([]*workerProc, 3)
 	for i := range workers {
-		workers[i] = newWorkerProc(t, i, workerBin, nodes, api.URL, dir)
+		workers[i] = newWorkerProc(t, i, workerBin, nodes, api.URL, dir, workerArgs...)
 	}
 	for _, w := range workers { // at the same moment, as a Deployment starts them
 		w.start()
 	}
 	awaitFleet(t, workers, 90*time.Second)
+	return &chaosRun{t: t, rng: rand.New(rand.NewPCG(s, s)), pick: rand.New(rand.NewPCG(s+1, s+1)), cluster: cluster, admin: admin,
+		workers: workers, ledger: ledger, resources: resources, bursts: make(chan burst), stopBursts: make(chan struct{})}
+}
 
-	run := &chaosRun{t: t, rng: rng, pick: rand.New(rand.NewPCG(s+1, s+1)), cluster: cluster, admin: admin, workers: workers, ledger: ledger,
-		bursts: make(chan burst), stopBursts: make(chan struct{})}
-	run.resources = resourcesFor(40)
-	published := make(chan int)
-	go func() { published <- run.publish(commands, 60*time.Millisecond) }()
-	run.nemesis(faults)
-	close(run.stopBursts)
-	commands = <-published
-	for _, w := range workers { // whatever the last fault left stopped runs again
+// finish ends a run whose publisher published commands: it starts whatever the last
+// fault left stopped, waits for every result, stops the workers and checks.
+func (r *chaosRun) finish(commands int) {
+	for _, w := range r.workers {
 		if _, exited := w.running(); isDone(exited) {
 			w.start()
 		}
 	}
-	run.awaitResults(commands, 3*time.Minute)
-	for _, w := range workers {
+	r.awaitResults(commands, 3*time.Minute)
+	for _, w := range r.workers {
 		w.stop()
 	}
-	run.check(commands)
+	r.check(commands)
 }
 
 // awaitFleet waits until every worker answers ready and one of them is active.
@@ -402,10 +415,7 @@ func (r *chaosRun) nemesis(n int) {
 			hit, f.hit = targetInstance, targetInstance
 		}
 		f.resumed = r.nextRequestAfter(f.at, hit, 60*time.Second)
-		r.mu.Lock()
-		r.done = append(r.done, f)
-		r.mu.Unlock()
-		r.t.Logf("%-42s %-16s takeover %-8v APIOps again after %v", f.kind, f.target, f.takeover.Round(100*time.Millisecond), f.resumed.Round(100*time.Millisecond))
+		r.record(f)
 		time.Sleep(time.Duration(2+r.rng.IntN(3)) * time.Second)
 	}
 }

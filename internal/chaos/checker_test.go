@@ -193,7 +193,9 @@ func explain(a arrival, faults []fault) string {
 		if f.kind == cutWorker {
 			allowed += 3 * time.Second
 		}
-		if a.at.Before(f.at.Add(allowed)) && a.at.After(f.at.Add(-30*time.Second)) {
+		// A request sent longer before the fault had its answer, and its outcome
+		// stored, before the fault hit.
+		if a.at.Before(f.at.Add(allowed)) && a.at.After(f.at.Add(-2*time.Second)) {
 			return fmt.Sprintf("%s, %v before %s", f.hit, f.at.Sub(a.at).Round(time.Millisecond), f.kind)
 		}
 	}

@@ -2,9 +2,11 @@ package chaos
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,7 +22,7 @@ const apiToken = "chaos-token"
 type ledger struct {
 	mu       sync.Mutex
 	arrivals []arrival
-	inFlight map[string]int
+	inFlight map[string][]arrival // the requests APIOps is answering, by resource
 	overlaps []string
 	state    map[string]int // resource → index of the command applied last
 }
@@ -33,7 +35,7 @@ type arrival struct {
 }
 
 func newLedger() *ledger {
-	return &ledger{inFlight: make(map[string]int), state: make(map[string]int)}
+	return &ledger{inFlight: make(map[string][]arrival), state: make(map[string]int)}
 }
 
 func (l *ledger) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -46,16 +48,18 @@ func (l *ledger) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, `{"error":"bad_request","error_description":"not a chaos command"}`, http.StatusBadRequest)
 		return
 	}
+	a := arrival{resource: resource, index: index, instance: r.Header.Get("User-Agent"), at: time.Now()}
 	l.mu.Lock()
-	l.arrivals = append(l.arrivals, arrival{resource: resource, index: index, instance: r.Header.Get("User-Agent"), at: time.Now()})
-	l.inFlight[resource]++
-	if l.inFlight[resource] > 1 {
-		l.overlaps = append(l.overlaps, resource+" #"+strconv.Itoa(index))
+	l.arrivals = append(l.arrivals, a)
+	for _, other := range l.inFlight[resource] {
+		l.overlaps = append(l.overlaps, fmt.Sprintf("%s #%d from %s at %s while #%d from %s since %s", resource, index, a.instance,
+			a.at.Format(time.TimeOnly+".000"), other.index, other.instance, other.at.Format(time.TimeOnly+".000")))
 	}
+	l.inFlight[resource] = append(l.inFlight[resource], a)
 	l.mu.Unlock()
 	time.Sleep(time.Duration(5+rand.IntN(60)) * time.Millisecond) // APIOps takes a while
 	l.mu.Lock()
-	l.inFlight[resource]--
+	l.inFlight[resource] = slices.DeleteFunc(l.inFlight[resource], func(b arrival) bool { return b == a })
 	l.state[resource] = index
 	l.mu.Unlock()
 	w.Header().Set("Content-Type", "application/json")

@@ -35,7 +35,7 @@ type workerProc struct {
 	exited chan struct{}
 }
 
-func newWorkerProc(t *testing.T, n int, bin string, nodes []string, apiURL string, dir string) *workerProc {
+func newWorkerProc(t *testing.T, n int, bin string, nodes []string, apiURL string, dir string, extraArgs ...string) *workerProc {
 	t.Helper()
 	w := &workerProc{t: t, n: n, bin: bin, logPath: filepath.Join(dir, fmt.Sprintf("worker-%d.log", n))}
 	var urls []string
@@ -52,6 +52,7 @@ func newWorkerProc(t *testing.T, n int, bin string, nodes []string, apiURL strin
 	_ = ln.Close()
 	w.args = []string{"--nats-url", strings.Join(urls, ","), "--nats-user", "apiops-worker", "--apiops-url", apiURL, "--replicas", "3",
 		"--http-addr", w.http, "--concurrency", "16", "--shutdown-timeout", "5s", "--retry-initial", "100ms", "--retry-max", "2s"}
+	w.args = append(w.args, extraArgs...) // the flag given last wins
 	w.env = append(os.Environ(), "APIOPS_TOKEN="+apiToken, "NATS_PASSWORD="+workerPassword)
 	t.Cleanup(func() { w.kill() })
 	return w
