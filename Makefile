@@ -13,6 +13,12 @@ export GOFLAGS ?= -buildvcs=false
 SHELL         := bash
 .SHELLFLAGS   := -o pipefail -c
 
+# Checks that live with their part of the tree (Helm chart, example publishers): each
+# mk/*.mk file adds its targets and appends those make test runs to TEST_CHECKS.
+.DEFAULT_GOAL := all
+TEST_CHECKS :=
+-include mk/*.mk
+
 .PHONY: all build demo demo-plan demo-plan-fail run test unit e2e chaos chaos-short lint vet staticcheck validate-samples schema fuzz clean check-deploy check-alerts container-images
 
 all: build
@@ -42,7 +48,7 @@ run: build
 ## Kubernetes manifests, the alerts (promtool), the container images, all tests with
 ## -race (the container tests skip, saying why, where no Docker engine runs), and a
 ## short chaos run.
-test: lint validate-samples check-deploy check-alerts container-images unit e2e chaos-short
+test: lint validate-samples check-deploy check-alerts container-images $(TEST_CHECKS) unit e2e chaos-short
 
 unit: $(PROMTOOL)
 	PROMTOOL=$(PROMTOOL) $(GO) test -race -count=1 $$($(GO) list ./... | grep -v -e /e2e -e /internal/chaos)
