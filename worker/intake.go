@@ -15,6 +15,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
+
+	"github.com/apiops-worker/apiops-worker/messages"
 )
 
 // Intake: where commands come from. Each project has a consumer of its own, filtered
@@ -112,6 +114,17 @@ func (w *Worker) projectConsumerName(project string) string {
 // projectInactive is how long a project's consumer stays after its last pull: a
 // project that sends nothing for that long gets a new one when it sends again.
 const projectInactive = 7 * 24 * time.Hour
+
+// ProjectConsumerConfig is the consumer an active instance configured by cfg makes for
+// project's commands: for tools that take commands the way the worker does.
+func ProjectConsumerConfig(cfg Config, project string) (jetstream.ConsumerConfig, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return jetstream.ConsumerConfig{}, err
+	}
+	w := &Worker{cfg: cfg, subjects: messages.Subjects{Prefix: cfg.Prefix}}
+	return w.projectConsumerConfig(project), nil
+}
 
 func (w *Worker) projectConsumerConfig(project string) jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{

@@ -39,7 +39,7 @@ type baseline struct {
 
 // RunLoop is `apiops-bench loop`: the baseline in a process of its own, so that its
 // CPU and memory are measured as the worker's are. It takes commands from the
-// worker's consumer until ctx ends.
+// worker's consumer of the benchmark's project until ctx ends.
 func RunLoop(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("apiops-bench loop", flag.ContinueOnError)
 	natsURL := fs.String("nats-url", "", "NATS URL")
@@ -57,7 +57,12 @@ func RunLoop(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	cons, err := js.Consumer(ctx, worker.DefaultCommandStream, worker.DefaultConsumer)
+	// The consumer of the benchmark's project, as the active instance makes it.
+	config, err := worker.ProjectConsumerConfig(worker.Config{Concurrency: *inFlight}, project)
+	if err != nil {
+		return err
+	}
+	cons, err := js.CreateOrUpdateConsumer(ctx, worker.DefaultCommandStream, config)
 	if err != nil {
 		return fmt.Errorf("consumer: %w", err)
 	}
