@@ -39,7 +39,7 @@ type baseline struct {
 
 // RunLoop is `apiops-bench loop`: the baseline in a process of its own, so that its
 // CPU and memory are measured as the worker's are. It takes commands from the
-// worker's consumer of the benchmark's project until ctx ends.
+// consumer of the benchmark's commands until ctx ends.
 func RunLoop(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("apiops-bench loop", flag.ContinueOnError)
 	natsURL := fs.String("nats-url", "", "NATS URL")
@@ -57,11 +57,13 @@ func RunLoop(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	// The consumer of the benchmark's project, as the active instance makes it.
-	config, err := worker.ProjectConsumerConfig(worker.Config{Concurrency: *inFlight}, project)
+	// One consumer of every project's commands, configured as the active instance
+	// configures a project's.
+	config, err := worker.ProjectConsumerConfig(worker.Config{Concurrency: *inFlight}, projectOf(1))
 	if err != nil {
 		return err
 	}
+	config.Durable, config.FilterSubjects, config.Metadata = "bench-baseline", []string{subjects.AllCommands()}, nil
 	cons, err := js.CreateOrUpdateConsumer(ctx, worker.DefaultCommandStream, config)
 	if err != nil {
 		return fmt.Errorf("consumer: %w", err)

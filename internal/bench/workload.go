@@ -18,13 +18,15 @@ import (
 )
 
 // The benchmark's commands: credential.truststore.set of keystore bench-trust, each on
-// its own credential of project Bench, so that per-resource ordering never serialises
-// them.
+// its own credential, so that per-resource ordering never serialises them. Commands
+// 1…perProject are project Bench's, the next perProject Bench2's, and so on: the worker
+// keeps at most 10,000 waiting commands per subject, and a project's commands of one
+// type are one subject.
 const (
-	project     = "Bench"
 	commandType = "credential.truststore.set"
 	keystore    = "bench-trust"
 	token       = "bench-token"
+	perProject  = 9000
 )
 
 var subjects = messages.Subjects{}
@@ -32,19 +34,31 @@ var subjects = messages.Subjects{}
 func username(i int) string  { return fmt.Sprintf("user-%06d", i) }
 func commandID(i int) string { return fmt.Sprintf("bench-%06d", i) }
 
-// writeSeed writes a simulator seed with credentials user-000001 … user-<n> into dir.
-func writeSeed(dir string, n int) (string, error) {
-	creds := make(map[string]apiopstest.CredentialState, n)
-	for i := 1; i <= n; i++ {
-		creds[username(i)] = apiopstest.CredentialState{}
+func projectOf(i int) string {
+	if k := (i-1)/perProject + 1; k > 1 {
+		return fmt.Sprintf("Bench%d", k)
 	}
-	seed := apiopstest.Seed{Token: token, Projects: map[string]apiopstest.ProjectSeed{project: {
-		Environments: []string{"production", "staging"},
-		Credentials:  creds,
-		Keystores:    []string{keystore},
-		Keys:         map[string]string{},
-		APIProxies:   map[string]apiopstest.MTLSSettings{},
-	}}}
+	return "Bench"
+}
+
+// writeSeed writes a simulator seed with credentials user-000001 … user-<n>, each in
+// its project, into dir.
+func writeSeed(dir string, n int) (string, error) {
+	seed := apiopstest.Seed{Token: token, Projects: map[string]apiopstest.ProjectSeed{}}
+	for i := 1; i <= n; i++ {
+		p, ok := seed.Projects[projectOf(i)]
+		if !ok {
+			p = apiopstest.ProjectSeed{
+				Environments: []string{"production", "staging"},
+				Credentials:  map[string]apiopstest.CredentialState{},
+				Keystores:    []string{keystore},
+				Keys:         map[string]string{},
+				APIProxies:   map[string]apiopstest.MTLSSettings{},
+			}
+			seed.Projects[projectOf(i)] = p
+		}
+		p.Credentials[username(i)] = apiopstest.CredentialState{}
+	}
 	data, err := json.Marshal(seed)
 	if err != nil {
 		return "", fmt.Errorf("encode seed: %w", err)
@@ -74,11 +88,10 @@ func publishBacklog(ctx context.Context, nc *nats.Conn, n int) error {
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
-	subject := subjects.Command(project, commandType)
 	for i := 1; i <= n; i++ {
-		id := commandID(i)
+		id, project := commandID(i), projectOf(i)
 		data := fmt.Appendf(nil, `{"id":%q,"params":{"username":%q,"keystoreName":%q}}`, id, username(i), keystore)
-		msg := &nats.Msg{Subject: subject, Header: nats.Header{messages.HeaderMsgID: {messages.MsgID(project, id)}}, Data: data}
+		msg := &nats.Msg{Subject: subjects.Command(project, commandType), Header: nats.Header{messages.HeaderMsgID: {messages.MsgID(project, id)}}, Data: data}
 		if _, err := js.PublishMsgAsync(msg, jetstream.WithStallWait(time.Minute)); err != nil {
 			return fmt.Errorf("publish command %d: %w", i, err)
 		}
