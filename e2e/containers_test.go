@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"testing"
 	"time"
@@ -84,7 +85,24 @@ func startStack(t *testing.T, ctx context.Context, simArgs ...string) *stack {
 	if err != nil {
 		t.Fatalf("worker container: %v", err)
 	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			s.logs(t, "worker", s.worker)
+		}
+	})
 	return s
+}
+
+// logs prints a container's output, so a failure on CI says what the worker saw.
+func (s *stack) logs(t *testing.T, name string, c *testcontainers.DockerContainer) {
+	r, err := c.Logs(context.Background())
+	if err != nil {
+		t.Logf("%s logs: %v", name, err)
+		return
+	}
+	defer r.Close()
+	out, _ := io.ReadAll(r)
+	t.Logf("%s logs:\n%s", name, out)
 }
 
 // connect connects to NATS through its mapped port. Docker's port proxy accepts
@@ -112,7 +130,7 @@ func TestContainerRoundTrip(t *testing.T) {
 	ctx := context.Background()
 	s := startStack(t, ctx)
 	nc := s.connect(t, ctx)
-	inbox := nats.NewInbox()
+	inbox := "_INBOX.MyProject." + nats.NewInbox()[len("_INBOX."):] // replies only under the project's inbox
 	replies, _ := nc.SubscribeSync(inbox)
 	body := `{"id":"container-1","replyTo":"` + inbox + `","params":{"username":"api-user","keystoreName":"trust-2026"}}`
 	if _, err := nc.Request("apiops.cmd.MyProject.credential.truststore.set", []byte(body), 5*time.Second); err != nil {
