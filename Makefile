@@ -9,7 +9,9 @@ PROMTOOL      := $(BIN)/promtool
 # The version of github.com/prometheus/prometheus in go.mod, whose parser the Go test of
 # the alerts uses (internal/app/observability_test.go checks the two agree).
 PROMTOOL_VERSION := v0.316.0
-export GOFLAGS ?= -buildvcs=false
+# The commit goes into the binaries (--version, the build-info metric), whatever a
+# machine's go env says.
+export GOFLAGS ?= -buildvcs=auto
 SHELL         := bash
 .SHELLFLAGS   := -o pipefail -c
 
@@ -19,14 +21,19 @@ SHELL         := bash
 TEST_CHECKS :=
 -include mk/*.mk
 
-.PHONY: all build demo demo-plan demo-plan-fail run test unit e2e chaos chaos-short lint vet staticcheck validate-samples schema fuzz clean check-deploy check-alerts container-images
+.PHONY: all help build demo demo-plan demo-plan-fail run test unit e2e chaos chaos-short lint vet staticcheck validate-samples schema fuzz clean check-deploy check-alerts container-images
 
 all: build
+
+## help: what each target does (this list).
+help:
+	@awk '/^## [a-z][a-z0-9-]*:/ { sub(/^## /, ""); print; next } /^## / { sub(/^## /, "    "); print }' $(MAKEFILE_LIST)
 
 build:
 	$(GO) build -o $(BIN)/ ./cmd/...
 
-## demo: the worker with embedded NATS and the APIOps simulator, the rotation scenario submitted.
+## demo: the worker with embedded NATS (on DEMO_PORT, or a free port) and the APIOps
+## simulator, the rotation scenario submitted.
 demo: build
 	./scripts/demo.sh
 
@@ -40,9 +47,11 @@ demo-plan: build
 demo-plan-fail: build
 	PLAN=testdata/plans/rotation-fails.json EXPECT_STATUS=2 ./scripts/demo-plan.sh
 
-## run: the worker with embedded NATS (127.0.0.1:4222, data in ./data) and the simulator.
+## run: the worker with embedded NATS (127.0.0.1:4222, data in ./data) and the simulator,
+## metrics on 127.0.0.1:9090; free ports where those are taken. NATS_PORT, HTTP_ADDR
+## choose; ARGS adds flags, e.g. ARGS='--demo-dialect docs'.
 run: build
-	bin/apiops-worker --demo --log-format console
+	./scripts/run.sh $(ARGS)
 
 ## test: everything CI checks: formatting, vet, staticcheck, samples, the rendered
 ## Kubernetes manifests, the alerts (promtool), the container images, all tests with
@@ -154,7 +163,7 @@ nats-image:
 ## tracing off with every span exported over OTLP. BENCH_FLAGS adds flags (e.g.
 ## BENCH_FLAGS='--scenarios 2 --sync default --profile prof'); see bin/apiops-bench -h.
 ## bench-against: the same with the worker built from REF (a commit or tag) run too,
-## interleaved: the worker÷against rows are what changed since REF.
+## interleaved, so that the worker÷against rows show what changed since REF.
 ## bench-quick: a smoke run with small sizes that checks the harness.
 .PHONY: bench bench-against bench-quick bench-tools
 BENCH_FLAGS ?=

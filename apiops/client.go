@@ -124,6 +124,7 @@ func WithHTTPClient(hc *http.Client) Option {
 // transport is the HTTP transport of APIOps requests, token requests included.
 func (c *config) transport() *http.Transport {
 	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.DialContext = guardedDial((&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext)
 	t.MaxIdleConns = c.maxConnsPerHost
 	t.MaxIdleConnsPerHost = c.maxConnsPerHost
 	t.TLSClientConfig = c.tls
@@ -308,6 +309,9 @@ func (c *Client) exchange(ctx context.Context, method string, segments []string,
 				return nil, tokenErr
 			}
 			return nil, &Error{Op: op, Kind: Unauthorized, Err: err}
+		}
+		if err := checkSend(ctx); err != nil {
+			return nil, &Error{Op: op, Kind: Transient, Err: err}
 		}
 		resp, data, err := c.roundTrip(ctx, method, u.String(), token, body)
 		if err != nil {

@@ -16,8 +16,12 @@ import (
 
 	"github.com/apiops-worker/apiops-worker/apiops"
 	"github.com/apiops-worker/apiops-worker/apiops/apiopstest"
+	"github.com/apiops-worker/apiops-worker/keystores/keystorestest"
 	"github.com/apiops-worker/apiops-worker/messages"
 )
+
+// jksFile is a JKS keystore that opens with password "p", as the simulator checks.
+var jksFile = keystorestest.Base64(keystorestest.Spec{Kind: "JKS", Password: "p"})
 
 func loadSeed(t *testing.T) apiopstest.Seed {
 	t.Helper()
@@ -148,7 +152,7 @@ func TestKeystoreIDIsReadEachTime(t *testing.T) {
 	for _, req := range []messages.APIRequest{
 		enable.APIRequest(),
 		decode(t, "MyProject", "keystore.delete", `{"keystoreName":"client-2026"}`).APIRequest(),
-		decode(t, "MyProject", "keystore.create", `{"name":"client-2026","keyStoreEnvironmentList":[{"environmentName":"production","file":"AAEC","password":"p","keyStoreType":"JKS"}]}`).APIRequest(),
+		decode(t, "MyProject", "keystore.create", `{"name":"client-2026","keyStoreEnvironmentList":[{"environmentName":"production","file":"`+jksFile+`","password":"p","keyStoreType":"JKS"}]}`).APIRequest(),
 		enable.APIRequest(),
 	} {
 		if _, err := client.Do(ctx, req); err != nil {
@@ -288,7 +292,7 @@ func TestDocumentedErrors(t *testing.T) {
 			400, "bad_request", ""},
 		{"project not found", "NoSuchProject", "credential.truststore.remove", `{"username":"api-user"}`,
 			404, "not_found", "Project(NoSuchProject) was not found or user does not have privilege to access it!"},
-		{"keystore already exists", "MyProject", "keystore.create", `{"name":"trust-2025","keyStoreEnvironmentList":[{"environmentName":"production","file":"AAEC","password":"p","keyStoreType":"JKS"}]}`,
+		{"keystore already exists", "MyProject", "keystore.create", `{"name":"trust-2025","keyStoreEnvironmentList":[{"environmentName":"production","file":"` + jksFile + `","password":"p","keyStoreType":"JKS"}]}`,
 			400, "bad_request", "Keystore (name: trust-2025) is already exist! Try update operation if want to change its value."},
 		{"keystore to update not found", "MyProject", "keystore.update", `{"keystoreName":"nope","description":"x"}`,
 			400, "bad_request", "Keystore (name: nope) is not found!"},
@@ -524,7 +528,7 @@ func TestTokenNeverInErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	create := decode(t, "MyProject", "keystore.create", `{"name":"trust-2025","keyStoreEnvironmentList":[{"environmentName":"production","file":"AAEC","password":"`+password+`","keyStoreType":"JKS"}]}`)
+	create := decode(t, "MyProject", "keystore.create", `{"name":"trust-2025","keyStoreEnvironmentList":[{"environmentName":"production","file":"`+keystorestest.Base64(keystorestest.Spec{Kind: "JKS", Password: password})+`","password":"`+password+`","keyStoreType":"JKS"}]}`)
 	var errs []error
 	try := func(f apiopstest.Faults) {
 		sim.SetFaults(f)

@@ -24,8 +24,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/textproto"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -54,12 +56,21 @@ type Client struct {
 	// ackInboxOK is set once the server took a subscription under the connection's
 	// inbox prefix, where JetStream's acknowledgements come.
 	ackInboxOK atomic.Bool
+
+	// The workers' largest command (see commandLimit): given, or discovered when
+	// first needed, and asked again after askAgain when no worker announced it.
+	sizeMu         sync.Mutex
+	maxCommandSize int
+	sizeGiven      bool
+	sizeAnnounced  bool
+	askAgain       time.Time
 }
 
 type options struct {
 	prefix, inboxPrefix string
 	sealKey             string
 	discoverSealKey     bool
+	maxCommandSize      int
 }
 
 // Option configures a Client.
@@ -98,6 +109,12 @@ func WithDiscoveredSealKey() Option {
 	return func(o *options) { o.discoverSealKey = true }
 }
 
+// WithMaxCommandSize sets the largest command the workers take, in bytes with its
+// headers (their --max-command-size), instead of asking them (see Publish).
+func WithMaxCommandSize(n int) Option {
+	return func(o *options) { o.maxCommandSize = n }
+}
+
 // New returns a Client that publishes on nc.
 func New(nc *nats.Conn, opts ...Option) (*Client, error) {
 	if nc == nil {
@@ -109,6 +126,9 @@ func New(nc *nats.Conn, opts ...Option) (*Client, error) {
 	}
 	if problem := messages.CheckPrefix(o.prefix); problem != "" {
 		return nil, fmt.Errorf("client: prefix %q %s", o.prefix, problem)
+	}
+	if o.maxCommandSize < 0 {
+		return nil, fmt.Errorf("client: max command size %d: want a positive number of bytes", o.maxCommandSize)
 	}
 	if o.inboxPrefix != "" {
 		if got := inboxPrefixOf(nc); got != o.inboxPrefix {
@@ -135,7 +155,8 @@ func New(nc *nats.Conn, opts ...Option) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("client: %w", err)
 	}
-	return &Client{nc: nc, js: js, subjects: messages.Subjects{Prefix: o.prefix}, sealKey: o.sealKey}, nil
+	return &Client{nc: nc, js: js, subjects: messages.Subjects{Prefix: o.prefix}, sealKey: o.sealKey,
+		maxCommandSize: o.maxCommandSize, sizeGiven: o.maxCommandSize > 0}, nil
 }
 
 // SealKey returns the public key the Client seals secrets for, or "" when it does not
@@ -154,6 +175,15 @@ func (c *Client) SealKey() string { return c.sealKey }
 // Nats-Msg-Id, as Request and Submit do, and the worker executes it or answers from
 // the result it stored for this project and id. An invalid command is not published;
 // the error wraps its *messages.Error.
+//
+// Nor is a command too large for the workers or the connection: the error then wraps
+// a *TooLargeError naming its size and the limit, the smaller of the connection's
+// maximum payload and the largest command the workers take. That is asked of them
+// through NATS service discovery (see DiscoverMaxCommandSize; up to a second) the first
+// time a command is larger than 16 KiB, the least a worker may be configured to take,
+// unless given with WithMaxCommandSize; when no worker announces it, it is
+// DefaultMaxCommandSize, and asked again a minute later. Request, Submit and
+// SubmitPlan check every command so too.
 func (c *Client) Publish(ctx context.Context, cmd *messages.Command) (duplicate bool, err error) {
 	var replyTo string
 	if cmd != nil {
@@ -208,8 +238,8 @@ func (c *Client) Request(ctx context.Context, cmd *messages.Command) (*messages.
 
 // Submit publishes many commands with one reply subscription per project among them:
 // command i is published with replyTo _INBOX.<its project>.<token>.<i> (cmds are not
-// changed). Every command is validated before any is published; when one is invalid,
-// none is.
+// changed). Every command is validated, and measured (see Publish), before any is
+// published; when one is invalid or too large, none is.
 //
 // Commands are published asynchronously, several awaiting JetStream's ack at a time;
 // a duplicate is published again without Nats-Msg-Id, as Request does. onResult (may
@@ -412,7 +442,131 @@ func (c *Client) message(ctx context.Context, cmd *messages.Command, replyTo str
 	msg.Data = data
 	msg.Header.Set(messages.HeaderMsgID, messages.MsgID(cmd.Project, cmd.ID))
 	tracecontext.Inject(ctx, msg.Header)
+	if err := c.checkSize(ctx, msg); err != nil {
+		return nil, fmt.Errorf("publish %s: %w", label(cmd), err)
+	}
 	return msg, nil
+}
+
+// Check reports whether cmd would be refused, without publishing anything: the error
+// wraps its *messages.Error when it is invalid, or a *TooLargeError when it is too
+// large (see Publish), measured with a reply inbox as Submit gives it. It seals
+// secrets as publishing would, to measure the command as published.
+func (c *Client) Check(ctx context.Context, cmd *messages.Command) error {
+	// Submit's inbox ends in the command's index: seven digits cover any batch.
+	_, err := c.message(ctx, cmd, replyInbox(cmd, nuid.Next())+".0000000")
+	return err
+}
+
+// TooLargeError is the error of a command too large to publish (see Publish). The
+// command was not published.
+type TooLargeError struct {
+	// Size is the message that would carry the command, its headers included, and
+	// Limit the largest one allowed, in bytes.
+	Size, Limit int
+	// LimitOf names what sets Limit, e.g. "the workers' --max-command-size".
+	LimitOf string
+}
+
+// Error is short enough for a table's cell: "command too large: 528,718 bytes, over
+// the 524,288 (512 KiB) the workers' --max-command-size allows".
+func (e *TooLargeError) Error() string {
+	limit := grouped(e.Limit)
+	if e.Limit >= 1024 {
+		unit, div := "KiB", 1024.0
+		if e.Limit >= 1<<20 {
+			unit, div = "MiB", 1<<20
+		}
+		limit += " (" + strings.TrimSuffix(strconv.FormatFloat(float64(e.Limit)/div, 'f', 1, 64), ".0") + " " + unit + ")"
+	}
+	return fmt.Sprintf("command too large: %s bytes, over the %s %s allows", grouped(e.Size), limit, e.LimitOf)
+}
+
+// grouped is n with its digits grouped by commas: 524,288.
+func grouped(n int) string {
+	digits := strconv.Itoa(n)
+	var b strings.Builder
+	for i, d := range digits {
+		if i > 0 && (len(digits)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(d)
+	}
+	return b.String()
+}
+
+// minMaxCommandSize is the smallest largest command a worker may be configured with
+// (worker.Config): a command no larger fits every worker, so its size needs no asking.
+const minMaxCommandSize = 16 << 10
+
+// askAgainAfter is how long a Client goes by DefaultMaxCommandSize when no worker
+// announced its own, before it asks again: a worker may have started since.
+const askAgainAfter = time.Minute
+
+// checkSize refuses msg when it is larger than the connection's maximum payload or the
+// workers' largest command, whichever is smaller: the server or the command stream
+// would refuse it with a bare "maximum payload exceeded" or "message size exceeds
+// maximum allowed", naming neither size.
+func (c *Client) checkSize(ctx context.Context, msg *nats.Msg) error {
+	size := len(msg.Data) + headerSize(msg.Header)
+	limit, limitOf := int(c.nc.MaxPayload()), "the NATS server's max_payload"
+	if size <= minMaxCommandSize && size <= limit {
+		return nil
+	}
+	workers, workersOf, err := c.commandLimit(ctx)
+	if err != nil {
+		return err
+	}
+	if workers <= limit {
+		limit, limitOf = workers, workersOf
+	}
+	if size > limit {
+		return &TooLargeError{Size: size, Limit: limit, LimitOf: limitOf}
+	}
+	return nil
+}
+
+// commandLimit is the largest command the workers take, and what says so: given with
+// WithMaxCommandSize, or asked of the workers once (see Publish). The error is only
+// ctx's, when it ended while asking.
+func (c *Client) commandLimit(ctx context.Context) (int, string, error) {
+	c.sizeMu.Lock()
+	defer c.sizeMu.Unlock()
+	switch {
+	case c.sizeGiven:
+		return c.maxCommandSize, "WithMaxCommandSize", nil
+	case c.sizeAnnounced:
+		return c.maxCommandSize, "the workers' --max-command-size", nil
+	case c.maxCommandSize > 0 && time.Now().Before(c.askAgain):
+		return c.maxCommandSize, "the workers' default --max-command-size", nil
+	}
+	askCtx, cancel := context.WithTimeout(ctx, discoverTimeout)
+	size, announced, err := DiscoverMaxCommandSize(askCtx, c.nc, c.subjects.Prefix)
+	cancel()
+	if err != nil && ctx.Err() != nil {
+		return 0, "", fmt.Errorf("ask the workers for their largest command: %w", context.Cause(ctx))
+	}
+	c.maxCommandSize, c.sizeAnnounced = size, announced
+	if !announced {
+		c.askAgain = time.Now().Add(askAgainAfter)
+		return size, "the workers' default --max-command-size", nil
+	}
+	return size, "the workers' --max-command-size", nil
+}
+
+// headerSize is the size of h as NATS sends it, which counts against its maximum
+// payload and the stream's maximum message size as the data does.
+func headerSize(h nats.Header) int {
+	if len(h) == 0 {
+		return 0
+	}
+	n := len("NATS/1.0\r\n") + len("\r\n")
+	for k, vs := range h {
+		for _, v := range vs {
+			n += len(k) + len(": ") + len(textproto.TrimString(v)) + len("\r\n")
+		}
+	}
+	return n
 }
 
 // sealWire returns data, the wire form of the valid command cmd, with every plaintext

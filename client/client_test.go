@@ -18,15 +18,20 @@ import (
 	"github.com/apiops-worker/apiops-worker/client"
 	"github.com/apiops-worker/apiops-worker/internal/fakeworker"
 	"github.com/apiops-worker/apiops-worker/internal/natstest"
+	"github.com/apiops-worker/apiops-worker/keystores/keystorestest"
 	"github.com/apiops-worker/apiops-worker/messages"
 )
 
-const (
-	password = "pw-s3cret-7f3a"
-	fileText = "keystore-bytes-9c1e"
-)
+const password = "pw-s3cret-7f3a"
 
-var file = base64.StdEncoding.EncodeToString([]byte(fileText))
+// Real keystores, one of each type, since a worker opens every file with its password
+// and declared type before it runs a command.
+var (
+	fileBytes = keystorestest.File(keystorestest.Spec{Password: password, TrustStore: true})
+	file      = base64.StdEncoding.EncodeToString(fileBytes)
+	jksBytes  = keystorestest.File(keystorestest.Spec{Kind: "JKS", Password: password, TrustStore: true})
+	jksFile   = base64.StdEncoding.EncodeToString(jksBytes)
+)
 
 type env struct {
 	nc       *nats.Conn
@@ -57,7 +62,13 @@ func truststoreSet(id, username string) *messages.Command {
 	}
 }
 
+// keystoreCreate creates a keystore of keyStoreType; its file is file, or jksFile for
+// JKS.
 func keystoreCreate(id, keyStoreType string) *messages.Command {
+	file := file
+	if keyStoreType == "JKS" {
+		file = jksFile
+	}
 	return &messages.Command{
 		ID: id, Type: "keystore.create", Project: "MyProject",
 		Params: &messages.KeystoreCreate{Name: "trust-" + id, KeyStoreEnvironmentList: []messages.KeyStoreEnvironment{{
@@ -77,7 +88,7 @@ func msgCount(t *testing.T, s jetstream.Stream) uint64 {
 
 func noSecret(t *testing.T, what, text string) {
 	t.Helper()
-	for _, secret := range []string{password, file, fileText} {
+	for _, secret := range []string{password, file, string(fileBytes), jksFile, string(jksBytes)} {
 		if strings.Contains(text, secret) {
 			t.Errorf("%s shows a secret: %s", what, text)
 		}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -23,6 +24,15 @@ const (
 	sealKeyMetadata  = "seal_key"
 	sealKeysMetadata = "seal_keys"
 )
+
+// maxCommandSizeMetadata is the service metadata key under which a worker announces
+// the largest command it takes, in bytes (its --max-command-size).
+const maxCommandSizeMetadata = "max_command_size"
+
+// DefaultMaxCommandSize is the workers' default largest command in bytes
+// (worker.DefaultMaxCommandSize): a publisher assumes it when no worker announces its
+// own.
+const DefaultMaxCommandSize = 512 << 10
 
 const (
 	// discoverWait bounds the wait for answers to service discovery; discoverQuiet
@@ -41,6 +51,9 @@ type Instance struct {
 	// and SealKeys every key it can open with, the current one last.
 	SealKey  string
 	SealKeys []string
+	// MaxCommandSize is the largest command it takes in bytes, its headers included
+	// (its --max-command-size); 0 when it does not announce it (versions before).
+	MaxCommandSize int
 }
 
 // DiscoverSealKey asks NATS service discovery ($SRV.INFO.apiops-worker) for the
@@ -64,7 +77,23 @@ func DiscoverSealKey(ctx context.Context, nc *nats.Conn, prefix string) (key str
 		return "", nil, err
 	}
 	status := prefix + ".worker.status"
-	others := 0
+	instances, others := instancesOf(infos, status)
+	if len(instances) == 0 {
+		if others > 0 {
+			return "", nil, fmt.Errorf("discover the seal key: no %s instance with prefix %q answered (status endpoint %s); %d with other prefixes did", serviceName, prefix, status, others)
+		}
+		return "", nil, fmt.Errorf("discover the seal key: no %s instance answered on $SRV.INFO.%s: is a worker running, and may this user publish to $SRV.INFO.%s?", serviceName, serviceName, serviceName)
+	}
+	key, err = commonKey(instances)
+	if err != nil {
+		return "", instances, fmt.Errorf("discover the seal key: %w", err)
+	}
+	return key, instances, nil
+}
+
+// instancesOf is the instances among infos whose status endpoint is status, by ID,
+// and how many answers came from other instances (of other prefixes).
+func instancesOf(infos []micro.Info, status string) (instances []Instance, others int) {
 	seen := map[string]bool{}
 	for _, info := range infos {
 		if !slices.ContainsFunc(info.Endpoints, func(e micro.EndpointInfo) bool { return e.Subject == status }) {
@@ -81,20 +110,39 @@ func DiscoverSealKey(ctx context.Context, nc *nats.Conn, prefix string) (key str
 		} else if in.SealKey != "" {
 			in.SealKeys = []string{in.SealKey}
 		}
+		if n, err := strconv.Atoi(info.Metadata[maxCommandSizeMetadata]); err == nil && n > 0 {
+			in.MaxCommandSize = n
+		}
 		instances = append(instances, in)
 	}
 	slices.SortFunc(instances, func(a, b Instance) int { return cmp.Compare(a.ID, b.ID) })
-	if len(instances) == 0 {
-		if others > 0 {
-			return "", nil, fmt.Errorf("discover the seal key: no %s instance with prefix %q answered (status endpoint %s); %d with other prefixes did", serviceName, prefix, status, others)
-		}
-		return "", nil, fmt.Errorf("discover the seal key: no %s instance answered on $SRV.INFO.%s: is a worker running, and may this user publish to $SRV.INFO.%s?", serviceName, serviceName, serviceName)
-	}
-	key, err = commonKey(instances)
+	return instances, others
+}
+
+// DiscoverMaxCommandSize asks NATS service discovery ($SRV.INFO.apiops-worker) for the
+// running workers with subject prefix prefix and returns the largest command, in
+// bytes with its headers, that every one of them takes: the smallest size they
+// announce. announced is false when none announces one (no worker answered, or only
+// versions before the announcement); size is then DefaultMaxCommandSize, what a
+// worker takes unless configured otherwise. The error is only for a discovery that
+// could not be made (the connection, or ctx ended); size is then the default too.
+//
+// It waits for answers as DiscoverSealKey does.
+func DiscoverMaxCommandSize(ctx context.Context, nc *nats.Conn, prefix string) (size int, announced bool, err error) {
+	infos, err := discover(ctx, nc)
 	if err != nil {
-		return "", instances, fmt.Errorf("discover the seal key: %w", err)
+		return DefaultMaxCommandSize, false, err
 	}
-	return key, instances, nil
+	instances, _ := instancesOf(infos, prefix+".worker.status")
+	for _, in := range instances {
+		if in.MaxCommandSize > 0 && (!announced || in.MaxCommandSize < size) {
+			size, announced = in.MaxCommandSize, true
+		}
+	}
+	if !announced {
+		return DefaultMaxCommandSize, false, nil
+	}
+	return size, true, nil
 }
 
 // commonKey chooses the key to seal for (see DiscoverSealKey).

@@ -2,9 +2,11 @@ package keystores
 
 import (
 	"bytes"
+	"crypto/rand"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -38,6 +40,24 @@ import (
 // for Java to open the file with the same password. The password buffer is
 // not modified; clearing it is the caller's job.
 func Build(in Inputs, kind string, password []byte, alias string) ([]byte, error) {
+	return build(in, kind, password, alias, nil, time.Time{})
+}
+
+// BuildReproducible is Build whose output depends on its arguments only: the same
+// inputs, kind, password and alias give the same bytes, so that a rotation built again
+// is the same command (see messages.Fingerprint). The salts and IVs that Build draws
+// at random come from a stream keyed with the password and the inputs, and a JKS
+// entry's creation time is its first certificate's NotBefore.
+func BuildReproducible(in Inputs, kind string, password []byte, alias string) ([]byte, error) {
+	label := strings.Join([]string{"apiops-worker reproducible keystore v1", strings.ToUpper(kind), alias,
+		string(in.Chain), string(in.Key), string(in.CAs)}, "\x00")
+	return build(in, kind, password, alias, newDeterministicReader(password, label), time.Time{})
+}
+
+// build is Build with the randomness from random (crypto/rand when nil) and the JKS
+// creation time created (when zero: now for Build, the first certificate's NotBefore
+// for a reproducible build).
+func build(in Inputs, kind string, password []byte, alias string, random io.Reader, created time.Time) ([]byte, error) {
 	kind = strings.ToUpper(kind)
 	if err := validateBuildArguments(kind, password, alias); err != nil {
 		return nil, err
@@ -52,10 +72,24 @@ func Build(in Inputs, kind string, password []byte, alias string) ([]byte, error
 	if p.hasKeyPair() && len(p.cas) > 0 {
 		return nil, ErrMixedInputs
 	}
-	if p.hasKeyPair() {
-		return buildKeyStore(kind, p, password, alias)
+	o := buildOptions{random: random, created: created}
+	if o.random == nil {
+		o.random, o.created = rand.Reader, time.Now()
+	} else if p.hasKeyPair() {
+		o.created = p.chain[0].NotBefore
+	} else if len(p.cas) > 0 {
+		o.created = p.cas[0].NotBefore
 	}
-	return buildTrustStore(kind, p.cas, password, alias)
+	if p.hasKeyPair() {
+		return buildKeyStore(kind, p, password, alias, o)
+	}
+	return buildTrustStore(kind, p.cas, password, alias, o)
+}
+
+// buildOptions are where a build's randomness and entry times come from.
+type buildOptions struct {
+	random  io.Reader
+	created time.Time
 }
 
 func validateBuildArguments(kind string, password []byte, alias string) error {
@@ -83,26 +117,26 @@ func isPrintableASCII(b []byte) bool {
 	return true
 }
 
-func buildKeyStore(kind string, p parsedInputs, password []byte, alias string) ([]byte, error) {
+func buildKeyStore(kind string, p parsedInputs, password []byte, alias string, o buildOptions) ([]byte, error) {
 	if kind == KindJKS {
-		return jksKeyStore(p, password, alias)
+		return jksKeyStore(p, password, alias, o)
 	}
-	return pkcs12KeyStore(p, password)
+	return pkcs12KeyStore(p, password, o)
 }
 
-func buildTrustStore(kind string, cas []*x509.Certificate, password []byte, alias string) ([]byte, error) {
+func buildTrustStore(kind string, cas []*x509.Certificate, password []byte, alias string, o buildOptions) ([]byte, error) {
 	if kind == KindJKS {
-		return jksTrustStore(cas, password, alias)
+		return jksTrustStore(cas, password, alias, o)
 	}
-	return pkcs12TrustStore(cas, password, alias)
+	return pkcs12TrustStore(cas, password, alias, o)
 }
 
 func trustedEntryAlias(alias string, index int) string {
 	return fmt.Sprintf("%s-%d", alias, index+1)
 }
 
-func pkcs12KeyStore(p parsedInputs, password []byte) ([]byte, error) {
-	pfx, err := pkcs12.Modern.Encode(p.key, p.chain[0], p.chain[1:], string(password))
+func pkcs12KeyStore(p parsedInputs, password []byte, o buildOptions) ([]byte, error) {
+	pfx, err := pkcs12.Modern.WithRand(o.random).Encode(p.key, p.chain[0], p.chain[1:], string(password))
 	if err != nil {
 		return nil, fmt.Errorf("PKCS12 keystore: encode: %w", err)
 	}
@@ -111,19 +145,19 @@ func pkcs12KeyStore(p parsedInputs, password []byte) ([]byte, error) {
 
 // pkcs12TrustStore uses EncodeTrustStoreEntries rather than EncodeTrustStore
 // because the latter names entries by subject, and equal subjects collide.
-func pkcs12TrustStore(cas []*x509.Certificate, password []byte, alias string) ([]byte, error) {
+func pkcs12TrustStore(cas []*x509.Certificate, password []byte, alias string, o buildOptions) ([]byte, error) {
 	entries := make([]pkcs12.TrustStoreEntry, len(cas))
 	for i, ca := range cas {
 		entries[i] = pkcs12.TrustStoreEntry{Cert: ca, FriendlyName: trustedEntryAlias(alias, i)}
 	}
-	pfx, err := pkcs12.Modern.EncodeTrustStoreEntries(entries, string(password))
+	pfx, err := pkcs12.Modern.WithRand(o.random).EncodeTrustStoreEntries(entries, string(password))
 	if err != nil {
 		return nil, fmt.Errorf("PKCS12 truststore: encode: %w", err)
 	}
 	return pfx, nil
 }
 
-func jksKeyStore(p parsedInputs, password []byte, alias string) ([]byte, error) {
+func jksKeyStore(p parsedInputs, password []byte, alias string, o buildOptions) ([]byte, error) {
 	keyDER, err := x509.MarshalPKCS8PrivateKey(p.key)
 	if err != nil {
 		return nil, fmt.Errorf("JKS keystore: key: %w", err)
@@ -131,9 +165,9 @@ func jksKeyStore(p parsedInputs, password []byte, alias string) ([]byte, error) 
 	// SetPrivateKeyEntry keeps only the encrypted form, so the plain DER can go.
 	defer clear(keyDER)
 
-	ks := keystore.New()
+	ks := keystore.New(keystore.WithCustomRandomNumberGenerator(o.random))
 	entry := keystore.PrivateKeyEntry{
-		CreationTime:     time.Now(),
+		CreationTime:     o.created,
 		PrivateKey:       keyDER,
 		CertificateChain: jksCertificates(p.chain),
 	}
@@ -143,10 +177,10 @@ func jksKeyStore(p parsedInputs, password []byte, alias string) ([]byte, error) 
 	return storeJKS("JKS keystore", ks, password)
 }
 
-func jksTrustStore(cas []*x509.Certificate, password []byte, alias string) ([]byte, error) {
+func jksTrustStore(cas []*x509.Certificate, password []byte, alias string, o buildOptions) ([]byte, error) {
 	// Ordered aliases make the file's entry order deterministic.
-	ks := keystore.New(keystore.WithOrderedAliases())
-	now := time.Now()
+	ks := keystore.New(keystore.WithOrderedAliases(), keystore.WithCustomRandomNumberGenerator(o.random))
+	now := o.created
 	for i, ca := range cas {
 		name := trustedEntryAlias(alias, i)
 		entry := keystore.TrustedCertificateEntry{CreationTime: now, Certificate: jksCertificate(ca)}

@@ -96,6 +96,8 @@ func actualIssuerHint(chain []*x509.Certificate, i int) string {
 	return ""
 }
 
+// validityProblems names each certificate that is not valid at now; input, when not
+// empty, names where the certificates came from.
 func validityProblems(input string, certs []*x509.Certificate, now time.Time) []error {
 	var problems []error
 	for i, cert := range certs {
@@ -108,8 +110,13 @@ func validityProblems(input string, certs []*x509.Certificate, now time.Time) []
 		default:
 			continue
 		}
-		problems = append(problems, fmt.Errorf("%s: certificate %d (%s): %w: valid from %s to %s, now is %s",
-			input, i+1, describe(cert), reason, formatTime(cert.NotBefore), formatTime(cert.NotAfter), formatTime(now)))
+		if input != "" {
+			reason = fmt.Errorf("%s: certificate %d (%s): %w", input, i+1, describe(cert), reason)
+		} else {
+			reason = fmt.Errorf("certificate %d (%s): %w", i+1, describe(cert), reason)
+		}
+		problems = append(problems, fmt.Errorf("%w: valid from %s to %s, now is %s",
+			reason, formatTime(cert.NotBefore), formatTime(cert.NotAfter), formatTime(now)))
 	}
 	return problems
 }
@@ -124,9 +131,25 @@ func collectWarnings(p parsedInputs, now time.Time) []string {
 			if w := unanchoredChainWarning(p.chain, p.cas); w != "" {
 				warnings = append(warnings, w)
 			}
+		} else if w := incompleteChainWarning(p.chain); w != "" {
+			warnings = append(warnings, w)
 		}
 	}
 	return append(warnings, nonCAWarnings(p.cas)...)
+}
+
+// incompleteChainWarning names the issuer of a leaf given without its chain. Clients
+// that do not hold that intermediate cannot build a path to their root, and a gateway
+// sends the chain as the keystore holds it. A chain that ends at a CA (the root left
+// out, as is usual) or at a self-signed leaf is fine; and clients may hold the
+// intermediate after all, hence only a warning.
+func incompleteChainWarning(chain []*x509.Certificate) string {
+	top := chain[len(chain)-1]
+	if top.IsCA || bytes.Equal(top.RawIssuer, top.RawSubject) && top.CheckSignatureFrom(top) == nil {
+		return ""
+	}
+	return fmt.Sprintf("%s: the chain ends at %s, issued by %q, which the chain does not hold: add that intermediate certificate after it, unless every client already holds it",
+		inputChain, describe(top), top.Issuer.String())
 }
 
 func leafExpiryWarning(leaf *x509.Certificate, now time.Time) string {

@@ -14,7 +14,6 @@ func TestCheckAcceptsValidInputs(t *testing.T) {
 			cases := map[string]Inputs{
 				"keystore":              pki.keyStoreInputs(t),
 				"chain without root":    {Chain: certificatesPEM(pki.leaf, pki.intermediate), Key: pki.keyPEM(t)},
-				"leaf only":             {Chain: certificatesPEM(pki.leaf), Key: pki.keyPEM(t)},
 				"truststore only":       {CAs: certificatesPEM(pki.root, pki.intermediate)},
 				"keystore anchored":     {Chain: certificatesPEM(pki.leaf, pki.intermediate), Key: pki.keyPEM(t), CAs: certificatesPEM(pki.root)},
 				"text around blocks":    {Chain: append([]byte("Bag Attributes\n    friendlyName: gw\n"), pki.chainPEM()...), Key: pki.keyPEM(t)},

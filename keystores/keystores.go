@@ -7,6 +7,11 @@
 // all inputs at once; Build repeats the structural checks, but not the date
 // checks, because it has no notion of "now".
 //
+// Open and CheckFile go the other way: they open a keystore file with its password
+// and declared type, as APIOps will, and CheckCommand does so for every file of a
+// command, so that a file APIOps would refuse is caught before it is sent (see
+// docs/keystores.md).
+//
 // Caveats that apply to the whole package:
 //   - Error messages name inputs, PEM block numbers, PEM block types and
 //     certificate subjects and dates. They never contain PEM text or key
@@ -64,4 +69,14 @@ var (
 	ErrUnknownKind     = errors.New("unknown keystore kind (want PKCS12 or JKS)")
 	ErrInvalidPassword = errors.New("invalid password")
 	ErrInvalidAlias    = errors.New("invalid alias")
+)
+
+// Errors that Open and CheckFile wrap, besides ErrKeyMismatch, ErrExpired,
+// ErrNotYetValid and ErrUnknownKind.
+var (
+	ErrNotKeystore         = errors.New("not a keystore")
+	ErrWrongType           = errors.New("keystore type does not match the file")
+	ErrWrongPassword       = errors.New("wrong keystore password")
+	ErrNoPrivateKey        = errors.New("no private key")
+	ErrUnsupportedKeystore = errors.New("keystore not supported")
 )

@@ -2,8 +2,13 @@ package keystores
 
 import (
 	"bytes"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/binary"
 	"fmt"
+	"hash"
 	"os"
 )
 
@@ -46,11 +51,12 @@ func GeneratePassword() ([]byte, error) {
 	return password, nil
 }
 
-// ReadPasswordFile returns the contents of path without trailing CR/LF
-// characters, so files written by `echo` or an editor work. Other whitespace
-// is kept: it may be part of the password. An empty result is an error,
-// since an empty password would silently produce an unprotected store. The
-// caller owns the result and should clear() it when done.
+// ReadPasswordFile returns the one line of path without its trailing CR/LF, so
+// files written by `echo` or an editor work. Other whitespace is kept: it may be part
+// of the password. An empty result is an error, since an empty password would
+// silently produce an unprotected store; so is a second line, which would silently
+// become part of the password. The caller owns the result and should clear() it when
+// done.
 func ReadPasswordFile(path string) ([]byte, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -58,7 +64,85 @@ func ReadPasswordFile(path string) ([]byte, error) {
 	}
 	password := bytes.TrimRight(data, "\r\n")
 	if len(password) == 0 {
+		clear(data)
 		return nil, fmt.Errorf("password file %s: %w: empty", path, ErrInvalidPassword)
 	}
+	if bytes.ContainsAny(password, "\r\n") {
+		clear(data)
+		return nil, fmt.Errorf("password file %s: %w: more than one line (the password is the file's one line)", path, ErrInvalidPassword)
+	}
 	return password, nil
+}
+
+// passwordLabel separates passwords derived for rotations from any other use of the
+// secret they are derived from.
+const passwordLabel = "apiops-worker rotation password v1"
+
+// DerivePassword returns a GeneratedPasswordLength-character password (from
+// PasswordAlphabet) that depends on in's secret part and on context only: the same
+// rotation built again gets the same password, so that its plan is the same command.
+// For a keystore it is derived from the private key, which is what the password
+// protects: whoever can compute it holds the key already. A truststore holds public
+// certificates only, so its derived password protects nothing secret; give a
+// password of your own where that matters. The caller owns the result.
+func DerivePassword(in Inputs, context string) ([]byte, error) {
+	p, err := parseInputs(in)
+	if err != nil {
+		return nil, err
+	}
+	var secret []byte
+	if p.hasKeyPair() {
+		if secret, err = x509.MarshalPKCS8PrivateKey(p.key); err != nil {
+			return nil, fmt.Errorf("derive password: %w", err)
+		}
+		defer clear(secret)
+	} else {
+		for _, ca := range p.cas {
+			secret = append(secret, ca.Raw...)
+		}
+	}
+	stream := newDeterministicReader(secret, passwordLabel+"\x00"+context)
+	password := make([]byte, GeneratedPasswordLength)
+	limit := byte(256 - 256%len(PasswordAlphabet))
+	var b [1]byte
+	for filled := 0; filled < len(password); {
+		_, _ = stream.Read(b[:])
+		if b[0] < limit {
+			password[filled] = PasswordAlphabet[int(b[0])%len(PasswordAlphabet)]
+			filled++
+		}
+	}
+	return password, nil
+}
+
+// deterministicReader is an endless stream of bytes that depend on key and label
+// only (HMAC-SHA256 in counter mode): the randomness of a build that must come out the
+// same for the same inputs. It must be keyed with a secret, so that nobody else can
+// predict it.
+type deterministicReader struct {
+	mac     hash.Hash
+	counter uint64
+	buf     []byte
+}
+
+func newDeterministicReader(key []byte, label string) *deterministicReader {
+	mac := hmac.New(sha256.New, key)
+	mac.Write([]byte(label))
+	first := mac.Sum(nil)
+	return &deterministicReader{mac: hmac.New(sha256.New, first)}
+}
+
+func (r *deterministicReader) Read(p []byte) (int, error) {
+	for n := 0; n < len(p); {
+		if len(r.buf) == 0 {
+			r.mac.Reset()
+			r.mac.Write(binary.BigEndian.AppendUint64(nil, r.counter))
+			r.counter++
+			r.buf = r.mac.Sum(nil)
+		}
+		c := copy(p[n:], r.buf)
+		r.buf = r.buf[c:]
+		n += c
+	}
+	return len(p), nil
 }

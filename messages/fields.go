@@ -179,6 +179,12 @@ func decodeValue(data json.RawMessage, v reflect.Value, path string) *Error {
 		default:
 			return invalid(path, "must be true or false")
 		}
+	case reflect.Int:
+		n, err := strconv.ParseInt(string(data), 10, 0)
+		if err != nil {
+			return invalid(path, "must be a whole number")
+		}
+		v.SetInt(n)
 	default:
 		panic("messages: cannot decode into " + v.Type().String())
 	}

@@ -26,6 +26,10 @@ const maxPlanID = MaxIDLength - len(":undo-100")
 type Plan struct {
 	Steps     []*Command
 	OnFailure []*Command
+	// OnFailureFrom is the first step whose failure runs OnFailure (0, the default: any
+	// step's). A plan whose first step creates what OnFailure deletes sets 1, so that
+	// a create that failed (the name was taken) never deletes what was there before.
+	OnFailureFrom int
 	// PartialSucceeds lets a step whose status is partial (some environment did not
 	// deploy) count as done. By default partial stops the plan.
 	PartialSucceeds bool
@@ -41,6 +45,7 @@ type planWire struct {
 	NotAfter        *string         `json:"notAfter,omitempty"`
 	Steps           []stepWire      `json:"steps" jsonschema:"minItems=1"`
 	OnFailure       []stepWire      `json:"onFailure,omitempty"`
+	OnFailureFrom   *int            `json:"onFailureFrom,omitempty" jsonschema:"minimum=0,description=the first step (from 0) whose failure runs onFailure; default 0"`
 	PartialSucceeds *bool           `json:"partialSucceeds,omitempty"`
 	Params          json.RawMessage `json:"params,omitempty"` // refused: a plan has steps
 }
@@ -108,7 +113,13 @@ func decodePlan(cmd *Command, data []byte, o DecodeOptions) *Error {
 	case len(wire.OnFailure) > MaxPlanSteps:
 		return invalid("onFailure", fmt.Sprintf("must have at most %d steps", MaxPlanSteps))
 	}
+	if n := wire.OnFailureFrom; n != nil && (*n < 0 || *n >= len(wire.Steps)) {
+		return invalid("onFailureFrom", fmt.Sprintf("must be a step's index, from 0 to %d", len(wire.Steps)-1))
+	}
 	plan := &Plan{PartialSucceeds: wire.PartialSucceeds != nil && *wire.PartialSucceeds}
+	if wire.OnFailureFrom != nil {
+		plan.OnFailureFrom = *wire.OnFailureFrom
+	}
 	var err *Error
 	if plan.Steps, err = decodeSteps(cmd, wire.Steps, "steps", false, o); err != nil {
 		return err
@@ -177,6 +188,9 @@ func encodePlan(c *Command, p *Plan) ([]byte, error) {
 	}
 	if p.PartialSucceeds {
 		wire["partialSucceeds"] = true
+	}
+	if p.OnFailureFrom > 0 {
+		wire["onFailureFrom"] = p.OnFailureFrom
 	}
 	for field, steps := range map[string][]*Command{"steps": p.Steps, "onFailure": p.OnFailure} {
 		if len(steps) == 0 && field == "onFailure" {

@@ -93,6 +93,11 @@ const (
 	// replayed.
 	HeaderTruncated = "Apiops-Truncated"
 	HeaderReplayOf  = "Apiops-Replay-Of"
+	// HeaderErrorField is on a dead letter whose error names a field (a rejection's
+	// invalid field): its path, as the result's error.field, e.g.
+	// params.keyStoreEnvironmentList[0].keyStoreType. Dead letters stored before it
+	// was introduced lack it.
+	HeaderErrorField = "Apiops-Error-Field"
 )
 
 // MsgID is the Nats-Msg-Id of a command and of its result and dead letter: the
@@ -121,6 +126,10 @@ type Result struct {
 	FailedStep *int     `json:"failedStep,omitempty"`
 	Steps      []Result `json:"steps,omitempty"`
 	OnFailure  []Result `json:"onFailure,omitempty"`
+	// Replayed marks a reply to a command whose id had finished before, as the same
+	// command: this is that command's stored result, and nothing ran again. Results in
+	// APIOPS_RESULTS never carry it.
+	Replayed bool `json:"replayed,omitempty"`
 }
 
 // DeploymentResult is APIOps's report of deploying a change to each environment.

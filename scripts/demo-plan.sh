@@ -8,9 +8,9 @@ plan=${PLAN:-testdata/plans/rotation.json}
 . scripts/demo-worker.sh
 start_worker
 
-echo "== submitting the plan $plan to the worker (embedded NATS on 127.0.0.1:$port, APIOps simulator)"
+echo "== submitting the plan $plan to the worker (embedded NATS at $nats, APIOps simulator)"
 status=0
-bin/apiopsctl plan --json --nats-url "nats://127.0.0.1:$port" "$plan" || status=$?
+bin/apiopsctl plan --json --nats-url "$nats" "$plan" || status=$?
 stop_worker log
 echo "== apiopsctl plan exited $status (0: the plan succeeded, 2: it did not)"
 if [ -n "${EXPECT_STATUS:-}" ]; then

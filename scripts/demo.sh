@@ -10,8 +10,8 @@ cd "$(dirname "$0")/.."
 status=0
 for dialect in ${DIALECTS:-seed docs openapi mixed}; do
 	start_worker --demo-dialect "$dialect"
-	echo "== testdata/rotation.jsonl, in order, to the worker (embedded NATS on 127.0.0.1:$port), APIOps answering in the $dialect dialect"
-	bin/apiopsctl submit --sequential --nats-url "nats://127.0.0.1:$port" testdata/rotation.jsonl || status=$?
+	echo "== testdata/rotation.jsonl, in order, to the worker (embedded NATS at $nats), APIOps answering in the $dialect dialect"
+	bin/apiopsctl submit --sequential --nats-url "$nats" testdata/rotation.jsonl || status=$?
 	if [ "$status" != 0 ]; then
 		stop_worker log
 		exit "$status"

@@ -70,6 +70,11 @@ func (d *DirKeys) Keyring() *Keyring { return d.ring.Load() }
 // Current returns the public key of the current key (see Keyring.Current).
 func (d *DirKeys) Current() string { return d.ring.Load().Current() }
 
+// DigestKey returns a digest key of the keys loaded last (see Keyring.DigestKey).
+func (d *DirKeys) DigestKey(pub string) (key []byte, id string, ok bool) {
+	return d.ring.Load().DigestKey(pub)
+}
+
 // Publics returns the public keys loaded, the current one last.
 func (d *DirKeys) Publics() []string { return d.ring.Load().Publics() }
 

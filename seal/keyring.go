@@ -2,6 +2,8 @@ package seal
 
 import (
 	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -91,6 +93,32 @@ func (r *Keyring) Current() string { return r.publics[len(r.publics)-1] }
 
 // Publics returns the public keys the keyring holds, the current one last.
 func (r *Keyring) Publics() []string { return append([]string(nil), r.publics...) }
+
+// digestLabel separates the digest keys derived from a seed from any other use of it.
+const digestLabel = "apiops-worker idempotency digest v1"
+
+// DigestKey returns the key that digests secrets in idempotency records (see
+// messages.Fingerprint), derived from the seed of the key pair pub (the current one
+// when pub is ""), and the public key it was derived from, which names it in records.
+// ok is false when the keyring does not hold pub. Only holders of the seed can compute
+// it, so a record's digests cannot be used to test guesses of a secret.
+func (r *Keyring) DigestKey(pub string) (key []byte, id string, ok bool) {
+	if pub == "" {
+		pub = r.Current()
+	}
+	kp, ok := r.keys[pub]
+	if !ok {
+		return nil, "", false
+	}
+	seed, err := kp.Seed()
+	if err != nil {
+		return nil, "", false
+	}
+	defer clear(seed)
+	mac := hmac.New(sha256.New, seed)
+	mac.Write([]byte(digestLabel))
+	return mac.Sum(nil), pub, true
+}
 
 // Has reports whether the keyring holds the key pair of the public key pub.
 func (r *Keyring) Has(pub string) bool {

@@ -83,6 +83,9 @@ type Config struct {
 	// Opener opens sealed secrets with the worker's keys (see package seal); nil means
 	// the worker has none, and a command with a sealed secret is rejected.
 	Opener messages.Opener
+	// DigestKeys digest secrets in idempotency records (seal.DirKeys does); nil means a
+	// key kept in the idempotency bucket (see fingerprint.go).
+	DigestKeys DigestKeys
 	// RequireSealed rejects commands with plaintext secrets.
 	RequireSealed bool
 
@@ -195,7 +198,7 @@ func InstanceName() string {
 }
 
 // held is how many commands the worker holds at most, outside a takeover.
-func (c Config) held() int { return 2 * c.Concurrency }
+func (c Config) held() int { return 4 * c.Concurrency }
 
 // maxAckPending is the consumer's bound on unacknowledged commands, across the fleet.
 // While taking over, the active instance may hold this many (see barrier), so it also

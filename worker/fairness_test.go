@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/apiops-worker/apiops-worker/apiops/apiopstest"
 	"github.com/apiops-worker/apiops-worker/messages"
@@ -66,7 +67,9 @@ func (e *env) publishAsync(n int, command func(i int) (subject string, body []by
 	e.t.Helper()
 	for i := range n {
 		subject, body := command(i)
-		if _, err := e.js.PublishMsgAsync(&nats.Msg{Subject: subject, Data: body}); err != nil {
+		// A loaded machine acknowledges slowly: wait for room among the pending
+		// publishes rather than fail after the default 200ms.
+		if _, err := e.js.PublishMsgAsync(&nats.Msg{Subject: subject, Data: body}, jetstream.WithStallWait(10*time.Second)); err != nil {
 			e.t.Fatal(err)
 		}
 	}

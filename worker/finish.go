@@ -42,18 +42,20 @@ func (w *Worker) finish(ctx context.Context, t *task, res *messages.Result) erro
 	}
 	// The record first: the result goes out under the id only once the id is this
 	// command's.
-	stored, err := w.store.finishOnce(ctx, t.commandKey(), finished{Seq: t.seq, Result: body})
+	record := finished{Seq: t.seq, Result: body}
+	record.Params, record.DigestKey = w.recordFingerprint(t)
+	stored, err := w.store.finishOnce(ctx, t.commandKey(), record)
 	if err != nil {
 		return err
 	}
 	if stored.Seq == t.seq && bytes.Equal(stored.Result, body) {
 		return w.publishOutcome(ctx, t, res, body, t.msgID())
 	}
-	if stored.Seq != t.seq && storedType(stored) != res.Type {
-		// Another message reused the id for another type and stored first while this
-		// one ran (on another instance): report what this one did, under a record and
-		// an id of its own, rather than claim the other's outcome.
-		w.log.Warn("command id finished meanwhile as another type: this outcome is kept under the message's own id",
+	if stored.Seq != t.seq && (storedType(stored) != res.Type || len(w.paramsDiffer(t, stored)) > 0) {
+		// Another message reused the id for another command and stored first while
+		// this one ran (on another instance): report what this one did, under a
+		// record and an id of its own, rather than claim the other's outcome.
+		w.log.Warn("command id finished meanwhile as another command: this outcome is kept under the message's own id",
 			zap.String("id", res.ID), zap.String("project", res.Project), zap.String("type", res.Type), zap.Uint64("seq", t.seq))
 		return w.finishMessage(ctx, t, res, body)
 	}
@@ -79,9 +81,10 @@ func (w *Worker) finishMessage(ctx context.Context, t *task, res *messages.Resul
 // finishAgain handles a command whose id already finished in its project. If this is
 // the very message that finished (its acknowledgement was lost, or the worker stopped
 // before it), the remaining steps are done again; JetStream drops the copies it
-// already has. If the id was published again with the same type, the stored result
-// goes to the new replyTo only, and APIOPS_RESULTS keeps its one copy. If the id is
-// reused for another type, the command is rejected: rejected is returned, for the log.
+// already has. If the id was published again as the same command (type and params),
+// the stored result, marked replayed, goes to the new replyTo only, and
+// APIOPS_RESULTS keeps its one copy. If the id is reused for another command, this one
+// is rejected: rejected is returned, for the log.
 func (w *Worker) finishAgain(ctx context.Context, t *task, done *finished) (rejected *messages.Result, err error) {
 	var res messages.Result
 	if err := json.Unmarshal(done.Result, &res); err != nil {
@@ -95,23 +98,32 @@ func (w *Worker) finishAgain(ctx context.Context, t *task, done *finished) (reje
 		return nil, w.publishOutcome(ctx, t, &res, done.Result, msgID)
 	}
 	if res.Type != t.cmd.Type {
-		return w.rejectReusedID(ctx, t, res.Type)
+		return w.rejectReusedID(ctx, t, fmt.Sprintf("by a %s command", res.Type), "id")
 	}
-	w.reply(t, &res, done.Result, t.msgID())
+	if differ := w.paramsDiffer(t, done); len(differ) > 0 {
+		return w.rejectReusedID(ctx, t, "with other params ("+strings.Join(shortList(differ, 5), ", ")+")", differ[0])
+	}
+	res.Replayed = true
+	replayed, err := json.Marshal(res)
+	if err != nil {
+		return nil, fmt.Errorf("encode result: %w", err)
+	}
+	w.reply(t, &res, replayed, t.msgID())
 	w.ack(t)
 	w.log.Info("command id already finished: stored result sent again", zap.String("id", res.ID), zap.String("project", res.Project),
 		zap.String("status", string(res.Status)), zap.Uint64("seq", t.seq))
 	return nil, nil
 }
 
-// rejectReusedID rejects a command whose id finished as a command of another type.
-// The id keeps the first command's outcome; the rejection is stored under the
-// message's own record and Nats-Msg-Id (see finishMessage). If this message already
-// has an outcome of its own there (it ran while the other command stored first, and
-// its ack was lost), that outcome stands and is published again instead.
-func (w *Worker) rejectReusedID(ctx context.Context, t *task, earlierType string) (*messages.Result, error) {
-	res := messages.Rejection(t.cmd, &messages.Error{Code: messages.CodeIDReused, Field: "id",
-		Message: fmt.Sprintf("was already used in project %s by a %s command; give this command a new id", t.cmd.Project, earlierType),
+// rejectReusedID rejects a command whose id finished as another command: how says
+// which way it differs, field where. The id keeps the first command's outcome; the
+// rejection is stored under the message's own record and Nats-Msg-Id (see
+// finishMessage). If this message already has an outcome of its own there (it ran
+// while the other command stored first, and its ack was lost), that outcome stands and
+// is published again instead.
+func (w *Worker) rejectReusedID(ctx context.Context, t *task, how, field string) (*messages.Result, error) {
+	res := messages.Rejection(t.cmd, &messages.Error{Code: messages.CodeIDReused, Field: field,
+		Message: fmt.Sprintf("was already used in project %s %s; give this command a new id", t.cmd.Project, how),
 	}, t.received)
 	res.FinishedAt = w.cfg.Clock.Now().UTC()
 	body, err := json.Marshal(res)
@@ -119,6 +131,14 @@ func (w *Worker) rejectReusedID(ctx context.Context, t *task, earlierType string
 		return nil, fmt.Errorf("encode result: %w", err)
 	}
 	return res, w.finishMessage(ctx, t, res, body)
+}
+
+// shortList is at most n of list, and how many more there are.
+func shortList(list []string, n int) []string {
+	if len(list) <= n {
+		return list
+	}
+	return append(list[:n:n], fmt.Sprintf("%d more", len(list)-n))
 }
 
 // storedType is the command type of a stored result.
@@ -226,6 +246,9 @@ func (w *Worker) deadLetter(t *task, res *messages.Result, msgID string) *nats.M
 	if res.Error != nil {
 		h.Set(messages.HeaderErrorCode, res.Error.Code)
 		h.Set(messages.HeaderError, headerValue(res.Error.Message))
+		if res.Error.Field != "" {
+			h.Set(messages.HeaderErrorField, headerValue(res.Error.Field))
+		}
 	}
 	h.Set(messages.HeaderAttempts, strconv.Itoa(res.Attempts))
 	h.Set(messages.HeaderCommandSeq, strconv.FormatUint(t.seq, 10))
@@ -265,6 +288,25 @@ func (w *Worker) reply(t *task, res *messages.Result, body []byte, msgID string)
 	}
 }
 
+// markAcked notes that t's command is being acknowledged, in every delivery of it
+// held here or arriving soon: a barrier counts none of them as out any more.
+func (w *Worker) markAcked(t *task) {
+	t.acked.Store(true)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	// A copy still on its way here when this one is acknowledged is marked as it
+	// arrives (admit).
+	w.recentlyAcked.add(copyKey{t.src, t.seq})
+	if w.copies[copyKey{t.src, t.seq}] <= 1 {
+		return
+	}
+	for other := range w.held {
+		if other.src == t.src && other.seq == t.seq {
+			other.acked.Store(true)
+		}
+	}
+}
+
 // ack acknowledges without waiting for the server's confirmation: if the ack is lost
 // the command comes back and finishAgain completes it without calling APIOps.
 func (w *Worker) ack(t *task) {
@@ -281,7 +323,12 @@ func (w *Worker) ack(t *task) {
 		w.nakDropped(t)
 		return
 	}
-	t.acked.Store(true)
+	w.sendAck(t)
+}
+
+// sendAck acknowledges t, fenced or not.
+func (w *Worker) sendAck(t *task) {
+	w.markAcked(t)
 	if err := t.msg.Ack(); err != nil {
 		w.log.Warn("acknowledge command", zap.String("id", t.cmd.ID), zap.Error(err))
 	}

@@ -354,8 +354,11 @@ func TestStartsWhileTheClusterIsDown(t *testing.T) {
 // waits until it is back, and then runs after it.
 func TestCommandDeliveredElsewhereWaits(t *testing.T) {
 	e := newEnv(t)
-	e.cfg.Concurrency = 1 // holds two: both busy, it pulls no more
+	e.cfg.Concurrency = 1 // holds four: all busy, it pulls no more
 	release := make(chan struct{})
+	var releaseOnce sync.Once
+	releaseAll := func() { releaseOnce.Do(func() { close(release) }) }
+	t.Cleanup(releaseAll) // a failure must not leave requests hanging at shutdown
 	var mu sync.Mutex
 	var order []string
 	e.mu.Lock()
@@ -371,13 +374,17 @@ func TestCommandDeliveredElsewhereWaits(t *testing.T) {
 	}
 	e.mu.Unlock()
 	e.start(nil)
-	for _, user := range []string{"busy-1", "busy-2"} {
+	for _, user := range []string{"busy-1", "busy-2", "busy-3", "busy-4"} {
 		e.publishLine([]byte(`{"id":"` + user + `","type":"credential.truststore.set","project":"MyProject","params":{"username":"` + user + `","keystoreName":"x"}}`))
 	}
-	eventually(t, 10*time.Second, "both commands at APIOps", func() bool {
+	// No pull of the worker's may be waiting either: one made while the project's
+	// consumer was behind its first barrier (room lifted) may still be open.
+	eventually(t, 10*time.Second, "the four commands held, one at APIOps, no pull waiting", func() bool {
 		mu.Lock()
-		defer mu.Unlock()
-		return len(order) == 2
+		atAPIOps := len(order)
+		mu.Unlock()
+		info, _ := e.projectConsumer("MyProject").Info(context.Background())
+		return atAPIOps == 1 && info != nil && info.NumAckPending == 4 && info.NumWaiting == 0
 	})
 
 	// The worker's room is full: the next command goes to another instance's pull.
@@ -394,7 +401,7 @@ func TestCommandDeliveredElsewhereWaits(t *testing.T) {
 		t.Fatal("the other instance's pull got nothing")
 	}
 	e.publishLine([]byte(`{"id":"later","type":"credential.truststore.set","project":"MyProject","params":{"username":"svc","keystoreName":"second"}}`))
-	close(release)
+	releaseAll()
 	eventually(t, 10*time.Second, "the later command parked, or run", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
@@ -403,7 +410,7 @@ func TestCommandDeliveredElsewhereWaits(t *testing.T) {
 	if err := elsewhere.Nak(); err != nil { // the other instance hands it back
 		t.Fatal(err)
 	}
-	e.awaitResults(4, 20*time.Second)
+	e.awaitResults(6, 20*time.Second)
 	var keystores []string
 	for _, r := range e.sim.Requests() {
 		if strings.Contains(r.Path, "/credentials/svc/") {

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -13,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/apiops-worker/apiops-worker/messages"
+	"github.com/apiops-worker/apiops-worker/seal"
 	"github.com/apiops-worker/apiops-worker/worker"
 )
 
@@ -148,7 +151,7 @@ func TestReusedIDStoredMeanwhile(t *testing.T) {
 	if err != nil || !strings.Contains(string(entry.Value()), "keystore.delete") {
 		t.Errorf("the other instance's record was replaced: %v", err)
 	}
-	if !strings.Contains(e.logs.String(), "finished meanwhile as another type") {
+	if !strings.Contains(e.logs.String(), "finished meanwhile as another command") {
 		t.Errorf("no warning logged:\n%s", e.logs.String())
 	}
 	eventually(t, 5*time.Second, "the command acknowledged", func() bool { return e.pending() == 0 })
@@ -180,5 +183,118 @@ func TestSameIDInTwoProjectsKeepsBothRecords(t *testing.T) {
 	}
 	if _, err := kv.Get(context.Background(), "result."+base64.RawURLEncoding.EncodeToString([]byte("twin-1"))); err != jetstream.ErrKeyNotFound {
 		t.Errorf("a record under the bare id: %v", err)
+	}
+}
+
+// TestReusedIDWithOtherParams: an id is one command. Published again as the same
+// command, its stored result is replied, marked replayed, and nothing runs; published
+// with other params, it is refused as id_reused, naming the field, and nothing runs.
+func TestReusedIDWithOtherParams(t *testing.T) {
+	e := newEnv(t)
+	e.start(nil)
+	replies, _ := e.nc.SubscribeSync("_INBOX.MyProject.>")
+	send := func(keystore, inbox string) *messages.Result {
+		t.Helper()
+		e.publish("MyProject", "credential.truststore.set", "", fmt.Appendf(nil,
+			`{"id":"rot-2026-11-22-0002","replyTo":"_INBOX.MyProject.%s","params":{"username":"api-user","keystoreName":%q}}`, inbox, keystore))
+		msg, err := replies.NextMsg(10 * time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var res messages.Result
+		if err := json.Unmarshal(msg.Data, &res); err != nil {
+			t.Fatal(err)
+		}
+		return &res
+	}
+	if first := send("trust-2026", "first"); first.Status != messages.StatusSucceeded || first.Replayed {
+		t.Fatalf("first: %+v", first)
+	}
+	if again := send("trust-2026", "again"); again.Status != messages.StatusSucceeded || !again.Replayed {
+		t.Errorf("the same command again: %+v, want the stored result, replayed", again)
+	}
+	other := send("legacy-2019", "other")
+	if other.Status != messages.StatusRejected || other.Error == nil || other.Error.Code != messages.CodeIDReused ||
+		other.Error.Field != "params.keystoreName" || !strings.Contains(other.Error.Message, "params.keystoreName") {
+		t.Errorf("the id with another keystore: %+v %+v, want id_reused naming params.keystoreName", other, other.Error)
+	}
+	if n := e.apiopsRequests(); n != 1 {
+		t.Errorf("%d APIOps requests, want 1", n)
+	}
+}
+
+// TestReusedIDComparesSecrets: secrets compare by a digest only the workers can make:
+// the same keystore sealed twice is the same command, another keystore is not. A
+// record from an older worker, without a fingerprint, is honoured as it was.
+func TestReusedIDComparesSecrets(t *testing.T) {
+	e := newEnv(t)
+	keys, err := seal.LoadDir("../testdata/sealed/keys")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.cfg.Opener, e.cfg.DigestKeys = keys, keys
+	e.start(nil)
+	replies, _ := e.nc.SubscribeSync("_INBOX.MyProject.>")
+	sealed := func(field, value string) string {
+		s, err := seal.Seal(keys.Current(), messages.SealedContent{Project: "MyProject", Field: field, Value: value})
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, _ := json.Marshal(s)
+		return string(data)
+	}
+	send := func(id, fixture string) *messages.Result {
+		t.Helper()
+		file, err := os.ReadFile("../testdata/keystores/" + fixture)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.publish("MyProject", "keystore.create", "", fmt.Appendf(nil,
+			`{"id":%q,"replyTo":"_INBOX.MyProject.x","params":{"name":"trust-2027","keyStoreEnvironmentList":[`+
+				`{"environmentName":"production","keyStoreType":"PKCS12","file":%s,"password":%s}]}}`,
+			id, sealed("file", base64.StdEncoding.EncodeToString(file)), sealed("password", "changeit")))
+		msg, err := replies.NextMsg(10 * time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var res messages.Result
+		if err := json.Unmarshal(msg.Data, &res); err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(msg.Data), "changeit") {
+			t.Errorf("a reply quotes the password: %s", msg.Data)
+		}
+		return &res
+	}
+	if first := send("ks-1", "trust-2027.p12"); first.Status != messages.StatusSucceeded {
+		t.Fatalf("first: %+v %+v", first, first.Error)
+	}
+	if again := send("ks-1", "trust-2027.p12"); again.Status != messages.StatusSucceeded || !again.Replayed {
+		t.Errorf("the same keystore sealed again: %+v %+v, want the stored result, replayed", again, again.Error)
+	}
+	other := send("ks-1", "client-2026.p12")
+	if other.Error == nil || other.Error.Code != messages.CodeIDReused || other.Error.Field != "params.keyStoreEnvironmentList[0].file" {
+		t.Errorf("another keystore under the id: %+v %+v, want id_reused naming the file", other, other.Error)
+	}
+	kv, _ := e.js.KeyValue(context.Background(), worker.DefaultIdempotencyBucket)
+	entry, err := kv.Get(context.Background(), worker.ResultKey("MyProject", "ks-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(entry.Value()), "changeit") || !strings.Contains(string(entry.Value()), `"digestKey":"`+keys.Current()+`"`) {
+		t.Errorf("the record: %s", entry.Value())
+	}
+
+	// An older worker's record: no fingerprint, so any params are the same command.
+	legacy := `{"seq":777,"result":{"id":"ks-old","type":"keystore.create","project":"MyProject","status":"succeeded","attempts":1,` +
+		`"receivedAt":"2026-11-28T10:00:00Z","finishedAt":"2026-11-28T10:00:01Z"}}`
+	if _, err := kv.Put(context.Background(), worker.ResultKey("MyProject", "ks-old"), []byte(legacy)); err != nil {
+		t.Fatal(err)
+	}
+	if old := send("ks-old", "client-2026.p12"); old.Status != messages.StatusSucceeded || !old.Replayed {
+		t.Errorf("an older worker's record: %+v, want it honoured", old)
+	}
+	if n := e.apiopsRequests(); n != 1 {
+		t.Errorf("%d APIOps requests, want 1", n)
 	}
 }

@@ -42,10 +42,9 @@ type source struct {
 	draining atomic.Bool
 
 	// Guarded by Worker.mu, for the current term (takeover.go):
-	watching      bool     // deliveries are checked for gaps
-	lastDelivery  uint64   // the consumer sequence of the last delivery seen
-	deliveryKnown bool     // lastDelivery is known
-	barrier       *barrier // while up, the consumer's new commands are parked
+	watching      bool   // deliveries are checked for gaps
+	lastDelivery  uint64 // the consumer sequence of the last delivery seen
+	deliveryKnown bool   // lastDelivery is known
 }
 
 func (s *source) get() jetstream.Consumer { return *s.consumer.Load() }
@@ -237,7 +236,7 @@ func (w *Worker) bindShared(ctx context.Context, stream jetstream.Stream, info *
 // ensureSource returns project's source, making its consumer when there is none.
 func (w *Worker) ensureSource(ctx context.Context, project string) (*source, error) {
 	if src := w.sources.get(w.projectConsumerName(project)); src != nil {
-		return src, nil
+		return src, w.watch(ctx, src, nil)
 	}
 	c, err := w.js.CreateOrUpdateConsumer(ctx, w.cfg.CommandStream, w.projectConsumerConfig(project))
 	if err != nil {
@@ -300,6 +299,12 @@ func (w *Worker) intake(ctx context.Context) {
 			}
 			failing = fmt.Sprint(err)
 		}
+		w.checkBarriers(ctx)
+		if key := w.bucketKey.Load(); key != nil && w.cfg.Clock.Now().Sub(w.digestTouched) >= digestKeyTouch {
+			next := w.store.touchDigestKey(ctx, *key)
+			w.bucketKey.Store(&next)
+			w.digestTouched = w.cfg.Clock.Now()
+		}
 		select {
 		case <-w.cfg.Clock.After(discoverEvery):
 		case <-ctx.Done():
@@ -343,13 +348,14 @@ func (w *Worker) watch(ctx context.Context, src *source, info *jetstream.Consume
 	if watching {
 		return nil
 	}
-	if info == nil {
+	fresh := info != nil
+	if !fresh {
 		var err error
 		if info, err = src.get().Info(ctx); err != nil {
 			return fmt.Errorf("read consumer %s: %w", src.name, err)
 		}
 	}
-	w.startTerm(src, info)
+	w.startTerm(src, info, fresh && info.Delivered.Consumer == 0)
 	return nil
 }
 

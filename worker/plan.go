@@ -42,7 +42,9 @@ func (w *Worker) runPlan(ctx context.Context, t *task, plan *messages.Plan) (*me
 			res.Status, res.Error = stoppedAt(i, len(plan.Steps), sr)
 		}
 	}
-	if res.FailedStep != nil && res.Status != messages.StatusExpired { // an expired plan never started: nothing to undo
+	// An expired plan never started: nothing to undo; nor is there when the step that
+	// failed comes before the first one onFailure undoes.
+	if res.FailedStep != nil && res.Status != messages.StatusExpired && *res.FailedStep >= plan.OnFailureFrom {
 		for i, step := range plan.OnFailure {
 			sr, err := w.runStep(ctx, t, step, "undo", i)
 			if err != nil {

@@ -2,7 +2,6 @@ package worker_test
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -16,16 +15,20 @@ import (
 
 	"github.com/apiops-worker/apiops-worker/apiops"
 	"github.com/apiops-worker/apiops-worker/internal/natstest"
+	"github.com/apiops-worker/apiops-worker/keystores/keystorestest"
 	"github.com/apiops-worker/apiops-worker/messages"
 	"github.com/apiops-worker/apiops-worker/worker"
 )
 
 const planMarker = "plan-secret-marker"
 
+// planFile is the plan's truststore, which opens with planMarker, as the worker checks.
+var planFile = keystorestest.Base64(keystorestest.Spec{Password: planMarker, TrustStore: true})
+
 // rotationPlan is a 5-step rotation of MyProject's truststore to name, with an undo
 // step that gives partner-a its old truststore back.
 func rotationPlan(id, name string) []byte {
-	file := base64.StdEncoding.EncodeToString([]byte("a keystore file"))
+	file := planFile
 	plan := map[string]any{
 		"id": id, "correlationId": "plan-test",
 		"steps": []any{

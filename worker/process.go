@@ -166,7 +166,9 @@ func (w *Worker) outcome(ctx context.Context, t *task) (*messages.Result, error)
 	if errors.Is(err, errTooLarge) {
 		w.log.Error("even the shortened outcome cannot be stored: the command is acknowledged without a result", zap.String("id", t.cmd.ID),
 			zap.Uint64("seq", t.seq), zap.Error(err))
-		w.ack(t)
+		if t.planOf == nil {
+			w.sendAck(t) // fenced too: with nothing stored, whoever got it next would run it again
+		}
 		return res, nil
 	}
 	return res, err
@@ -297,10 +299,14 @@ func (w *Worker) execute(ctx context.Context, t *task) (outcome, error) {
 		}
 		started := w.cfg.Clock.Now()
 		actx, attempt := w.traceAttempt(ctx, t, req, retryOf)
-		resp, err := w.api.Do(actx, req)
+		resp, err := w.api.Do(apiops.WithSendGuard(actx, w.sendGuard), req)
 		w.slots.release()
 		if probing {
 			<-gate.probe
+		}
+		if errors.Is(err, apiops.ErrNotSent) { // fenced while waiting for a token or a connection
+			endAttempt(attempt, 0, "not_sent")
+			continue
 		}
 		var apiErr *apiops.Error
 		errors.As(err, &apiErr)
@@ -503,3 +509,15 @@ func (w *Worker) lockID(id string) (unlock func()) {
 // lease, renewed it in time, and is connected to NATS. Disconnected, it could not store
 // the outcome, and another instance may soon run the command again.
 func (w *Worker) mayStart() bool { return w.nc.IsConnected() && w.lease.canStart() }
+
+// errFenced is why a request that waited was not sent after all.
+var errFenced = errors.New("this instance may no longer start requests (its lease lapsed, or NATS is unreachable)")
+
+// sendGuard is the APIOps client's last check before a request goes out (see
+// apiops.WithSendGuard).
+func (w *Worker) sendGuard() error {
+	if !w.mayStart() {
+		return errFenced
+	}
+	return nil
+}

@@ -2,13 +2,15 @@ package worker
 
 import "sync"
 
-// room counts the commands the worker holds against a limit of 2×Concurrency. Each
-// project may hold at most its share of the limit, split among the projects that hold
-// or wait for places, so that a project with a backlog leaves room for the others'
-// commands. A project whose consumer is behind a barrier (see takeover.go) is lifted
-// out of the limit: it may hold as many commands as its consumer lets be
-// unacknowledged, so that every command still out can come back to it, and its places
-// take nothing from the others.
+// room counts the commands the worker holds against a limit of 4×Concurrency: with
+// APIOps answering at once, a command spends most of its time in NATS round trips
+// (looking up, storing, publishing) outside a request slot, and a room of
+// 2×Concurrency left slots idle. Each project may hold at most its share of the limit,
+// split among the projects that hold or wait for places, so that a project with a
+// backlog leaves room for the others' commands. A project whose consumer is behind a
+// barrier (see takeover.go) is lifted out of the limit: it may hold as many commands
+// as its consumer lets be unacknowledged, so that every command still out can come
+// back to it, and its places take nothing from the others.
 type room struct {
 	mu        sync.Mutex
 	used      int // places held by projects not lifted

@@ -40,6 +40,11 @@ type finished struct {
 	// message with the same id must not publish again.
 	Seq    uint64          `json:"seq"`
 	Result json.RawMessage `json:"result"`
+	// Params is the command's fingerprint, and DigestKey the id of the key its secrets
+	// were digested with: an id published again with other params is refused (see
+	// fingerprint.go). Both are absent in records of older workers.
+	Params    messages.Fingerprint `json:"params,omitempty"`
+	DigestKey string               `json:"digestKey,omitempty"`
 	// legacy: stored by a worker from before project-scoped ids, whose results
 	// carried the bare id as Nats-Msg-Id.
 	legacy bool
@@ -54,6 +59,16 @@ func (f finished) encode() []byte {
 	data = strconv.AppendUint(data, f.Seq, 10)
 	data = append(data, `,"result":`...)
 	data = append(data, f.Result...)
+	if f.Params != nil {
+		params, _ := json.Marshal(f.Params) // a map of strings always encodes
+		data = append(data, `,"params":`...)
+		data = append(data, params...)
+	}
+	if f.DigestKey != "" {
+		id, _ := json.Marshal(f.DigestKey)
+		data = append(data, `,"digestKey":`...)
+		data = append(data, id...)
+	}
 	return append(data, '}')
 }
 

@@ -29,6 +29,15 @@ func (w *Worker) Setup(ctx context.Context) error {
 	if err := w.loadSources(ctx); err != nil {
 		return err
 	}
+	if w.cfg.DigestKeys == nil {
+		key, err := st.loadBucketDigestKey(ctx)
+		if err != nil {
+			return err
+		}
+		if key != nil {
+			w.bucketKey.Store(&key)
+		}
+	}
 	if room := w.nc.MaxPayload() - deadLetterHeaderRoom; int64(w.cfg.MaxCommandSize) > room {
 		w.log.Warn("commands may be larger than their dead letters can hold whole: the largest are kept cut short",
 			zap.Int32("max_command_size", w.cfg.MaxCommandSize), zap.Int64("server_max_payload", w.nc.MaxPayload()))

@@ -78,7 +78,7 @@ func (w *Worker) takeOver(ctx context.Context, t *term) bool {
 		}
 	}
 	for src, info := range infos {
-		w.startTerm(src, info)
+		w.startTerm(src, info, false)
 	}
 	return true
 }
@@ -122,23 +122,29 @@ func commandsOut(infos map[*source]*jetstream.ConsumerInfo) (out int) {
 }
 
 // startTerm starts watching src's deliveries from the consumer's state in info, and
-// raises its barrier if commands are out.
-func (w *Worker) startTerm(src *source, info *jetstream.ConsumerInfo) {
+// raises its barrier unless the consumer was just made (fresh) and so has nothing out:
+// one reading is not enough to call a consumer clear, since its leader may have been
+// elected a moment ago and still be applying its log. The barrier ends once a leader
+// that answered twice says every command out is here (checkBarrier).
+func (w *Worker) startTerm(src *source, info *jetstream.ConsumerInfo, fresh bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	src.watching = true
 	src.lastDelivery, src.deliveryKnown = info.Delivered.Consumer, true
-	if info.NumAckPending > 0 {
+	if !fresh {
 		w.raiseBarrierLocked(src, consumerLeader(info))
-		w.log.Info("taking over: the consumer's new commands wait until those still out are back",
-			zap.String("consumer", src.name), zap.Int("out", info.NumAckPending))
+		if info.NumAckPending > 0 {
+			w.log.Info("the consumer's new commands wait until those still out are back",
+				zap.String("consumer", src.name), zap.Int("out", info.NumAckPending))
+		}
 	}
 }
 
-// noteDelivery checks that a command delivered from src follows the last one this
-// instance got from it. A gap means the consumer delivered commands to another
-// instance meanwhile, which will not run them: they come back later, and src's later
-// commands must wait for them.
+// noteDeliveryLocked checks that a command delivered from src follows the last one
+// this instance got from it. A gap means the consumer delivered commands to another
+// client meanwhile (a thawed instance's pull, or a pull's answer lost in a reconnect),
+// which will not run them: they come back later, and src's later commands must wait
+// for them.
 func (w *Worker) noteDeliveryLocked(src *source, msg jetstream.Msg) {
 	meta, err := msg.Metadata()
 	switch {
@@ -148,7 +154,7 @@ func (w *Worker) noteDeliveryLocked(src *source, msg jetstream.Msg) {
 		src.lastDelivery = meta.Sequence.Consumer
 		return
 	default:
-		if src.barrier == nil {
+		if w.barriers[src] == nil {
 			w.log.Warn("the consumer delivered commands to another instance: its new commands wait until those are back",
 				zap.String("consumer", src.name), zap.Uint64("expected_delivery", src.lastDelivery+1), zap.Uint64("delivery", meta.Sequence.Consumer),
 				zap.Bool("known", src.deliveryKnown))
@@ -158,13 +164,16 @@ func (w *Worker) noteDeliveryLocked(src *source, msg jetstream.Msg) {
 	}
 }
 
-// raiseBarrierLocked parks src's new commands until those still out are back.
+// raiseBarrierLocked parks src's new commands until those still out are back. Its
+// project may hold every command the consumer lets be unacknowledged, and as many
+// again as the worker's room: copies of a command (one that came back while held) take
+// a place each.
 func (w *Worker) raiseBarrierLocked(src *source, leader string) {
-	if src.barrier != nil {
+	if w.barriers[src] != nil {
 		return
 	}
-	src.barrier = &barrier{leader: leader}
-	w.room.lift(src.roomKey(), max(w.cfg.held(), src.get().CachedInfo().Config.MaxAckPending))
+	w.barriers[src] = &barrier{leader: leader, checkedAt: w.cfg.Clock.Now()}
+	w.room.lift(src.roomKey(), src.get().CachedInfo().Config.MaxAckPending+w.cfg.held())
 }
 
 // consumerLeader names the server that answered for the consumer.
@@ -175,15 +184,32 @@ func consumerLeader(info *jetstream.ConsumerInfo) string {
 	return info.Cluster.Leader
 }
 
+// checkBarriers checks every barrier that is up: the intake loop calls it on its
+// timer, so that a barrier ends even when its consumer's pull loop waits for room or
+// has stopped (the shared consumer on its way out).
+func (w *Worker) checkBarriers(ctx context.Context) {
+	w.mu.Lock()
+	w.recentlyAcked.age(w.cfg.Clock.Now(), 2*time.Duration(w.ackWait.Load()))
+	srcs := make([]*source, 0, len(w.barriers))
+	for src := range w.barriers {
+		srcs = append(srcs, src)
+	}
+	w.mu.Unlock()
+	for _, src := range srcs {
+		w.checkBarrier(ctx, src)
+	}
+}
+
 // checkBarrier ends src's barrier once every command of it that is not acknowledged is
 // held here, and then queues the parked commands in stream order. Commands are counted
-// by stream sequence, once each, only above the consumer's ack floor and unless this
-// instance acknowledged them: a command may be held twice (it came back while held).
-// The consumer is asked at most every takeoverPoll, and its answer counts only if the
-// same server answered the time before: a new leader may still be applying its log.
+// by stream sequence, once each, only above the consumer's ack floor and unless a copy
+// of them was acknowledged here (a command may be held twice: it came back while
+// held). The consumer is asked at most every takeoverPoll, and its answer counts only
+// if the same server answered the time before: a new leader may still be applying its
+// log.
 func (w *Worker) checkBarrier(ctx context.Context, src *source) {
 	w.mu.Lock()
-	b := src.barrier
+	b := w.barriers[src]
 	if b == nil || w.cfg.Clock.Now().Sub(b.checkedAt) < takeoverPoll {
 		w.mu.Unlock()
 		return
@@ -195,7 +221,7 @@ func (w *Worker) checkBarrier(ctx context.Context, src *source) {
 		return
 	}
 	w.mu.Lock()
-	if src.barrier != b {
+	if w.barriers[src] != b {
 		w.mu.Unlock()
 		return
 	}
@@ -214,7 +240,7 @@ func (w *Worker) checkBarrier(ctx context.Context, src *source) {
 		w.mu.Unlock()
 		return
 	}
-	src.barrier = nil
+	delete(w.barriers, src)
 	parked := b.parked
 	slices.SortFunc(parked, func(a, b *task) int { return int64Cmp(a.seq, b.seq) })
 	var start []*task
@@ -225,45 +251,50 @@ func (w *Worker) checkBarrier(ctx context.Context, src *source) {
 	}
 	w.mu.Unlock()
 	w.room.unlift(src.roomKey())
-	w.log.Info("every command of the consumer is back: running them in stream order", zap.String("consumer", src.name),
-		zap.Int("commands", len(parked)))
+	if len(parked) > 0 || info.NumAckPending > 0 {
+		w.log.Info("every command of the consumer is back: running them in stream order", zap.String("consumer", src.name),
+			zap.Int("commands", len(parked)))
+	}
 	for _, t := range start {
-		w.ready <- t
+		w.ready.push(t)
 	}
 }
 
-// dropParked forgets the parked commands of a term that ended: the next active
-// instance gets them.
+// dropParked forgets the parked commands of a term that ended, handing them back: the
+// next active instance gets them.
 func (w *Worker) dropParked() { w.unpark(false) }
 
 // unparkForShutdown hands the parked commands back at shutdown, with the others.
 func (w *Worker) unparkForShutdown() { w.unpark(true) }
 
-func (w *Worker) unpark(handBack bool) {
+func (w *Worker) unpark(shutdown bool) {
 	sources := w.sources.list()
 	if shared := w.shared.Load(); shared != nil {
 		sources = append(sources, shared)
 	}
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	for _, src := range sources {
 		src.watching, src.deliveryKnown = false, false
-		b := src.barrier
-		if b == nil {
-			continue
-		}
+	}
+	var dropped []*task
+	for src, b := range w.barriers {
+		src.watching, src.deliveryKnown = false, false
 		for _, t := range b.parked {
-			if handBack {
+			if shutdown {
 				w.handBacks = append(w.handBacks, t)
 				t.traceEnd(nil, errHandBack)
 			} else {
-				w.nakDropped(t)
+				dropped = append(dropped, t)
 				t.traceEnd(nil, errDropped)
 			}
 			w.forgetLocked(t)
 		}
-		src.barrier = nil
+		delete(w.barriers, src)
 		w.room.unlift(src.roomKey())
+	}
+	w.mu.Unlock()
+	for _, t := range dropped { // not under the lock: a Nak may wait for the connection
+		w.nakDropped(t)
 	}
 }
 

@@ -2,7 +2,6 @@ package worker_test
 
 import (
 	"bytes"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -17,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/apiops-worker/apiops-worker/keystores/keystorestest"
 	"github.com/apiops-worker/apiops-worker/messages"
 )
 
@@ -270,7 +270,7 @@ func TestTracePlanIsOneTrace(t *testing.T) {
 // as plan steps.
 func TestNoSecretInSpans(t *testing.T) {
 	const password, token = "span_secret_password_7f3a", "sim-token" // a password that reads as an error code
-	file := base64.StdEncoding.EncodeToString([]byte("keystore-file-bytes-9c1e"))
+	file := keystorestest.Base64(keystorestest.Spec{Password: password, TrustStore: true})
 	e, rec := tracedEnv(t)
 	var retried atomic.Bool
 	e.front = func(w http.ResponseWriter, r *http.Request) bool {
@@ -317,7 +317,7 @@ func TestNoSecretInSpans(t *testing.T) {
 			fmt.Fprintln(&all, ev.Name, ev.Attributes)
 		}
 	}
-	for _, secret := range []string{password, file, token, planMarker, "a keystore file", base64.StdEncoding.EncodeToString([]byte("a keystore file"))} {
+	for _, secret := range []string{password, file, token, planMarker, planFile} {
 		if strings.Contains(all.String(), secret) {
 			t.Errorf("a span holds the secret %q", secret)
 		}

@@ -25,7 +25,7 @@ import (
 // Of all instances that share the consumer, one at a time takes commands: the holder
 // of a lease (see lease and docs/design/fleet.md); the others are standbys, ready to
 // take over. The active instance holds commands from delivery to acknowledgement, at
-// most 2×Concurrency at once, and pulls only what it can hold, so memory does not grow
+// most 4×Concurrency at once, and pulls only what it can hold, so memory does not grow
 // with the backlog. Commands for the same resource run one at a time in stream order;
 // the others run in parallel, with at most Concurrency of them executing against
 // APIOps (waiting for a retry or the end of a pause included) while the rest look up
@@ -47,9 +47,9 @@ type Worker struct {
 	sources  *sourceSet             // the projects' consumers: intake.go
 	shared   atomic.Pointer[source] // the consumer earlier versions share, until replaced
 
-	room       *room       // the commands held: 2×Concurrency, more while taking over
+	room       *room       // the commands held: 4×Concurrency, more behind a barrier
 	slots      *slots      // the APIOps requests in flight: Concurrency, fairness.go
-	ready      chan *task  // held commands whose resource is free, in stream order
+	ready      *readyQueue // held commands whose resource is free, in stream order
 	stopping   atomic.Bool // shutting down: hand back commands not yet started
 	notedMsgID atomic.Bool // a Nats-Msg-Id that is not <project>/<id> was logged
 	bound      atomic.Bool // the consumers were read
@@ -66,17 +66,58 @@ type Worker struct {
 	// pause are handed back at once.
 	waitCtx  context.Context
 	loseAcks atomic.Int32 // tests: how many acknowledgements to lose
+	// bucketKey is the digest key kept in the idempotency bucket, when there are no
+	// DigestKeys; digestTouched is when the active instance last wrote it again.
+	bucketKey     atomic.Pointer[[]byte]
+	digestTouched time.Time
 
-	mu        sync.Mutex
-	held      map[*task]struct{}
-	resources *resources         // which commands may run: see resources.go
-	idLocks   map[string]*idLock // by command id, while a command with the id runs
-	idle      chan struct{}      // closed when nothing is held, while awaited
-	handBacks []*task            // to hand back in stream order at shutdown
+	mu            sync.Mutex
+	held          map[*task]struct{}
+	resources     *resources           // which commands may run: see resources.go
+	idLocks       map[string]*idLock   // by command id, while a command with the id runs
+	idle          chan struct{}        // closed when nothing is held, while awaited
+	handBacks     []*task              // to hand back in stream order at shutdown
+	barriers      map[*source]*barrier // consumers whose new commands are parked: takeover.go
+	copies        map[copyKey]int      // how many deliveries of each command are held
+	recentlyAcked ackedSet             // commands acknowledged here in the last two AckWaits or so
 	// term is the lease term commands are admitted in, and termWait ends when that
 	// term does or shutdown starts.
 	term     *term
 	termWait context.Context
+}
+
+// copyKey is one command of a consumer, of which several deliveries may be held.
+type copyKey struct {
+	src *source
+	seq uint64
+}
+
+// ackedSet remembers the commands acknowledged lately in two generations, so that
+// forgetting the old ones costs nothing per command. A copy of an acknowledged command
+// arrives within an AckWait, if at all.
+type ackedSet struct {
+	current, previous map[copyKey]struct{}
+	since             time.Time // when current started
+}
+
+func (a *ackedSet) add(k copyKey) {
+	if a.current == nil {
+		a.current = make(map[copyKey]struct{})
+	}
+	a.current[k] = struct{}{}
+}
+
+func (a *ackedSet) has(k copyKey) bool {
+	_, now := a.current[k]
+	_, before := a.previous[k]
+	return now || before
+}
+
+// age starts a new generation once the current one is older than keep.
+func (a *ackedSet) age(now time.Time, keep time.Duration) {
+	if now.Sub(a.since) >= keep {
+		a.previous, a.current, a.since = a.current, nil, now
+	}
 }
 
 // task is one delivered command.
@@ -149,8 +190,10 @@ func New(nc *nats.Conn, api APIOps, cfg Config) (*Worker, error) {
 		sources:   newSourceSet(),
 		room:      newRoom(cfg.held()),
 		slots:     newSlots(cfg.Concurrency),
-		ready:     make(chan *task, cfg.maxAckPending()), // a place for every command the worker can hold
+		ready:     newReadyQueue(),
 		held:      make(map[*task]struct{}),
+		barriers:  make(map[*source]*barrier),
+		copies:    make(map[copyKey]int),
 		resources: newResources(),
 		idLocks:   make(map[string]*idLock),
 		secrets:   secretOptions(cfg),
@@ -227,12 +270,11 @@ func (w *Worker) Run(ctx context.Context) error {
 	for range w.cfg.held() {
 		wg.Go(func() {
 			for {
-				select {
-				case t := <-w.ready:
-					w.process(runCtx, t)
-				case <-quit:
+				t, ok := w.ready.pop(quit)
+				if !ok {
 					return
 				}
+				w.process(runCtx, t)
 			}
 		})
 	}
@@ -359,6 +401,9 @@ func (w *Worker) admit(msg jetstream.Msg, src *source) {
 		t.decodeErr = &messages.Error{Code: messages.CodeUnknownType, Field: "type", Message: err.Error()}
 	} else {
 		t.cmd, t.decodeErr = messages.DecodeWith(project, typeName, msg.Data(), w.secrets)
+		if t.decodeErr == nil {
+			t.decodeErr = w.checkKeystores(t.cmd)
+		}
 	}
 	if t.cmd.ReplyTo != "" {
 		if problem := w.checkReplyTo(t.cmd.ReplyTo); problem != "" {
@@ -387,18 +432,22 @@ func (w *Worker) admit(msg jetstream.Msg, src *source) {
 		return
 	}
 	w.held[t] = struct{}{}
+	w.copies[copyKey{src, t.seq}]++
+	if w.recentlyAcked.has(copyKey{src, t.seq}) {
+		t.acked.Store(true)
+	}
 	if src.watching {
 		w.noteDeliveryLocked(src, msg)
 	}
-	if src.barrier != nil {
-		src.barrier.parked = append(src.barrier.parked, t)
+	if b := w.barriers[src]; b != nil {
+		b.parked = append(b.parked, t)
 		w.mu.Unlock()
 		return
 	}
 	start := w.enqueueLocked(t)
 	w.mu.Unlock()
 	if start {
-		w.ready <- t // never blocks: ready has a place for every held command
+		w.ready.push(t)
 	}
 }
 
@@ -463,12 +512,19 @@ func (w *Worker) release(t *task) {
 	ready := w.resources.release(t)
 	w.mu.Unlock()
 	for _, next := range ready {
-		w.ready <- next
+		w.ready.push(next)
 	}
 }
 
 // forgetLocked drops t from the held commands and frees its room.
 func (w *Worker) forgetLocked(t *task) {
+	if _, held := w.held[t]; held {
+		if k := (copyKey{t.src, t.seq}); w.copies[k] <= 1 {
+			delete(w.copies, k)
+		} else {
+			w.copies[k]--
+		}
+	}
 	delete(w.held, t)
 	if w.idle != nil && len(w.held) == 0 {
 		close(w.idle)

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"time"
 )
 
 // adminProject is the project whose keystores, keys and certificates every
@@ -184,6 +185,15 @@ func (s *Server) assign(sl slot) handler {
 		if !sl.exists(p, name) && !(hasAdmin && sl.exists(admin, name)) {
 			return outcome{}, badRequest(sl.notFound, name)
 		}
+		if sl.segment == "keystore" {
+			ks := p.keystores[name]
+			if ks == nil && hasAdmin {
+				ks = admin.keystores[name]
+			}
+			if err := refuseKeylessKeystore(ks, "the keystore of a credential"); err != nil {
+				return outcome{}, err
+			}
+		}
 		*sl.field(c) = name
 		return outcome{
 			action: credentialSecret,
@@ -251,7 +261,7 @@ func (s *Server) createKeystore(r request) (outcome, *apiError) {
 	if in.Environments == nil {
 		return outcome{}, badRequest("keyStoreEnvironmentList is required")
 	}
-	envs, err := p.keystoreEnvironments(in.Environments)
+	envs, err := p.keystoreEnvironments(in.Environments, s.now())
 	if err != nil {
 		return outcome{}, err
 	}
@@ -293,7 +303,7 @@ func (s *Server) updateKeystore(r request) (outcome, *apiError) {
 		next.Description = *in.Description
 	}
 	if in.Environments != nil {
-		if next.Environments, err = p.keystoreEnvironments(in.Environments); err != nil {
+		if next.Environments, err = p.keystoreEnvironments(in.Environments, s.now()); err != nil {
 			return outcome{}, err
 		}
 	}
@@ -406,9 +416,9 @@ func queryEnum(q url.Values, key string, allowed ...string) (string, *apiError) 
 	return v, nil
 }
 
-// keystoreEnvironments validates a keyStoreEnvironmentList against the project.
-// The caller holds s.mu.
-func (p *project) keystoreEnvironments(in []keystoreEnvironmentInput) ([]KeystoreEnvironment, *apiError) {
+// keystoreEnvironments validates a keyStoreEnvironmentList against the project, its
+// files as of now. The caller holds s.mu.
+func (p *project) keystoreEnvironments(in []keystoreEnvironmentInput, now time.Time) ([]KeystoreEnvironment, *apiError) {
 	if len(in) == 0 {
 		return nil, badRequest("keyStoreEnvironmentList must not be empty")
 	}
@@ -435,6 +445,9 @@ func (p *project) keystoreEnvironments(in []keystoreEnvironmentInput) ([]Keystor
 			return nil, badRequest("keyStoreType is required for environment %s", env)
 		case !slices.Contains(keystoreTypes, e.KeyStoreType):
 			return nil, badRequest("Invalid keyStoreType for environment %s: %q (expected JKS or PKCS12)", env, e.KeyStoreType)
+		}
+		if refusal := keystoreRefusal(file, e.KeyStoreType, e.Password, now); refusal != "" {
+			return nil, badRequest("Invalid keystore file for environment %s: %s", env, refusal)
 		}
 		out = append(out, KeystoreEnvironment{
 			EnvironmentName: env,
@@ -553,6 +566,7 @@ func (p *project) setStore(d Dialect, label string, byID, byName, id, name *stri
 		*id, *name = *byID, ""
 		if ks := p.keystoreWithID(*byID); ks != nil {
 			*name = ks.Name
+			return refuseKeylessMTLSKeystore(label, ks)
 		}
 		return nil
 	case d.namesKeystores():
@@ -568,7 +582,7 @@ func (p *project) setStore(d Dialect, label string, byID, byName, id, name *stri
 			return badRequest("%s (name: %s) is not found!", label, *byName)
 		}
 		*id, *name = ks.id, ks.Name
-		return nil
+		return refuseKeylessMTLSKeystore(label, ks)
 	default:
 		if byID == nil {
 			return nil
@@ -582,7 +596,7 @@ func (p *project) setStore(d Dialect, label string, byID, byName, id, name *stri
 			return badRequest("%s (id: %s) is not found!", label, *byID)
 		}
 		*id, *name = ks.id, ks.Name
-		return nil
+		return refuseKeylessMTLSKeystore(label, ks)
 	}
 }
 

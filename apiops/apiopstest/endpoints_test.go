@@ -1,6 +1,7 @@
 package apiopstest_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"reflect"
 	"testing"
@@ -255,8 +256,8 @@ func TestSetToken(t *testing.T) {
 // keystoreBody is a valid create body, after edit changes it.
 func keystoreBody(edit func(ks map[string]any, envs []map[string]any)) string {
 	envs := []map[string]any{
-		{"environmentName": "production", "file": "a2V5c3RvcmU=", "password": "secret", "alias": "client", "keyStoreType": "PKCS12"},
-		{"environmentName": "staging", "file": "c3RhZ2luZw==", "password": "secret2", "keyStoreType": "JKS"},
+		{"environmentName": "production", "file": base64Of(productionFile), "password": "secret", "alias": "client", "keyStoreType": "PKCS12"},
+		{"environmentName": "staging", "file": base64Of(stagingFile), "password": "secret2", "keyStoreType": "JKS"},
 	}
 	ks := map[string]any{"name": "client-2027", "description": "2027 client", "keyStoreEnvironmentList": envs}
 	if edit != nil {
@@ -287,8 +288,8 @@ func TestCreateKeystore(t *testing.T) {
 					Name:        "client-2027",
 					Description: "2027 client",
 					Environments: []apiopstest.KeystoreEnvironment{
-						{EnvironmentName: "production", File: []byte("keystore"), Password: "secret", Alias: "client", KeyStoreType: "PKCS12"},
-						{EnvironmentName: "staging", File: []byte("staging"), Password: "secret2", KeyStoreType: "JKS"},
+						{EnvironmentName: "production", File: productionFile, Password: "secret", Alias: "client", KeyStoreType: "PKCS12"},
+						{EnvironmentName: "staging", File: stagingFile, Password: "secret2", KeyStoreType: "JKS"},
 					},
 				}
 				if got, ok := sim.Keystore("MyProject", "client-2027"); !ok || !reflect.DeepEqual(got, want) {
@@ -330,7 +331,7 @@ func TestCreateKeystore(t *testing.T) {
 			status: 200, want: deployedMyProject,
 			check: func(t *testing.T, sim *apiopstest.Server) {
 				got, ok := sim.Keystore("MyProject", "client-2027")
-				if !ok || len(got.Environments) != 2 || string(got.Environments[1].File) != "staging" {
+				if !ok || len(got.Environments) != 2 || !bytes.Equal(got.Environments[1].File, stagingFile) {
 					t.Errorf("Keystore = %+v, %v", got, ok)
 				}
 			},
@@ -426,9 +427,9 @@ func TestUpdateKeystore(t *testing.T) {
 	runCases(t, []apiCase{
 		ok("description", "", `{"description":"renewed"}`,
 			keystoreIs("client-2026", apiopstest.KeystoreState{Name: "client-2026", Description: "renewed"})),
-		ok("environments", "", `{"keyStoreEnvironmentList":[{"environmentName":"staging","file":"a2V5c3RvcmU=","password":"pw","keyStoreType":"JKS"}]}`,
+		ok("environments", "", `{"keyStoreEnvironmentList":[{"environmentName":"staging","file":"`+base64Of(updateFile)+`","password":"pw","keyStoreType":"JKS"}]}`,
 			keystoreIs("client-2026", apiopstest.KeystoreState{Name: "client-2026", Environments: []apiopstest.KeystoreEnvironment{
-				{EnvironmentName: "staging", File: []byte("keystore"), Password: "pw", KeyStoreType: "JKS"},
+				{EnvironmentName: "staging", File: updateFile, Password: "pw", KeyStoreType: "JKS"},
 			}})),
 		ok("rename", "", `{"name":"client-2026b"}`, func(t *testing.T, sim *apiopstest.Server) {
 			keystoreExists("MyProject", "client-2026", false)(t, sim)

@@ -120,8 +120,8 @@ func TestGetKeystore(t *testing.T) {
 		// The stored values are encrypted: never the password or file sent,
 		// in base64 or not; and each environment's differ.
 		sent := []map[string]string{
-			{"file": "a2V5c3RvcmU=", "raw": "keystore", "password": "secret"},
-			{"file": "c3RhZ2luZw==", "raw": "staging", "password": "secret2"},
+			{"file": base64Of(productionFile), "raw": string(productionFile), "password": "secret"},
+			{"file": base64Of(stagingFile), "raw": string(stagingFile), "password": "secret2"},
 		}
 		body := res.body
 		for i, env := range got.ResultList[0].Environments {

@@ -2,6 +2,7 @@ package apiopstest
 
 import (
 	"bytes"
+	_ "embed"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -86,6 +87,26 @@ func LoadSeed(path string) (Seed, error) {
 	if err != nil {
 		return Seed{}, fmt.Errorf("load seed: %w", err)
 	}
+	return parseSeed(data, path)
+}
+
+// demoSeed is the seed the demo and apiops-sim start with when given none (also at
+// testdata/apiops-seed.json): built in, so that they run from any directory.
+//
+//go:embed seed.json
+var demoSeed []byte
+
+// DemoSeed returns the built-in seed: project MyProject with a few credentials,
+// keystores and API proxies, token "sim-token".
+func DemoSeed() Seed {
+	seed, err := parseSeed(demoSeed, "built-in seed")
+	if err != nil {
+		panic(err) // a test of the package reads it
+	}
+	return seed
+}
+
+func parseSeed(data []byte, path string) (Seed, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	var seed Seed

@@ -50,7 +50,7 @@ type options struct {
 func parseOptions(fs *flag.FlagSet, args []string) (options, error) {
 	var o options
 	fs.StringVar(&o.addr, "addr", "127.0.0.1:8085", "listen address")
-	fs.StringVar(&o.seedPath, "seed", "testdata/apiops-seed.json", "seed file with the token, the clients and the projects")
+	fs.StringVar(&o.seedPath, "seed", "", "seed file with the token, the clients and the projects (default: the built-in one, also at testdata/apiops-seed.json)")
 	fs.DurationVar(&o.faults.Latency, "latency", 0, "delay added before every answer")
 	fs.Float64Var(&o.faults.ErrorRate, "error-rate", 0, "fraction of requests answered with --error-status")
 	fs.IntVar(&o.faults.ErrorStatus, "error-status", http.StatusServiceUnavailable, "status of injected errors")
@@ -87,9 +87,11 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	seed, err := apiopstest.LoadSeed(o.seedPath)
-	if err != nil {
-		return err
+	seed := apiopstest.DemoSeed()
+	if o.seedPath != "" {
+		if seed, err = apiopstest.LoadSeed(o.seedPath); err != nil {
+			return err
+		}
 	}
 	if token := strings.TrimSpace(os.Getenv("APIOPS_TOKEN")); token != "" {
 		seed.Token = token

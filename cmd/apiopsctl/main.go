@@ -13,6 +13,7 @@ import (
 	// the system has none.
 	_ "golang.org/x/crypto/x509roots/fallback"
 
+	"github.com/apiops-worker/apiops-worker/internal/buildinfo"
 	"github.com/apiops-worker/apiops-worker/internal/ctl"
 	"github.com/apiops-worker/apiops-worker/internal/tracecontext"
 )
@@ -45,6 +46,7 @@ commands:
   seal keygen FILE|pubkey
                     make a worker key for sealed secrets; print the key the
                     workers announce
+  version           print the version and the commit this binary was built from
 
 Run "apiopsctl <command> -h" for a command's flags. NATS is reached through
 --nats-url, --creds, --user, --tls-ca (or NATS_URL, NATS_CREDS, NATS_USER, NATS_CA);
@@ -69,6 +71,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	env := ctl.IO{Stdin: stdin, Stdout: stdout, Stderr: stderr}
 	switch args[0] {
+	case "version", "--version", "-version":
+		fmt.Fprintln(stdout, buildinfo.String("apiopsctl"))
+		return 0
 	case "validate":
 		return ctl.Validate(args[1:], env)
 	case "submit":

@@ -1,14 +1,17 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/apiops-worker/apiops-worker/internal/buildinfo"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"time"
 
@@ -31,6 +34,10 @@ import (
 func Run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) int {
 	s, err := parseSettings(args, getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if errors.Is(err, errShowVersion) {
+		fmt.Fprintln(os.Stdout, buildinfo.String("apiops-worker"))
 		return 0
 	}
 	if err != nil {
@@ -61,6 +68,9 @@ func run(ctx context.Context, s *settings, log *zap.Logger) error {
 		if err != nil {
 			return fmt.Errorf("--listen: port %q: %w", portText, err)
 		}
+		if port == 0 {
+			port = -1 // a free port, as Go's listeners take 0; nats-server's is -1
+		}
 		srv, err := natsserver.Start(natsserver.Options{Host: host, Port: port, StoreDir: s.dataDir, SyncAlways: true})
 		if err != nil {
 			return err
@@ -82,7 +92,7 @@ func run(ctx context.Context, s *settings, log *zap.Logger) error {
 		}
 		defer stop()
 		apiURL, tokens = url, apiops.StaticToken(token)
-		log.Info("demo: APIOps simulator started", zap.String("url", url), zap.String("seed", s.demoSeed), zap.String("dialect", string(s.demoDialect)))
+		log.Info("demo: APIOps simulator started", zap.String("url", url), zap.String("seed", cmp.Or(s.demoSeed, "built in")), zap.String("dialect", string(s.demoDialect)))
 	} else if s.apiopsTokenFile != "" {
 		tokens = apiops.NewFileToken(s.apiopsTokenFile)
 	}
@@ -98,7 +108,7 @@ func run(ctx context.Context, s *settings, log *zap.Logger) error {
 		defer stopTracing(tp, log) // after the worker stopped: its last spans go too
 	}
 	opts := []apiops.Option{apiops.WithTimeout(s.apiopsTimeout), apiops.WithMaxConnsPerHost(2 * s.worker.Concurrency),
-		apiops.WithUserAgent("apiops-worker/" + Version + " (" + s.worker.Instance + ")")}
+		apiops.WithUserAgent("apiops-worker/" + buildinfo.Version + " (" + s.worker.Instance + ")")}
 	if s.apiopsCA != "" {
 		opts = append(opts, apiops.WithCAFile(s.apiopsCA))
 	}
@@ -141,13 +151,13 @@ func run(ctx context.Context, s *settings, log *zap.Logger) error {
 	}
 	sealKeys := func() []string { return nil }
 	if keys != nil {
-		s.worker.Opener, sealKeys = keys, keys.Publics
+		s.worker.Opener, s.worker.DigestKeys, sealKeys = keys, keys, keys.Publics
 	}
 
 	var w *worker.Worker
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	m := metrics.New(reg, Version, func(ctx context.Context) (worker.Backlog, error) { return w.Backlog(ctx) })
+	m := metrics.New(reg, buildinfo.Version, buildinfo.Commit(), func(ctx context.Context) (worker.Backlog, error) { return w.Backlog(ctx) })
 	s.worker.Logger, s.worker.Observer = log, m
 	s.worker.OlderInstances = func(ctx context.Context) ([]string, error) { return olderInstances(ctx, nc) }
 	if w, err = worker.New(nc, client, s.worker); err != nil {
@@ -160,7 +170,8 @@ func run(ctx context.Context, s *settings, log *zap.Logger) error {
 		}
 		defer stop()
 	}
-	svc := &service{nc: nc, prefix: s.worker.Prefix, ready: w, metrics: m, sealKeys: sealKeys}
+	svc := &service{nc: nc, prefix: s.worker.Prefix, ready: w, metrics: m, sealKeys: sealKeys,
+		maxCommandSize: cmp.Or(s.worker.MaxCommandSize, worker.DefaultMaxCommandSize)} // as worker.New defaults it
 	if err := svc.register(); err != nil {
 		return err
 	}
@@ -244,9 +255,11 @@ func redactURL(raw string) string {
 
 // startSimulator serves the APIOps simulator on a free loopback port.
 func startSimulator(seedPath string, dialect apiopstest.Dialect) (url, token string, stop func(), err error) {
-	seed, err := apiopstest.LoadSeed(seedPath)
-	if err != nil {
-		return "", "", nil, fmt.Errorf("--demo-seed: %w", err)
+	seed := apiopstest.DemoSeed()
+	if seedPath != "" {
+		if seed, err = apiopstest.LoadSeed(seedPath); err != nil {
+			return "", "", nil, fmt.Errorf("--demo-seed: %w", err)
+		}
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

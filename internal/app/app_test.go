@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -428,4 +429,10 @@ func matches(got, want map[string]float64) bool {
 		}
 	}
 	return true
+}
+
+func TestVersionFlag(t *testing.T) {
+	if _, err := parseSettings([]string{"--version"}, envFrom(nil), io.Discard); !errors.Is(err, errShowVersion) {
+		t.Errorf("--version: %v", err)
+	}
 }

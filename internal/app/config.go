@@ -67,6 +67,9 @@ func envName(flagName string) string {
 
 // parseSettings reads flags, falling back to the environment, then checks them. Each
 // error names the flag and its variable.
+// errShowVersion is parseSettings' answer to --version.
+var errShowVersion = errors.New("--version")
+
 func parseSettings(args []string, getenv func(string) string, stderr io.Writer) (*settings, error) {
 	s := &settings{}
 	w := &s.worker
@@ -79,7 +82,7 @@ func parseSettings(args []string, getenv func(string) string, stderr io.Writer) 
 	fs.StringVar(&s.natsCert, "nats-cert", "", "client certificate (PEM) for NATS")
 	fs.StringVar(&s.natsKey, "nats-key", "", "client key (PEM) for NATS")
 	fs.StringVar(&s.natsInboxPrefix, "nats-inbox-prefix", DefaultInboxPrefix, "where the worker receives its pulled commands and JetStream answers; give no publisher permission to subscribe under it")
-	fs.StringVar(&s.listen, "listen", "127.0.0.1:4222", "address of the embedded NATS server")
+	fs.StringVar(&s.listen, "listen", "127.0.0.1:4222", "address of the embedded NATS server; port 0 takes a free one (logged)")
 	fs.StringVar(&s.dataDir, "data-dir", "data", "directory of the embedded NATS server's JetStream data")
 	fs.StringVar(&s.apiopsURL, "apiops-url", "", "APIOps base URL, e.g. https://apinizer.example.com")
 	fs.StringVar(&s.apiopsTokenFile, "apiops-token-file", "", "file holding the APIOps token, re-read when APIOps answers 401 (or set APIOPS_TOKEN)")
@@ -89,8 +92,9 @@ func parseSettings(args []string, getenv func(string) string, stderr io.Writer) 
 	fs.StringVar(&s.apiopsCert, "apiops-client-cert", "", "client certificate (PEM) for APIOps behind mTLS")
 	fs.StringVar(&s.apiopsKey, "apiops-client-key", "", "client key (PEM) for APIOps behind mTLS")
 	fs.DurationVar(&s.apiopsTimeout, "apiops-timeout", 30*time.Second, "timeout of one APIOps request")
+	showVersion := fs.Bool("version", false, "print the version and the commit this binary was built from, and exit")
 	fs.BoolVar(&s.demo, "demo", false, "also run the built-in APIOps simulator and use it")
-	fs.StringVar(&s.demoSeed, "demo-seed", "testdata/apiops-seed.json", "the simulator's seed, with --demo")
+	fs.StringVar(&s.demoSeed, "demo-seed", "", "the simulator's seed file, with --demo (default: the built-in one, also at testdata/apiops-seed.json)")
 	demoDialect := fs.String("demo-dialect", string(apiopstest.DialectMixed), "how the simulator answers, with --demo: "+apiopstest.DialectNames()+
 		" (docs/design/apiops-dialects.md)")
 	fs.StringVar(&s.logFormat, "log-format", "json", "json, or console for people")
@@ -106,7 +110,7 @@ func parseSettings(args []string, getenv func(string) string, stderr io.Writer) 
 	fs.Int64Var(&w.StreamMaxBytes, "stream-max-bytes", worker.DefaultStreamMaxBytes, "the most bytes each stream and the bucket may hold on disk")
 	maxCommandSize := fs.Int("max-command-size", worker.DefaultMaxCommandSize, "the largest command in bytes; keep it well under the server's max_payload, so that its dead letter fits")
 	fs.StringVar(&w.Prefix, "prefix", messages.DefaultPrefix, "first token(s) of every subject")
-	fs.IntVar(&w.Concurrency, "concurrency", worker.DefaultConcurrency, "APIOps requests at once; twice as many commands are held")
+	fs.IntVar(&w.Concurrency, "concurrency", worker.DefaultConcurrency, "APIOps requests at once; four times as many commands are held")
 	fs.IntVar(&w.MaxAttempts, "max-attempts", worker.DefaultMaxAttempts, "transient failures a command may have, across redeliveries")
 	fs.DurationVar(&w.RetryInitial, "retry-initial", worker.DefaultRetryInitial, "first backoff wait")
 	fs.DurationVar(&w.RetryMax, "retry-max", worker.DefaultRetryMax, "longest backoff wait; probes while paused use it")
@@ -134,6 +138,9 @@ func parseSettings(args []string, getenv func(string) string, stderr io.Writer) 
 	})
 	if err := fs.Parse(args); err != nil {
 		return nil, err
+	}
+	if *showVersion {
+		return nil, errShowVersion
 	}
 	if *maxCommandSize < 0 || *maxCommandSize > math.MaxInt32 {
 		errs = append(errs, fmt.Errorf("--max-command-size (APIOPS_WORKER_MAX_COMMAND_SIZE) %d is out of range", *maxCommandSize))

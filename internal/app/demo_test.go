@@ -23,7 +23,7 @@ func startDemo(t *testing.T, env map[string]string) *demo {
 	ctx, cancel := context.WithCancel(context.Background())
 	exit := make(chan int, 1)
 	go func() {
-		exit <- Run(ctx, []string{"--demo", "--demo-seed", "../../testdata/apiops-seed.json", "--listen", "127.0.0.1:-1",
+		exit <- Run(ctx, []string{"--demo", "--listen", "127.0.0.1:-1",
 			"--http-addr", "127.0.0.1:0", "--data-dir", t.TempDir()}, envFrom(env), d.logs)
 	}()
 	stopped, code := false, 0

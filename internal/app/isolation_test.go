@@ -25,6 +25,7 @@ import (
 	"github.com/apiops-worker/apiops-worker/client"
 	"github.com/apiops-worker/apiops-worker/internal/natstest"
 	"github.com/apiops-worker/apiops-worker/internal/workertest"
+	"github.com/apiops-worker/apiops-worker/keystores/keystorestest"
 	"github.com/apiops-worker/apiops-worker/messages"
 	"github.com/apiops-worker/apiops-worker/seal"
 )
@@ -311,7 +312,7 @@ func attackProjectIsolation(t *testing.T, url string, replicas int) {
 	// subscription to the worker's inbox shows the secrets do pass there: the control
 	// that shows this test would see a leak to a team allowed the same.
 	markerPassword := "pw-" + nuid.Next()
-	markerFileText := "file-" + nuid.Next()
+	markerFileText := string(keystorestest.File(keystorestest.Spec{Password: markerPassword, TrustStore: true})) // the worker opens it
 	markerFile := base64.StdEncoding.EncodeToString([]byte(markerFileText))
 	admin := connectAs(t, url, "apiops-admin", adminPassword)
 	iso.admin = admin
@@ -370,7 +371,7 @@ func attackProjectIsolation(t *testing.T, url string, replicas int) {
 	}
 	res, err = sealingA.Request(waitCtx, &messages.Command{ID: "own-sealed", Project: "TeamA", Params: &messages.KeystoreCreate{
 		Name: "team-a-sealed", KeyStoreEnvironmentList: []messages.KeyStoreEnvironment{{EnvironmentName: "production",
-			File: messages.NewSecret(base64.StdEncoding.EncodeToString([]byte("team-a file"))), Password: messages.NewSecret("team-a pw"), KeyStoreType: "PKCS12"}}}})
+			File: messages.NewSecret(keystorestest.Base64(keystorestest.Spec{Password: "team-a pw"})), Password: messages.NewSecret("team-a pw"), KeyStoreType: "PKCS12"}}}})
 	if err != nil || res.Status != messages.StatusSucceeded {
 		t.Fatalf("team-a's sealed request: %+v, %v", res, err)
 	}

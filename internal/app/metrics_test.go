@@ -16,7 +16,7 @@ import (
 
 // The worker's families, and the label values every one of them has from the start.
 var workerFamilies = map[string][]string{
-	"apiops_worker_build_info":                      {"version", "go_version"},
+	"apiops_worker_build_info":                      {"version", "commit", "go_version"},
 	"apiops_worker_active":                          nil,
 	"apiops_worker_paused":                          {"reason"},
 	"apiops_worker_commands_in_flight":              nil,

@@ -31,7 +31,7 @@ const (
 	prometheusRuleFile = observabilityDir + "prometheusrule.yaml"
 	dashboardFile      = observabilityDir + "apiops-worker-dashboard.json"
 	composeScrapeFile  = observabilityDir + "prometheus.yml"
-	runbookURLPrefix   = "https://github.com/apiops-worker/apiops-worker/blob/main/README.md#"
+	runbookURLPrefix   = "https://github.com/apiops-worker/apiops-worker/blob/main/docs/alerts.md#"
 )
 
 var promqlParser = parser.NewParser(parser.Options{})
@@ -76,10 +76,10 @@ func TestAlertRules(t *testing.T) {
 	}
 }
 
-// TestRunbookURLsPointAtREADMEHeadings: each alert's runbook_url ends in the anchor
-// GitHub gives a heading of README.md, so that the link lands on the runbook.
-func TestRunbookURLsPointAtREADMEHeadings(t *testing.T) {
-	readme, err := os.ReadFile("../../README.md")
+// TestRunbookURLsPointAtRunbookHeadings: each alert's runbook_url ends in the anchor
+// GitHub gives a heading of docs/alerts.md, so that the link lands on the runbook.
+func TestRunbookURLsPointAtRunbookHeadings(t *testing.T) {
+	readme, err := os.ReadFile("../../docs/alerts.md")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +98,7 @@ func TestRunbookURLsPointAtREADMEHeadings(t *testing.T) {
 			url := r.Annotations["runbook_url"]
 			anchor, ok := strings.CutPrefix(url, runbookURLPrefix)
 			if !ok || !anchors[anchor] {
-				t.Errorf("%s: runbook_url %q is not %s<a README heading>", r.Alert, url, runbookURLPrefix)
+				t.Errorf("%s: runbook_url %q is not %s<a heading of docs/alerts.md>", r.Alert, url, runbookURLPrefix)
 			}
 		}
 	}

@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/apiops-worker/apiops-worker/internal/buildinfo"
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -20,10 +22,6 @@ import (
 
 	"github.com/apiops-worker/apiops-worker/internal/metrics"
 )
-
-// Version is the worker's version, set at build time with
-// -ldflags "-X github.com/apiops-worker/apiops-worker/internal/app.Version=…".
-var Version = "0.1.0"
 
 // readiness is what the health endpoints and the service status ask.
 type readiness interface {
@@ -96,6 +94,9 @@ type service struct {
 	ready    readiness
 	metrics  *metrics.Metrics
 	sealKeys func() []string // current last; none without keys
+	// maxCommandSize is announced, so that publishers refuse a larger command
+	// themselves, naming the limit (client.DiscoverMaxCommandSize).
+	maxCommandSize int32
 
 	mu  sync.Mutex
 	svc micro.Service
@@ -119,12 +120,15 @@ func (s *service) register() error {
 	defer s.mu.Unlock()
 	// Earlier versions announce no "fleet", or "lease": see olderInstances.
 	metadata := map[string]string{"fleet": fleetKind}
+	if s.maxCommandSize > 0 {
+		metadata["max_command_size"] = strconv.Itoa(int(s.maxCommandSize))
+	}
 	if keys := s.sealKeys(); len(keys) > 0 {
 		metadata["seal_key"], metadata["seal_keys"] = keys[len(keys)-1], strings.Join(keys, ",")
 	}
 	svc, err := micro.AddService(s.nc, micro.Config{
 		Name:         serviceName,
-		Version:      Version,
+		Version:      buildinfo.Version,
 		Description:  "Executes APIOps commands from JetStream",
 		Metadata:     metadata,
 		StatsHandler: func(*micro.Endpoint) any { return s.status() },

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -22,8 +23,10 @@ import (
 	"github.com/apiops-worker/apiops-worker/internal/ctl"
 	"github.com/apiops-worker/apiops-worker/internal/natstest"
 	"github.com/apiops-worker/apiops-worker/internal/workertest"
+	"github.com/apiops-worker/apiops-worker/keystores/keystorestest"
 	"github.com/apiops-worker/apiops-worker/messages"
 	"github.com/apiops-worker/apiops-worker/seal"
+	"github.com/apiops-worker/apiops-worker/worker"
 )
 
 // spy records every message on the account, as a core subscription on ">" sees it.
@@ -126,7 +129,7 @@ func TestSealedSecrets(t *testing.T) {
 		t.Fatal(err)
 	}
 	markerPassword := "MARKER-PASSWORD-" + strings.Repeat("p", 8)
-	markerFile := []byte("MARKER-FILE-" + strings.Repeat("f", 40))
+	markerFile := keystorestest.File(keystorestest.Spec{Password: markerPassword, TrustStore: true}) // the worker opens it
 	markers := []string{markerPassword, string(markerFile), base64.StdEncoding.EncodeToString(markerFile)}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -158,13 +161,21 @@ func TestSealedSecrets(t *testing.T) {
 		t.Fatalf("APIOps did not get the opened secrets: %+v", ks)
 	}
 
+	js, _ := jetstream.New(nc)
+	// The record's secrets are digested with a key derived from the seal keys: no digest
+	// key is kept in the bucket, where whoever reads it could test guesses against it.
+	if kv, err := js.KeyValue(ctx, worker.DefaultIdempotencyBucket); err != nil {
+		t.Fatal(err)
+	} else if _, err := kv.Get(ctx, "digest-key"); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Fatalf("with seal keys, the bucket holds a digest key: %v", err)
+	}
+
 	// 2. A sealed keystore.update that APIOps refuses: its dead letter keeps the sealed
 	// values, and replays to success once APIOps accepts it.
 	res, err = sealing.Request(ctx, keystoreCmd("sealed-update", "keystore.update", "not-yet", markerPassword, markerFile))
 	if err != nil || res.Status != messages.StatusFailed {
 		t.Fatalf("sealed update of a missing keystore: %v %+v", err, res)
 	}
-	js, _ := jetstream.New(nc)
 	dead, err := js.Stream(ctx, "APIOPS_DEAD")
 	if err != nil {
 		t.Fatal(err)
@@ -176,7 +187,7 @@ func TestSealedSecrets(t *testing.T) {
 	if letter.Header.Get(messages.HeaderRedacted) != "" || !bytes.Contains(letter.Data, []byte(`"sealed":"`)) {
 		t.Fatalf("the dead letter lost its sealed values: %v %s", letter.Header, letter.Data)
 	}
-	if res, err := sealing.Request(ctx, keystoreCmd("make-it-exist", "keystore.create", "not-yet", "other-password", []byte("other file"))); err != nil || res.Status != messages.StatusSucceeded {
+	if res, err := sealing.Request(ctx, keystoreCmd("make-it-exist", "keystore.create", "not-yet", "other-password", keystorestest.File(keystorestest.Spec{Password: "other-password"}))); err != nil || res.Status != messages.StatusSucceeded {
 		t.Fatalf("create: %v %+v", err, res)
 	}
 	replayed, err := nc.SubscribeSync("apiops.result.MyProject.keystore.update")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/apiops-worker/apiops-worker/internal/buildinfo"
 	"strings"
 	"time"
 
@@ -75,7 +76,7 @@ func startTracing(ctx context.Context, ts *tracingSettings, instance string, log
 	// The service's name and version come first, so that OTEL_SERVICE_NAME and
 	// OTEL_RESOURCE_ATTRIBUTES, read after them, override them.
 	res, err := resource.New(ctx,
-		resource.WithAttributes(attribute.String("service.name", serviceName), attribute.String("service.version", Version),
+		resource.WithAttributes(attribute.String("service.name", serviceName), attribute.String("service.version", buildinfo.Version),
 			attribute.String("service.instance.id", instance)),
 		resource.WithTelemetrySDK(), resource.WithFromEnv())
 	if err != nil && !errors.Is(err, resource.ErrPartialResource) {

@@ -226,16 +226,19 @@ func listDeadLetters(env IO, output string, letters []*deadLetter) error {
 	fmt.Fprintln(tw, "SEQ\tSUBJECT\tID\tSTATUS\tATTEMPTS\tREDACTED\tERROR")
 	for _, d := range letters {
 		h := d.Headers
-		errText := h.Get(messages.HeaderErrorCode)
-		if msg := h.Get(messages.HeaderError); msg != "" {
-			errText += ": " + msg
+		// "code: message (field)" as in the results tables. Dead letters of workers
+		// before Apiops-Error-Field have no field: the cell is then code and message.
+		e := messages.Error{Code: h.Get(messages.HeaderErrorCode), Message: h.Get(messages.HeaderError), Field: h.Get(messages.HeaderErrorField)}
+		errText := ""
+		if e != (messages.Error{}) {
+			errText = errorCell(&e)
 		}
 		redacted := "no"
 		if h.Get(messages.HeaderRedacted) == "true" {
 			redacted = "yes"
 		}
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", d.Seq, d.Subject, orDash(h.Get(messages.HeaderCommandID)),
-			orDash(h.Get(messages.HeaderStatus)), orDash(h.Get(messages.HeaderAttempts)), redacted, truncate(errText, maxErrorWidth))
+			orDash(h.Get(messages.HeaderStatus)), orDash(h.Get(messages.HeaderAttempts)), redacted, errText)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

@@ -96,6 +96,13 @@ func TestDeadLetterListReplayPurge(t *testing.T) {
 	if table := out.stdout.String(); len(lines(table)) != 3 || !strings.Contains(table, "dup-create") || !strings.Contains(table, "yes") {
 		t.Errorf("table:\n%s", table)
 	}
+	// The rejection names the field to fix; the worker keeps it in Apiops-Error-Field,
+	// and the table shows it.
+	out = output{}
+	DLQ(testContext(t), []string{"list", "--status", "rejected"}, e.io("", &out))
+	if table := lines(out.stdout.String()); len(table) != 2 || !strings.HasSuffix(table[1], "invalid_command: is required (id)") {
+		t.Errorf("the rejection's field is not shown:\n%s", out.stdout.String())
+	}
 
 	// Now trust-2027 exists, so the first command can succeed when replayed.
 	createLine, _ := os.ReadFile("../../testdata/commands/keystore.create.json")
@@ -151,5 +158,57 @@ func TestReplayID(t *testing.T) {
 		if got := replayID(in); got != want {
 			t.Errorf("replayID(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestDeadLetterListShowsTheField: the ERROR cell names the field from
+// Apiops-Error-Field, kept whole when a long message is shortened; a dead letter of an
+// older worker, without the header, shows code and message as before.
+func TestDeadLetterListShowsTheField(t *testing.T) {
+	e := newTestEnv(t)
+	ctx := testContext(t)
+	if _, err := e.js.CreateStream(ctx, jetstream.StreamConfig{Name: "APIOPS_DEAD", Subjects: []string{messages.Subjects{}.AllDeadLetters()}, Storage: jetstream.MemoryStorage}); err != nil {
+		t.Fatal(err)
+	}
+	const field = "params.keyStoreEnvironmentList[0].keyStoreType"
+	long := strings.Repeat("much to say ", 20)
+	for _, h := range []map[string]string{
+		{messages.HeaderCommandID: "with-field", messages.HeaderStatus: "rejected", messages.HeaderErrorCode: "invalid_command", messages.HeaderError: `must be one of JKS, PKCS12, not "PEM"`, messages.HeaderErrorField: field},
+		{messages.HeaderCommandID: "long-message", messages.HeaderStatus: "rejected", messages.HeaderErrorCode: "invalid_command", messages.HeaderError: long, messages.HeaderErrorField: field},
+		{messages.HeaderCommandID: "older", messages.HeaderStatus: "failed", messages.HeaderErrorCode: "bad_request", messages.HeaderError: "APIOps said no"},
+		{messages.HeaderCommandID: "code-only", messages.HeaderStatus: "rejected", messages.HeaderErrorCode: "invalid_command", messages.HeaderErrorField: "id"},
+	} {
+		m := nats.NewMsg(messages.Subjects{}.DeadLetter("MyProject", "keystore.create"))
+		for k, v := range h {
+			m.Header.Set(k, v)
+		}
+		m.Data = []byte(`{"id":"` + h[messages.HeaderCommandID] + `"}`)
+		if _, err := e.js.PublishMsg(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var out output
+	if code := DLQ(ctx, []string{"list"}, e.io("", &out)); code != 0 {
+		t.Fatalf("exit %d: %s", code, out.stderr.String())
+	}
+	rows := lines(out.stdout.String())
+	if len(rows) != 5 {
+		t.Fatalf("table:\n%s", out.stdout.String())
+	}
+	for i, want := range []string{
+		`invalid_command: must be one of JKS, PKCS12, not "PEM" (` + field + `)`,
+		"… (" + field + ")",
+		"bad_request: APIOps said no",
+		"invalid_command (id)",
+	} {
+		if !strings.HasSuffix(rows[i+1], want) {
+			t.Errorf("row %d: %q, want it to end with %q", i+1, rows[i+1], want)
+		}
+	}
+	if strings.Contains(rows[3], "(") {
+		t.Errorf("a dead letter without the field shows one: %q", rows[3])
+	}
+	if !strings.Contains(rows[2], "invalid_command: much to say") || strings.Contains(rows[2], long) {
+		t.Errorf("the long message is not shortened: %q", rows[2])
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/apiops-worker/apiops-worker/messages"
 )
@@ -127,6 +128,9 @@ func Plan(ctx context.Context, args []string, env IO) int {
 	}
 	if err != nil {
 		return fail(env, name, err)
+	}
+	if code, refused := refusePlanKeystores(env, name, run.output, plan, false); refused {
+		return code
 	}
 	return run.submit(ctx, name, plan, env)
 }
@@ -320,15 +324,26 @@ type liveSteps struct {
 	total  int
 	done   int
 	bar    *progress
+	widths []int // STEP, TYPE, STATUS, ATTEMPTS, ERROR
 }
 
+// maxStepWidth bounds the STEP column; a longer step id wraps (see wrapRow).
+const maxStepWidth = 48
+
 func newLiveSteps(w io.Writer, planID string, p *messages.Plan) *liveSteps {
-	return &liveSteps{w: w, planID: planID, on: isTerminal(w), total: len(p.Steps), bar: newProgress(w, len(p.Steps))}
+	// The step ids are known before any result: the STEP column fits the longest, so
+	// that ":step-2" shows, up to maxStepWidth.
+	step := max(16, utf8.RuneCountInString(messages.StepID(planID, false, len(p.Steps))))
+	if len(p.OnFailure) > 0 {
+		step = max(step, utf8.RuneCountInString(messages.StepID(planID, true, len(p.OnFailure))))
+	}
+	return &liveSteps{w: w, planID: planID, on: isTerminal(w), total: len(p.Steps), bar: newProgress(w, len(p.Steps)),
+		widths: []int{min(step, maxStepWidth), 26, 10, 8, 0}}
 }
 
 func (l *liveSteps) start() {
 	if l.on {
-		fmt.Fprintln(l.w, strings.TrimRight(pad("STEP", 16)+"  "+pad("TYPE", 26)+"  "+pad("STATUS", 10)+"  ATTEMPTS  ERROR", " "))
+		fmt.Fprintln(l.w, wrapRow([]string{"STEP", "TYPE", "STATUS", "ATTEMPTS", "ERROR"}, l.widths))
 	}
 	l.bar.draw(0)
 }
@@ -339,8 +354,7 @@ func (l *liveSteps) step(r *messages.Result) {
 	}
 	if l.on {
 		cells := resultCells(r)
-		row := pad(cells[0], 16) + "  " + pad(cells[1], 26) + "  " + pad(cells[2], 10) + "  " + pad(cells[3], 8) + "  " + cells[5]
-		fmt.Fprint(l.w, "\r\x1b[K"+strings.TrimRight(row, " ")+"\n")
+		fmt.Fprint(l.w, "\r\x1b[K"+wrapRow([]string{cells[0], cells[1], cells[2], cells[3], cells[5]}, l.widths)+"\n")
 	}
 	l.bar.draw(min(l.done, l.total))
 }
@@ -376,9 +390,14 @@ func writePlanOutput(env IO, output string, res *messages.Result) error {
 }
 
 // planSummary is e.g. "plan rot-1 failed: step 2 of 10 (credential.truststore.set)
-// did not succeed; 8 skipped; onFailure: 1 succeeded".
+// did not succeed; 8 skipped; onFailure: 1 succeeded". The result the worker answered
+// from its record of a plan that had finished is marked: "plan rot-1 failed (stored
+// result: not run again): …".
 func planSummary(res *messages.Result) string {
 	s := fmt.Sprintf("plan %s %s", orDash(res.ID), orDash(string(res.Status)))
+	if res.Replayed {
+		s += " (stored result: not run again)"
+	}
 	if res.FailedStep != nil && *res.FailedStep < len(res.Steps) {
 		i := *res.FailedStep
 		s += fmt.Sprintf(": step %d of %d (%s) did not succeed", i+1, len(res.Steps), orDash(res.Steps[i].Type))

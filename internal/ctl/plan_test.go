@@ -163,3 +163,53 @@ func TestDefaultPlanID(t *testing.T) {
 		}
 	}
 }
+
+// TestLiveStepsShowWholeStepIDs: on a terminal, each step's row shows its whole id: the
+// STEP column fits the plan's longest step id (up to maxStepWidth; beyond, it wraps).
+func TestLiveStepsShowWholeStepIDs(t *testing.T) {
+	for _, planID := range []string{"rotation-20261122T101500Z", strings.Repeat("p", 90)} {
+		p := &messages.Plan{Steps: make([]*messages.Command, 12), OnFailure: make([]*messages.Command, 1)}
+		var out output
+		l := newLiveSteps(&out.stderr, planID, p)
+		l.on = true // as on a terminal
+		l.start()
+		for _, id := range []string{messages.StepID(planID, false, 2), messages.StepID(planID, false, 12), messages.StepID(planID, true, 1)} {
+			l.step(&messages.Result{ID: id, Type: "credential.truststore.set", Status: messages.StatusSucceeded, Attempts: 1})
+		}
+		text := strings.ReplaceAll(out.stderr.String(), "\r\x1b[K", "")
+		want := []string{planID + ":step-2", planID + ":step-12", planID + ":undo-1"}
+		if got := columnCells(lines(text), "STEP", "TYPE"); strings.Join(got, " ") != strings.Join(want, " ") {
+			t.Errorf("step ids %q, want %q:\n%s", got, want, text)
+		}
+		if strings.Contains(text, "…") {
+			t.Errorf("an id is cut:\n%s", text)
+		}
+		if planID == "rotation-20261122T101500Z" && !strings.Contains(text, "rotation-20261122T101500Z:step-12  credential.truststore.set") {
+			t.Errorf("the STEP column does not fit the longest step id:\n%s", text)
+		}
+	}
+}
+
+// TestPlanMarksStoredResult: the same plan again (its id finished) is answered from the
+// worker's record, replayed, and runs nothing: the summary says it is a stored result.
+func TestPlanMarksStoredResult(t *testing.T) {
+	e, sim := newWorkerEnv(t)
+	var out output
+	if code := Plan(testContext(t), []string{"--id", "rot-again-1", "-"}, e.io(planLines("partner-a"), &out)); code != 0 {
+		t.Fatalf("exit %d; stderr:\n%s", code, out.stderr.String())
+	}
+	if first := out.stdout.String(); !strings.Contains(first, "plan rot-again-1 succeeded\n") || strings.Contains(first, "stored") {
+		t.Errorf("first run:\n%s", first)
+	}
+	requests := len(sim.Requests())
+	out = output{}
+	if code := Plan(testContext(t), []string{"--id", "rot-again-1", "-"}, e.io(planLines("partner-a"), &out)); code != 0 {
+		t.Fatalf("again: exit %d; stderr:\n%s", code, out.stderr.String())
+	}
+	if again := out.stdout.String(); !strings.Contains(again, "plan rot-again-1 succeeded (stored result: not run again)\n") {
+		t.Errorf("again: the summary does not say it is a stored result:\n%s", again)
+	}
+	if n := len(sim.Requests()); n != requests {
+		t.Errorf("again: %d requests reached APIOps", n-requests)
+	}
+}

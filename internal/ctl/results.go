@@ -145,7 +145,8 @@ func results(ctx context.Context, args []string, env IO, ready func()) int {
 	return 0
 }
 
-// The results table has fixed column widths, as rows are printed as they come.
+// The results table has fixed column widths, as rows are printed as they come; a
+// longer cell wraps within its column (see wrapRow).
 var (
 	resultsHeader = []string{"FINISHED", "PROJECT", "ID", "TYPE", "STATUS", "ATTEMPTS", "ENVS OK/FAILED", "ERROR"}
 	resultsWidths = []int{20, 16, 28, 28, 9, 8, 14, maxErrorWidth}
@@ -160,16 +161,7 @@ func resultRow(r *messages.Result) []string {
 }
 
 func tableRow(cells []string) string {
-	var b strings.Builder
-	for i, c := range cells {
-		if i == len(cells)-1 {
-			b.WriteString(truncate(c, resultsWidths[i]))
-			break
-		}
-		b.WriteString(pad(c, resultsWidths[i]))
-		b.WriteString("  ")
-	}
-	return strings.TrimRightFunc(b.String(), unicode.IsSpace)
+	return wrapRow(cells, resultsWidths)
 }
 
 // writeCompact prints a result's body as it was stored, on one line.

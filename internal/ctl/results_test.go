@@ -186,3 +186,96 @@ func TestResultsErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestResultsTableNeverCutsAnID: the table's columns have fixed widths, as rows come
+// one at a time; an id longer than its column wraps within it, whole, and the other
+// columns stay in line.
+func TestResultsTableNeverCutsAnID(t *testing.T) {
+	e := newTestEnv(t)
+	long := strings.Repeat("x", messages.MaxIDLength)
+	want := []string{"rotation-20261122T101500Z:step-2", "rotation-20261122T101500Z:step-12", long, "short-1"}
+	for _, id := range want {
+		e.store(t, id, "MyProject", "credential.truststore.set", messages.StatusFailed, "")
+	}
+	var out output
+	if code := Results(testContext(t), []string{"--all", "--output", "table", "--count", "4"}, e.io("", &out)); code != 0 {
+		t.Fatalf("exit %d; stderr:\n%s", code, out.stderr.String())
+	}
+	table := lines(out.stdout.String())
+	if got := columnCells(table, "ID", "TYPE"); strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("ids %q, want %q; table:\n%s", got, want, out.stdout.String())
+	}
+	statusAt := strings.Index(table[0], "STATUS")
+	for _, line := range table[1:] {
+		if strings.Contains(line, "…") {
+			t.Errorf("a cell is cut: %q", line)
+		}
+		if first := strings.TrimSpace(line[:20]) != ""; first && !strings.HasPrefix(line[statusAt:], "failed ") || !first && len(line) > statusAt {
+			t.Errorf("STATUS not in line: %q", line) // a continuation line holds only the wrapped cell
+		}
+	}
+	// The suffix of a wrapped plan step's id starts a line of its own.
+	if !strings.Contains(out.stdout.String(), "\n"+strings.Repeat(" ", strings.Index(table[0], "ID"))+":step-12\n") {
+		t.Errorf("table:\n%s", out.stdout.String())
+	}
+}
+
+// columnCells rebuilds the cells of column col, followed by column next, of a table
+// whose cells may wrap within their column: a line with a next cell starts a row,
+// a line without one continues the row before it.
+func columnCells(table []string, col, next string) []string {
+	at, end := strings.Index(table[0], col), strings.Index(table[0], next)
+	var cells []string
+	for _, line := range table[1:] {
+		piece := ""
+		if len(line) > at {
+			piece = strings.TrimSpace(line[at:min(len(line), end)])
+		}
+		if len(line) > end && strings.TrimSpace(line[end:]) != "" || len(cells) == 0 {
+			cells = append(cells, piece)
+		} else {
+			cells[len(cells)-1] += piece
+		}
+	}
+	return cells
+}
+
+func TestWrapCell(t *testing.T) {
+	for _, tc := range []struct {
+		s    string
+		n    int
+		want string
+	}{
+		{"short", 8, "short"},
+		{"exactly8", 8, "exactly8"},
+		{"rotation-20261122T101500Z:step-2", 16, "rotation-|20261122T101500Z|:step-2"},
+		{"rotation-20261122T101500Z:step-2", 28, "rotation-20261122T101500Z|:step-2"},
+		{"abcdefghijkl", 5, "abcde|fghij|kl"},
+		{"a:replay-1:replay-2", 12, "a:replay-1|:replay-2"},
+		{"succeeded (stored result)", 9, "succeeded|(stored|result)"},
+	} {
+		if got := strings.Join(wrapCell(tc.s, tc.n), "|"); got != tc.want {
+			t.Errorf("wrapCell(%q, %d) = %q, want %q", tc.s, tc.n, got, tc.want)
+		}
+	}
+}
+
+// TestResultsTableMarksStoredResult: a result answered from the worker's record
+// ("replayed": true) reads "(stored result)" under its STATUS, within the column.
+func TestResultsTableMarksStoredResult(t *testing.T) {
+	r := &messages.Result{ID: "rot-1:step-2", Project: "MyProject", Type: "credential.truststore.set", Status: messages.StatusSucceeded, Attempts: 1, Replayed: true}
+	header, table := tableRow(resultsHeader), lines(tableRow(resultRow(r)))
+	status := strings.Index(header, "STATUS")
+	if len(table) != 3 || !strings.HasPrefix(table[0][status:], "succeeded  1") {
+		t.Fatalf("rows:\n%s\n%s", header, strings.Join(table, "\n"))
+	}
+	for i, want := range []string{"(stored", "result)"} {
+		if got := table[i+1]; strings.TrimSpace(got[:status]) != "" || got[status:] != want {
+			t.Errorf("continuation %d %q, want %q under STATUS", i+1, got, want)
+		}
+	}
+	r.Replayed = false
+	if got := tableRow(resultRow(r)); strings.Contains(got, "stored") || strings.Contains(got, "\n") {
+		t.Errorf("a result that ran: %q", got)
+	}
+}

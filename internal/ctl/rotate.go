@@ -3,12 +3,15 @@ package ctl
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -31,9 +34,17 @@ runs the rotation plan that puts it in place, in this order:
   5. keystore.delete            --delete-old, when given
 
 A check that fails exits 2 with every problem found; warnings (a leaf expiring within
-30 days, …) go to stderr. The keystore password is read from --password-file, or
-generated; a generated password is never printed: it exists only inside the
-keystore.create step (keep the keystore's password elsewhere with --password-file).
+30 days, a leaf without its intermediate, …) go to stderr. When a later step fails, the
+plan deletes the keystore it created (unless --keep-on-failure); a create that fails
+(the name is taken) deletes nothing.
+
+The same rotate run again is the same plan: its id comes from its inputs and the
+keystore is built the same, byte for byte, so the worker answers with the stored
+result of a run that finished (marked replayed) and runs nothing twice; to run a
+rotation again after it failed, give --id. The keystore's password is the one line of
+--password-file, or derived from the private key (for a truststore, from its public
+certificates: give --password-file where its password matters); a derived password is
+never printed: it exists only inside the keystore.create step.
 
 flags:
   --project NAME        the project (required)
@@ -44,14 +55,16 @@ flags:
   --ca FILE             CA certificates (alone: a truststore)
   --alias NAME          the key entry's alias in a JKS keystore, and the prefix of a
                         truststore's entries (NAME-1, NAME-2, …) (default: client for
-                        a keystore, ca for a truststore)
+                        a keystore, ca for a truststore); a PKCS12 keystore's key
+                        entry has no alias
   --env NAME            an environment to deploy to; repeatable, at least one
-  --password-file FILE  the keystore's password (trailing newline ignored)
+  --password-file FILE  the keystore's password: the file's one line
   --keystore-for USER   set USER's keystore to the new one; repeatable
   --truststore-for USER set USER's truststore to the new one; repeatable
   --mtls-proxy NAME     point API proxy NAME's mTLS at the new one; repeatable
   --delete-old NAME     delete keystore NAME as the last step
-  --id ID               the plan's id (default: rotate-<keystore>-<time>)
+  --keep-on-failure     keep the new keystore when a later step fails
+  --id ID               the plan's id (default: rotate-<keystore>-<digest of the inputs>)
   --dry-run             print the plan as JSON, secrets redacted, and publish nothing
   --timeout D, --output FORMAT, --seal, --seal-key KEY: as for apiopsctl plan
 ` + connUsage + `
@@ -82,6 +95,7 @@ func Rotate(ctx context.Context, args []string, env IO) int {
 	passwordFile := fs.String("password-file", "", "")
 	deleteOld := fs.String("delete-old", "", "")
 	id := fs.String("id", "", "")
+	keepOnFailure := fs.Bool("keep-on-failure", false, "")
 	dryRun := fs.Bool("dry-run", false, "")
 	var envs, keystoreFor, truststoreFor, proxies listFlag
 	fs.Var(&envs, "env", "")
@@ -100,6 +114,9 @@ func Rotate(ctx context.Context, args []string, env IO) int {
 	*kind = strings.ToUpper(*kind)
 	if *kind != keystores.KindPKCS12 && *kind != keystores.KindJKS {
 		return fail(env, name, fmt.Errorf("--type %q: want PKCS12 or JKS", *kind))
+	}
+	if *alias != "" && *kind == keystores.KindPKCS12 && *certFile != "" {
+		return fail(env, name, errors.New("--alias: a PKCS12 keystore's key entry carries no alias (gateways take its one key entry): drop --alias, or give --type JKS"))
 	}
 	if !*dryRun {
 		if err := run.check(); err != nil {
@@ -136,9 +153,9 @@ func Rotate(ctx context.Context, args []string, env IO) int {
 	}
 
 	var password []byte
-	generated := *passwordFile == ""
-	if generated {
-		password, err = keystores.GeneratePassword()
+	derived := *passwordFile == ""
+	if derived {
+		password, err = keystores.DerivePassword(in, *project+"/"+*keystoreName)
 	} else {
 		password, err = keystores.ReadPasswordFile(*passwordFile)
 	}
@@ -152,22 +169,28 @@ func Rotate(ctx context.Context, args []string, env IO) int {
 			*alias = "ca"
 		}
 	}
-	file, err := keystores.Build(in, *kind, password, *alias)
+	file, err := keystores.BuildReproducible(in, *kind, password, *alias)
 	if err != nil {
 		return fail(env, name, fmt.Errorf("build the %s: %w", storeNoun(trust), err))
 	}
 	defer clear(file)
 
+	r := rotation{project: *project, keystore: *keystoreName, kind: *kind, alias: *alias, trust: trust, file: file, password: password,
+		envs: envs, keystoreFor: keystoreFor, truststoreFor: truststoreFor, proxies: proxies, deleteOld: *deleteOld, undo: !*keepOnFailure}
 	planID := *id
 	if planID == "" {
-		planID = defaultPlanID("rotate-"+*keystoreName, time.Now())
+		planID = r.defaultID(in)
 	}
-	plan, err := rotationPlan(planID, *project, *keystoreName, *kind, *alias, trust, file, password, envs, keystoreFor, truststoreFor, proxies, *deleteOld)
+	plan, err := r.plan(planID)
 	if err != nil {
 		return fail(env, name, err)
 	}
-	if generated {
-		fmt.Fprintf(env.Stderr, "apiopsctl %s: the %s's password was generated; it is not shown here, stored or logged anywhere: it is only inside the keystore.create step (give --password-file to keep one)\n", name, storeNoun(trust))
+	if code, refused := refusePlanKeystores(env, name, run.output, plan, true); refused {
+		return code
+	}
+	if derived {
+		fmt.Fprintf(env.Stderr, "apiopsctl %s: the %s's password was derived from its %s; it is not shown here, stored or logged anywhere: it is only inside the keystore.create step (give --password-file to choose one)\n",
+			name, storeNoun(trust), map[bool]string{false: "private key", true: "certificates"}[trust])
 	}
 	if *dryRun {
 		return printDryRun(env, name, plan)
@@ -213,42 +236,85 @@ func checkRotateFlags(fs *flag.FlagSet, positional []string, project, keystoreNa
 	return nil
 }
 
-// rotationPlan is the plan that creates the keystore and puts it in place.
-func rotationPlan(id, project, keystoreName, kind, alias string, trust bool, file, password []byte,
-	envs, keystoreFor, truststoreFor, proxies []string, deleteOld string) (*messages.Command, error) {
-	encoded := base64.StdEncoding.EncodeToString(file)
-	create := &messages.KeystoreCreate{Name: keystoreName}
-	for _, e := range envs {
+// rotation is what a rotate builds its plan from.
+type rotation struct {
+	project, keystore, kind, alias string
+	trust                          bool
+	file, password                 []byte
+	envs, keystoreFor              []string
+	truststoreFor, proxies         []string
+	deleteOld                      string
+	undo                           bool // delete the new keystore when a later step fails
+}
+
+// defaultID is rotate-<keystore>-<digest>: the digest of everything the plan is made
+// of but its secrets (the password, the file and the private key), so that the same
+// rotation run again is the same plan and a changed one is another.
+func (r rotation) defaultID(in keystores.Inputs) string {
+	h := sha256.New()
+	for _, part := range [][]string{{r.project, r.keystore, r.kind, r.alias, r.deleteOld, strconv.FormatBool(r.undo)},
+		r.envs, r.keystoreFor, r.truststoreFor, r.proxies, {string(in.Chain), string(in.CAs)}} {
+		for _, s := range part {
+			fmt.Fprintf(h, "%d:%s", len(s), s)
+		}
+		h.Write([]byte{0})
+	}
+	digest := hex.EncodeToString(h.Sum(nil))[:12]
+	keystore := r.keystore
+	if room := messages.MaxIDLength - len(":undo-100") - len("rotate--") - len(digest); len(keystore) > room {
+		keystore = keystore[:room]
+	}
+	return "rotate-" + keystore + "-" + digest
+}
+
+// plan is the plan that creates the keystore, puts it in place and, if a later step
+// fails, deletes it again.
+func (r rotation) plan(id string) (*messages.Command, error) {
+	encoded := base64.StdEncoding.EncodeToString(r.file)
+	create := &messages.KeystoreCreate{Name: r.keystore}
+	for _, e := range r.envs {
 		ke := messages.KeyStoreEnvironment{EnvironmentName: e, File: messages.NewSecret(encoded),
-			Password: messages.NewSecret(string(password)), KeyStoreType: kind}
-		if kind == keystores.KindJKS && !trust {
-			ke.Alias = strings.ToLower(alias) // JKS lowercases aliases
+			Password: messages.NewSecret(string(r.password)), KeyStoreType: r.kind}
+		if r.kind == keystores.KindJKS && !r.trust {
+			ke.Alias = strings.ToLower(r.alias) // JKS lowercases aliases
 		}
 		create.KeyStoreEnvironmentList = append(create.KeyStoreEnvironmentList, ke)
 	}
-	steps := []*messages.Command{{Type: "keystore.create", Project: project, Params: create}}
-	for _, u := range keystoreFor {
-		steps = append(steps, &messages.Command{Type: "credential.keystore.set", Project: project,
-			Params: &messages.CredentialKeystoreSet{Username: u, KeystoreName: keystoreName}})
+	steps := []*messages.Command{{Type: "keystore.create", Project: r.project, Params: create}}
+	for _, u := range r.keystoreFor {
+		steps = append(steps, &messages.Command{Type: "credential.keystore.set", Project: r.project,
+			Params: &messages.CredentialKeystoreSet{Username: u, KeystoreName: r.keystore}})
 	}
-	for _, u := range truststoreFor {
-		steps = append(steps, &messages.Command{Type: "credential.truststore.set", Project: project,
-			Params: &messages.CredentialTruststoreSet{Username: u, KeystoreName: keystoreName}})
+	for _, u := range r.truststoreFor {
+		steps = append(steps, &messages.Command{Type: "credential.truststore.set", Project: r.project,
+			Params: &messages.CredentialTruststoreSet{Username: u, KeystoreName: r.keystore}})
 	}
-	for _, p := range proxies {
+	for _, p := range r.proxies {
 		update := &messages.ProxyMTLSUpdate{APIProxyName: p}
-		if trust {
-			update.TrustStoreName = &keystoreName
+		if r.trust {
+			update.TrustStoreName = &r.keystore
 		} else {
-			update.KeyStoreName = &keystoreName
+			update.KeyStoreName = &r.keystore
 		}
-		steps = append(steps, &messages.Command{Type: "proxy.mtls.update", Project: project, Params: update})
+		steps = append(steps, &messages.Command{Type: "proxy.mtls.update", Project: r.project, Params: update})
 	}
-	if deleteOld != "" {
-		steps = append(steps, &messages.Command{Type: "keystore.delete", Project: project,
-			Params: &messages.KeystoreDelete{KeystoreName: deleteOld}})
+	if r.deleteOld != "" {
+		steps = append(steps, &messages.Command{Type: "keystore.delete", Project: r.project,
+			Params: &messages.KeystoreDelete{KeystoreName: r.deleteOld}})
 	}
-	return newPlan(id, project, "", steps, nil, false)
+	var undo []*messages.Command
+	if r.undo && len(steps) > 1 {
+		undo = []*messages.Command{{Type: "keystore.delete", Project: r.project, Params: &messages.KeystoreDelete{KeystoreName: r.keystore}}}
+	}
+	plan, err := newPlan(id, r.project, "", steps, undo, false)
+	if err != nil || undo == nil {
+		return plan, err
+	}
+	plan.Params.(*messages.Plan).OnFailureFrom = 1 // the create that failed made nothing to delete
+	if err := plan.Validate(); err != nil {
+		return nil, fmt.Errorf("the plan: %w", err)
+	}
+	return plan, nil
 }
 
 // printDryRun prints the plan as it would travel, secrets redacted.

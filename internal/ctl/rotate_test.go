@@ -17,6 +17,8 @@ import (
 
 	"github.com/pavlo-v-chernykh/keystore-go/v4"
 	"software.sslmate.com/src/go-pkcs12"
+
+	"github.com/apiops-worker/apiops-worker/messages"
 )
 
 const storePassword = "st0re-pw-41d9"
@@ -130,11 +132,11 @@ func TestRotateDryRun(t *testing.T) {
 		t.Errorf("stderr speaks of a generated password: %s", out.stderr.String())
 	}
 
-	// A generated password is never shown; stderr says so.
+	// A derived password is never shown; stderr says so.
 	out = output{}
 	code = Rotate(testContext(t), []string{"--dry-run", "--project", "MyProject", "--keystore", "trust-2027", "--ca", p.ca, "--env", "production",
 		"--truststore-for", "partner-a", "--mtls-proxy", "PaymentsAPI"}, e.io("", &out))
-	if code != 0 || !strings.Contains(out.stderr.String(), "password was generated; it is not shown") {
+	if code != 0 || !strings.Contains(out.stderr.String(), "password was derived from its certificates; it is not shown") {
 		t.Fatalf("exit %d; stderr:\n%s", code, out.stderr.String())
 	}
 	if !strings.Contains(out.stdout.String(), `"trustStoreName": "trust-2027"`) || !strings.Contains(out.stdout.String(), `"credential.truststore.set"`) {
@@ -252,5 +254,58 @@ func TestRotateRuns(t *testing.T) {
 	}
 	if !strings.Contains(out.stdout.String(), "plan rot-run-2 succeeded") {
 		t.Errorf("table:\n%s", out.stdout.String())
+	}
+}
+
+// TestRotateRunAgain: a rotation whose later step fails deletes the keystore it
+// created, and the same rotate run again is the same plan: the worker answers with its
+// stored result, replayed, and runs nothing. With another --id it runs again from the
+// start. A create that fails (the name is taken) deletes nothing.
+func TestRotateRunAgain(t *testing.T) {
+	e, sim := newWorkerEnv(t)
+	p := newPKI(t, time.Now().Add(365*24*time.Hour))
+	rotate := func(extra ...string) (int, messages.Result, string) {
+		t.Helper()
+		var out output
+		args := append([]string{"--project", "MyProject", "--keystore", "client-2028", "--cert", p.chain, "--key", p.key,
+			"--env", "production", "--keystore-for", "nobody", "--output", "json"}, extra...)
+		code := Rotate(testContext(t), args, e.io("", &out))
+		return code, onePlanResult(t, &out), out.stdout.String() + out.stderr.String()
+	}
+	code, first, text := rotate()
+	if code != 2 || first.Status != "failed" || len(first.OnFailure) != 1 || first.OnFailure[0].Status != "succeeded" {
+		t.Fatalf("exit %d, %+v:\n%s", code, first, text)
+	}
+	if _, ok := sim.Keystore("MyProject", "client-2028"); ok {
+		t.Error("the failed rotation left its keystore behind")
+	}
+	requests := len(sim.Requests())
+	code, again, text := rotate()
+	if code != 2 || again.ID != first.ID || !again.Replayed || again.Status != "failed" {
+		t.Errorf("the same rotate again: exit %d, %+v, want the stored result, replayed:\n%s", code, again, text)
+	}
+	if n := len(sim.Requests()); n != requests {
+		t.Errorf("the same rotate again sent %d requests", n-requests)
+	}
+	code, retried, text := rotate("--id", "rot-retry-1")
+	if code != 2 || retried.Replayed || retried.FailedStep == nil || *retried.FailedStep != 1 {
+		t.Errorf("with another id: exit %d, %+v, want it run again, failing at step 2:\n%s", code, retried, text)
+	}
+
+	var out output
+	code = Rotate(testContext(t), []string{"--project", "MyProject", "--keystore", "legacy-2019", "--cert", p.chain, "--key", p.key,
+		"--env", "production", "--keystore-for", "partner-a", "--output", "json"}, e.io("", &out))
+	if r := onePlanResult(t, &out); code != 2 || r.FailedStep == nil || *r.FailedStep != 0 || len(r.OnFailure) != 0 {
+		t.Errorf("a taken name: exit %d, %+v, want a failed create and no undo", code, r)
+	}
+	if _, ok := sim.Keystore("MyProject", "legacy-2019"); !ok {
+		t.Error("a failed create deleted the keystore that had the name")
+	}
+
+	out = output{}
+	code = Rotate(testContext(t), []string{"--dry-run", "--project", "MyProject", "--keystore", "client-2028", "--cert", p.chain, "--key", p.key,
+		"--env", "production", "--alias", "gateway"}, e.io("", &out))
+	if code != 1 || !strings.Contains(out.stderr.String(), "--alias") {
+		t.Errorf("--alias with a PKCS12 keystore: exit %d:\n%s", code, out.stderr.String())
 	}
 }

@@ -14,7 +14,7 @@ import (
 
 // keystoreLine is a keystore.create line with plaintext secrets.
 func keystoreLine(id string) string {
-	return `{"id":"` + id + `","type":"keystore.create","project":"MyProject","params":{"name":"k-` + id + `","keyStoreEnvironmentList":[{"environmentName":"production","file":"` + keystoreFile + `","password":"` + password + `","keyStoreType":"JKS"}]}}`
+	return `{"id":"` + id + `","type":"keystore.create","project":"MyProject","params":{"name":"k-` + id + `","keyStoreEnvironmentList":[{"environmentName":"production","file":"` + keystoreFile + `","password":"` + password + `","keyStoreType":"PKCS12"}]}}`
 }
 
 // sealedLine is line with its secrets sealed for key.

@@ -1,7 +1,6 @@
 package ctl
 
 import (
-	"encoding/base64"
 	"encoding/json"
 	"os"
 	"regexp"
@@ -9,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/apiops-worker/apiops-worker/internal/fakeworker"
+	"github.com/apiops-worker/apiops-worker/keystores/keystorestest"
 	"github.com/apiops-worker/apiops-worker/messages"
 )
 
@@ -17,7 +17,9 @@ const (
 	password     = "pw-s3cret-7f3a"
 )
 
-var keystoreFile = base64.StdEncoding.EncodeToString([]byte("keystore-bytes-9c1e"))
+// keystoreFile is a PKCS12 truststore that opens with password: submit and validate
+// open keystores before anything is published.
+var keystoreFile = keystorestest.Base64(keystorestest.Spec{Password: password, TrustStore: true})
 
 func rotationLines(t *testing.T) []string {
 	t.Helper()
@@ -84,7 +86,7 @@ func TestSubmitTable(t *testing.T) {
 			t.Errorf("STATUS not aligned in %q", row)
 		}
 	}
-	if got, want := rows[14], "13 commands: 11 succeeded, 1 partial, 1 rejected"; got != want {
+	if got, want := rows[14], "13 commands: 11 succeeded, 1 partial (deploy_failed), 1 rejected (invalid_command)"; got != want {
 		t.Errorf("summary %q, want %q", got, want)
 	}
 	if !strings.Contains(out.stderr.String(), "line 12: invalid_command") {

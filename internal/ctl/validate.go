@@ -22,7 +22,11 @@ Checks the commands in FILE (- for stdin), one JSON object per line, each naming
 "type" and "project", with the worker's rules. Prints a rejected result line for each
 invalid command, and names its line on stderr.
 
-Sealed secrets are checked for form; they cannot be opened here.
+Keystore files are opened with their password and keyStoreType, as the worker opens
+them: one that does not open, holds no private key where a keystore is assigned, or
+holds a certificate out of date makes its command invalid; a certificate expiring
+within 30 days is a warning on stderr. Sealed secrets are checked for form; they
+cannot be opened here.
 
 flags:
   --seal-key KEY   sealed secrets must be sealed for this public curve key (X…)
@@ -55,6 +59,14 @@ func Validate(args []string, env IO) int {
 		return fail(env, name, err)
 	}
 	defer closeIn()
+	in, hint, err := spreadJSON(in)
+	if err != nil {
+		return fail(env, name, err)
+	}
+	if hint != "" { // said once, rather than a syntax error for each of its lines
+		fmt.Fprintf(env.Stderr, "apiopsctl %s: %s\n", name, hint)
+		return 2
+	}
 	total, invalid, err := validateLines(in, env.Stdout, env.Stderr, *sealKey)
 	if err != nil {
 		return fail(env, name, err)
@@ -80,6 +92,9 @@ func validateLines(r io.Reader, out, errOut io.Writer, sealKey string) (total, i
 			if wrong := sealedForOther(cmd, sealKey); wrong != nil {
 				decodeErr = wrong
 			}
+		}
+		if decodeErr == nil {
+			decodeErr = checkKeystores(cmd, n, errOut)
 		}
 		if decodeErr == nil {
 			return nil

@@ -1,8 +1,9 @@
 // Package fakeworker is a stand-in for apiops-worker in tests of publishers (the client
 // package, apiopsctl): it creates the streams the worker would, consumes commands from
 // APIOPS_COMMANDS, and answers each with a result on the result subject and on the
-// command's replyTo, keeping the first result per id and answering repeats from it, as
-// the real worker does. It never calls APIOps.
+// command's replyTo, keeping the first result per id and answering repeats from it
+// (marked "replayed", on the replyTo only), as the real worker does. It never calls
+// APIOps.
 package fakeworker
 
 import (
@@ -185,7 +186,13 @@ func (w *Worker) handle(msg jetstream.Msg) error {
 		}
 	}
 	if cmd.ReplyTo != "" {
-		if err := w.publish(cmd.ReplyTo, result, false); err != nil {
+		reply := result
+		if repeat { // as the worker marks an answer from the stored result
+			copied := *result
+			copied.Replayed = true
+			reply = &copied
+		}
+		if err := w.publish(cmd.ReplyTo, reply, false); err != nil {
 			return err
 		}
 	}

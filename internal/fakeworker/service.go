@@ -1,6 +1,7 @@
 package fakeworker
 
 import (
+	"maps"
 	"strings"
 	"testing"
 
@@ -17,13 +18,25 @@ import (
 // Announce returns, and is stopped when the test ends.
 func Announce(t testing.TB, nc *nats.Conn, prefix, sealKey string, older ...string) micro.Service {
 	t.Helper()
-	if prefix == "" {
-		prefix = messages.DefaultPrefix
-	}
-	metadata := map[string]string{"fleet": "lease"}
+	metadata := map[string]string{}
 	if sealKey != "" {
 		metadata["seal_key"], metadata["seal_keys"] = sealKey, strings.Join(append(older, sealKey), ",")
 	}
+	return AnnounceMetadata(t, nc, prefix, metadata)
+}
+
+// AnnounceMetadata is Announce with metadata as the instance's service metadata
+// (besides "fleet"), e.g. "max_command_size".
+func AnnounceMetadata(t testing.TB, nc *nats.Conn, prefix string, metadata map[string]string) micro.Service {
+	t.Helper()
+	if prefix == "" {
+		prefix = messages.DefaultPrefix
+	}
+	metadata = maps.Clone(metadata)
+	if metadata == nil {
+		metadata = map[string]string{}
+	}
+	metadata["fleet"] = "lease"
 	svc, err := micro.AddService(nc, micro.Config{Name: "apiops-worker", Version: "0.0.0-fake", Metadata: metadata})
 	if err != nil {
 		t.Fatal(err)

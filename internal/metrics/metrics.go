@@ -43,7 +43,7 @@ type BacklogFunc func(ctx context.Context) (worker.Backlog, error)
 // label values at zero, so that a fresh worker exposes every series: dashboards show
 // zeros rather than "no data", and rate() alerts work before the first event.
 // backlog, if not nil, is asked at each scrape.
-func New(reg prometheus.Registerer, version string, backlog BacklogFunc) *Metrics {
+func New(reg prometheus.Registerer, version, commit string, backlog BacklogFunc) *Metrics {
 	m := &Metrics{
 		finished: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "commands_finished_total",
@@ -90,8 +90,8 @@ func New(reg prometheus.Registerer, version string, backlog BacklogFunc) *Metric
 	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: namespace, Name: "build_info",
 		Help: "Always 1; the labels say which build runs.",
-	}, []string{"version", "go_version"})
-	buildInfo.WithLabelValues(version, runtime.Version()).Set(1)
+	}, []string{"version", "commit", "go_version"})
+	buildInfo.WithLabelValues(version, commit, runtime.Version()).Set(1)
 	reg.MustRegister(m.finished, m.errors, m.requests, m.retries, m.inFlight, m.publishResult, m.deadLetters, m.paused, m.active, buildInfo)
 	if backlog != nil {
 		reg.MustRegister(backlogCollector(backlog))

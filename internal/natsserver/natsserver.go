@@ -5,6 +5,8 @@ package natsserver
 import (
 	"errors"
 	"fmt"
+	"net"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -12,7 +14,7 @@ import (
 
 // Options for Start.
 type Options struct {
-	// Host and Port to listen on; Port -1 picks a free port.
+	// Host and Port to listen on; Port -1 picks a free port (0 is NATS's default, 4222).
 	Host string
 	Port int
 	// StoreDir keeps JetStream's data.
@@ -28,6 +30,16 @@ type Options struct {
 func Start(opts Options) (*server.Server, error) {
 	if opts.StoreDir == "" {
 		return nil, errors.New("embedded NATS: a data directory is required")
+	}
+	if opts.Port > 0 {
+		// The server only logs a port it cannot bind, and would then never be ready:
+		// say so at once.
+		addr := net.JoinHostPort(opts.Host, strconv.Itoa(opts.Port))
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("embedded NATS: cannot listen on %s: %w (another process has it? choose another address, or port 0 for a free one)", addr, err)
+		}
+		_ = ln.Close()
 	}
 	srv, err := server.NewServer(&server.Options{
 		ServerName: "apiops-worker-embedded",

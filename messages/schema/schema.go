@@ -11,6 +11,9 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf16"
+	"unicode/utf8"
 
 	"github.com/invopop/jsonschema"
 	orderedmap "github.com/pb33f/ordered-map/v2"
@@ -97,6 +100,8 @@ func planSchema(steps []*jsonschema.Schema) *jsonschema.Schema {
 	}
 	s.Properties.Set("steps", list(1))
 	s.Properties.Set("onFailure", list(0))
+	s.Properties.Set("onFailureFrom", &jsonschema.Schema{Type: "integer", Minimum: json.Number("0"),
+		Description: "the first step (from 0) whose failure runs onFailure (default 0: any step's)"})
 	s.Properties.Set("partialSucceeds", &jsonschema.Schema{Type: "boolean", Description: "a step whose status is partial lets the plan go on (default false: it stops it)"})
 	return s
 }
@@ -118,9 +123,99 @@ func reflector() *jsonschema.Reflector {
 	}
 }
 
+// The patterns are read by validators in many languages, each with its own regex
+// engine (JSON Schema names ECMAScript's syntax; Go's validators use RE2, Python's
+// jsonschema re.search, Java's java.util.regex), so they keep to what those engines
+// read alike:
+//   - no lookahead or lookbehind: RE2 has none;
+//   - no \d, \w or \s: Python reads them over all of Unicode, Go and Java over ASCII,
+//     and JavaScript's \s is Unicode's whitespace plus U+FEFF. Classes are spelled out:
+//     digits as [0-9], the worker's whitespace (unicode.IsSpace) as the characters
+//     themselves (see space);
+//   - only \xhh escapes: \u2028 is not RE2's and \x{2028} neither Python's nor
+//     JavaScript's, so a character above U+00FF stands in the pattern as itself, which
+//     the JSON file spells \u2028 (see escapeInvisible);
+//   - "$" ends the value only in Go and JavaScript: Python's also matches before a
+//     final "\n" (issue 22: "rot-0001\n" passed as an id), Java's before a final
+//     \n, \r\n, \r, U+0085, U+2028 or U+2029, and no anchor that means "the very end"
+//     is common to all (\z is not JavaScript's, Python's \Z is not Java's). So each
+//     anchored pattern goes with "not": {"pattern": "[<terminators>]"}, which rejects a
+//     value holding any line terminator the pattern refuses anyway (see anchored). A
+//     "contains" test needs no anchor, so every engine reads it the same way.
+//
+// portable_test.go checks these rules on the generated files, and the patterns'
+// verdicts against the worker's; examples/python/check_corpus.py (make check-python)
+// checks Python's jsonschema, with the real re, against the worker.
+
+// lineTerminators are the characters before which some engine's "$" also matches at
+// the end of a value (Java's set; Python's is "\n" alone). U+2028 and U+2029 have no
+// escape RE2 and Python share: they stand as themselves.
+const lineTerminators = `\n\r\x85` + "\u2028\u2029"
+
+// nameTerminators are the line terminators a name may not hold (controls). A name may
+// hold U+2028 and U+2029, as the worker allows, and its class takes them too: an
+// engine whose "$" skips a final one accepts the same names.
+const nameTerminators = `\n\r\x85`
+
+// anchored sets an anchored pattern and, beside it, the test that the value holds
+// none of terminators, the line terminators the pattern refuses anywhere: without it
+// Python and Java would accept a value that ends in one (see above).
+func anchored(prop *jsonschema.Schema, pattern, terminators string) {
+	prop.Pattern = pattern
+	prop.Not = &jsonschema.Schema{Pattern: "[" + terminators + "]",
+		Description: "no line terminator: some validators' $ matches before a final one"}
+}
+
+// space is the body of a regex class of the characters unicode.IsSpace reports, the
+// worker's whitespace, but for the controls among them (\t, \n, U+0085, ...), which
+// every class that holds space excludes anyway (ctl); see above for why it is not \s.
+var space = func() string {
+	var b strings.Builder
+	char := func(r rune) string {
+		if r <= 0xff {
+			return fmt.Sprintf(`\x%02x`, r)
+		}
+		return string(r)
+	}
+	isSpace := func(r rune) bool { return unicode.IsSpace(r) && !unicode.IsControl(r) }
+	for r := rune(0); r <= unicode.MaxRune; r++ {
+		if !isSpace(r) {
+			continue
+		}
+		last := r
+		for last+1 <= unicode.MaxRune && isSpace(last+1) {
+			last++
+		}
+		b.WriteString(char(r))
+		if last > r {
+			b.WriteString("-" + char(last))
+		}
+		r = last
+	}
+	return b.String()
+}()
+
 // base64Pattern is standard base64 with padding and zero unused bits, as the worker
 // decodes it (strictly): a file's bytes.
 const base64Pattern = `^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/][AQgw]==|[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=)?$`
+
+// notAfterPattern is an RFC 3339 date-time that the worker reads (time.Parse with
+// time.RFC3339): upper-case T and Z, no leap second (Go refuses :60), a day that its
+// month has in that year. The schema's format date-time says it too, but format is an
+// annotation a validator need not assert (Python's jsonschema asserts date-time only
+// with rfc3339-validator installed, which Debian does not package), so the pattern
+// carries the rule everywhere. [0-9], not \d (see above).
+var notAfterPattern = func() string {
+	const (
+		d2        = `[0-9]{2}`
+		leapYear  = `(?:` + d2 + `(?:0[48]|[2468][048]|[13579][26])|(?:[02468][048]|[13579][26])00)`
+		monthDays = `[0-9]{4}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)|02-(?:0[1-9]|1[0-9]|2[0-8]))`
+		date      = `(?:` + monthDays + `|` + leapYear + `-02-29)`
+		clock     = `(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]+)?`
+		offset    = `(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])`
+	)
+	return `^` + date + `T` + clock + offset + `$`
+}()
 
 // applyFieldRules states what the struct tags cannot: a required string is not empty,
 // and a base64 secret, when plaintext, is standard base64. It follows structs and
@@ -138,7 +233,8 @@ func applyFieldRules(s *jsonschema.Schema, t reflect.Type) {
 		case ft == reflect.TypeFor[messages.Secret]():
 			if strings.Contains(f.Tag.Get("apiops"), "base64") {
 				plain := *prop.OneOf[0]
-				plain.Pattern = base64Pattern
+				// The worker refuses line breaks anywhere, and U+2028/U+2029 are not base64.
+				anchored(&plain, base64Pattern, lineTerminators)
 				prop.OneOf = []*jsonschema.Schema{&plain, prop.OneOf[1]}
 			}
 		case ft.Kind() == reflect.String && !strings.Contains(opts, "omitempty"):
@@ -208,7 +304,9 @@ func withProperty(s *jsonschema.Schema, name string, prop *jsonschema.Schema) *j
 // contract's "Sealed secrets").
 func secretSchema() *jsonschema.Schema {
 	curveKey := func(what string) *jsonschema.Schema {
-		return &jsonschema.Schema{Type: "string", Pattern: "^X[A-Z2-7]{55}$", Description: what}
+		key := &jsonschema.Schema{Type: "string", Description: what}
+		anchored(key, "^X[A-Z2-7]{55}$", lineTerminators)
+		return key
 	}
 	sealed := &jsonschema.Schema{
 		Type:                 "object",
@@ -236,16 +334,20 @@ func secretSchema() *jsonschema.Schema {
 // prefix or inbox (settings of the worker), only the worker can tell.
 func markEnvelope(s *jsonschema.Schema) {
 	const ctl = `\x00-\x1f\x7f-\x9f`
+	id, _ := s.Properties.Get("id")
+	anchored(id, id.Pattern, lineTerminators)
 	project, _ := s.Properties.Get("project")
 	project.MinLength, project.MaxLength = ptr[uint64](1), ptr[uint64](messages.MaxNameLength)
-	project.Pattern = `^[^.*>\s/\\` + ctl + `]+$`
+	anchored(project, `^[^.*>`+space+`/\\`+ctl+`]+$`, lineTerminators)
 	replyTo, _ := s.Properties.Get("replyTo")
-	token := `[^.\s` + ctl + `]`
+	token := `[^.` + space + ctl + `]`
 	// Tokens are not empty, hold no whitespace and are not the wildcards * or >. The
 	// first two are _INBOX and the project, which the schema cannot know.
-	next := `(?:[^.\s*>` + ctl + `]` + token + `*|[*>]` + token + `+)`
-	replyTo.Pattern = `^_INBOX\.` + next + `(?:\.` + next + `)+$`
+	next := `(?:[^.*>` + space + ctl + `]` + token + `*|[*>]` + token + `+)`
+	anchored(replyTo, `^_INBOX\.`+next+`(?:\.`+next+`)+$`, lineTerminators)
 	replyTo.Description = "a NATS subject under _INBOX.<project>., the project's inbox: the result is published there too (core NATS)"
+	notAfter, _ := s.Properties.Get("notAfter")
+	anchored(notAfter, notAfterPattern, lineTerminators)
 }
 
 // markPathNames states the name rules that the struct tags cannot express, for the
@@ -273,7 +375,7 @@ func markName(prop *jsonschema.Schema, description string) {
 	prop.MinLength, prop.MaxLength = ptr[uint64](1), ptr[uint64](messages.MaxNameLength)
 	// No lookahead: validators in several languages (Go's among them) lack it.
 	const c = `[^/\\\x00-\x1f\x7f-\x9f`
-	prop.Pattern = `^(?:` + c + `.]` + c + `]*|\.` + c + `.]` + c + `]*|\.\.` + c + `]+)$`
+	anchored(prop, `^(?:`+c+`.]`+c+`]*|\.`+c+`.]`+c+`]*|\.\.`+c+`]+)$`, nameTerminators)
 	prop.Description = description
 }
 
@@ -282,8 +384,28 @@ func add(files map[string][]byte, name string, s *jsonschema.Schema) error {
 	if err != nil {
 		return fmt.Errorf("schema %s: %w", name, err)
 	}
-	files[name] = append(data, '\n')
+	files[name] = append(escapeInvisible(data), '\n')
 	return nil
+}
+
+// escapeInvisible writes the characters outside ASCII that print as nothing or as a
+// blank (the whitespace the patterns hold as themselves, see space) as JSON \u
+// escapes: the same JSON, and a file in which a reader sees them. They occur only in
+// strings, where the escape means the character.
+func escapeInvisible(data []byte) []byte {
+	out := make([]byte, 0, len(data))
+	for _, r := range string(data) {
+		if r <= unicode.MaxASCII || unicode.IsPrint(r) {
+			out = utf8.AppendRune(out, r)
+			continue
+		}
+		if r1, r2 := utf16.EncodeRune(r); r1 != utf8.RuneError {
+			out = fmt.Appendf(out, `\u%04x\u%04x`, r1, r2)
+			continue
+		}
+		out = fmt.Appendf(out, `\u%04x`, r)
+	}
+	return out
 }
 
 func ptr[T any](v T) *T { return &v }
