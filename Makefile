@@ -66,7 +66,7 @@ unit: $(PROMTOOL)
 ## minutes): the random nemesis (3,000 commands, 21 faults) and the frozen holder that
 ## thaws (8 cycles); CHAOS_FLAGS adds flags, e.g. -chaos.seed N.
 ## chaos-short: the short runs in make test (600 commands and one fault of each kind;
-## 3 cycles).
+## 2 cycles).
 ## Not under -race: three in-process NATS nodes under the race detector would distort
 ## the timing the test is about; the worker processes are ordinary builds.
 CHAOS_FLAGS ?=
