@@ -2,7 +2,9 @@ package keystores
 
 import (
 	"bytes"
+	"crypto/pbkdf2"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -48,11 +50,26 @@ func Build(in Inputs, kind string, password []byte, alias string) ([]byte, error
 // is the same command (see messages.Fingerprint). The salts and IVs that Build draws
 // at random come from a stream keyed with the password and the inputs, and a JKS
 // entry's creation time is its first certificate's NotBefore.
+//
+// The stream's key is stretched with PBKDF2 (reproducibleIterations, far more than
+// the file's own key derivation): the salts it yields are in the file, and a cheap
+// key would let whoever has the file and the (public) inputs of a truststore test
+// guesses of its password faster than the file itself allows.
 func BuildReproducible(in Inputs, kind string, password []byte, alias string) ([]byte, error) {
 	label := strings.Join([]string{"apiops-worker reproducible keystore v1", strings.ToUpper(kind), alias,
 		string(in.Chain), string(in.Key), string(in.CAs)}, "\x00")
-	return build(in, kind, password, alias, newDeterministicReader(password, label), time.Time{})
+	salt := sha256.Sum256([]byte(label))
+	key, err := pbkdf2.Key(sha256.New, string(password), salt[:], reproducibleIterations, sha256.Size)
+	if err != nil {
+		return nil, fmt.Errorf("build: %w", err)
+	}
+	defer clear(key)
+	return build(in, kind, password, alias, newDeterministicReader(key, label), time.Time{})
 }
+
+// reproducibleIterations stretches the key of a reproducible build's stream: well
+// above the 2,048 of go-pkcs12's Modern2023 encoder and Java's 10,000.
+const reproducibleIterations = 200_000
 
 // build is Build with the randomness from random (crypto/rand when nil) and the JKS
 // creation time created (when zero: now for Build, the first certificate's NotBefore
@@ -136,7 +153,7 @@ func trustedEntryAlias(alias string, index int) string {
 }
 
 func pkcs12KeyStore(p parsedInputs, password []byte, o buildOptions) ([]byte, error) {
-	pfx, err := pkcs12.Modern.WithRand(o.random).Encode(p.key, p.chain[0], p.chain[1:], string(password))
+	pfx, err := pkcs12.Modern2023.WithRand(o.random).Encode(p.key, p.chain[0], p.chain[1:], string(password))
 	if err != nil {
 		return nil, fmt.Errorf("PKCS12 keystore: encode: %w", err)
 	}
@@ -150,7 +167,7 @@ func pkcs12TrustStore(cas []*x509.Certificate, password []byte, alias string, o 
 	for i, ca := range cas {
 		entries[i] = pkcs12.TrustStoreEntry{Cert: ca, FriendlyName: trustedEntryAlias(alias, i)}
 	}
-	pfx, err := pkcs12.Modern.WithRand(o.random).EncodeTrustStoreEntries(entries, string(password))
+	pfx, err := pkcs12.Modern2023.WithRand(o.random).EncodeTrustStoreEntries(entries, string(password))
 	if err != nil {
 		return nil, fmt.Errorf("PKCS12 truststore: encode: %w", err)
 	}

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"crypto"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/asn1"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -40,11 +42,12 @@ func (c Contents) LacksPrivateKey() bool {
 	return c.PrivateKeys == 0 && (c.Unlisted == "" || strings.Contains(c.Unlisted, "no private key"))
 }
 
-// maxMACIterations bounds the PBKDF iterations a PKCS#12 file may demand before its
-// password is known to be right: the count is the file's to choose, and a huge one
-// would hold the caller (the worker's intake) for minutes. Java writes 10,000, OpenSSL
-// 2,048.
-const maxMACIterations = 1 << 20
+// maxIterations bounds each PBKDF iteration count a PKCS#12 file may demand: that of
+// its MAC, of a PBMAC1 or PBES2 key derivation (PBKDF2), of a PKCS#12 PBE. The counts
+// are the file's to choose and are run before the password is known to be right (the
+// MAC's) or right after; a huge one would hold a core for minutes. Java writes 10,000
+// (100,000 and 50,000 before Java 12), OpenSSL 2,048, go-pkcs12 (so Build) 2,048.
+const maxIterations = 1 << 18
 
 // Open opens file as a keystore of the declared kind (KindPKCS12 or KindJKS,
 // case-insensitive) with password, as APIOps would before it stores the file.
@@ -138,7 +141,7 @@ func looksLikePFX(file []byte) bool {
 // pfxOutline is as much of a PFX as is read before the password is used.
 type pfxOutline struct {
 	Version  int
-	AuthSafe asn1.RawValue
+	AuthSafe pfxContentInfo
 	MacData  struct {
 		Mac        asn1.RawValue
 		MacSalt    []byte
@@ -156,12 +159,26 @@ func openPKCS12(file, password []byte) (Contents, error) {
 	if rest, err := asn1.Unmarshal(file, &outline); err != nil || len(rest) > 0 {
 		return Contents{}, fmt.Errorf("%w: the file starts like PKCS12 but is damaged or truncated", ErrNotKeystore)
 	}
-	if outline.MacData.Iterations > maxMACIterations {
-		return Contents{}, fmt.Errorf("%w: its MAC asks for %d iterations, more than the %d this checker runs", ErrUnsupportedKeystore, outline.MacData.Iterations, maxMACIterations)
+	work := outline.work()
+	if err := work.refusal(); err != nil {
+		return Contents{}, err
 	}
 	// go-pkcs12 has no call that lists every entry; DecodeChain reads a key with its
 	// certificates, DecodeTrustStore certificates marked trusted as Java marks them.
+	// A file of one safe with no key bag in sight is read as a truststore first, so
+	// that a truststore has its keys derived once, not twice.
 	c := Contents{Kind: KindPKCS12}
+	trustStoreTried := work.safes == 1 && !work.keyBagSeen
+	if trustStoreTried {
+		certs, err := pkcs12.DecodeTrustStore(file, string(password))
+		if err == nil {
+			c.Certificates = certs
+			return c, nil
+		}
+		if errors.Is(err, pkcs12.ErrIncorrectPassword) || errors.Is(err, pkcs12.ErrDecryption) {
+			return Contents{}, fmt.Errorf("%w: the password does not open this PKCS12 keystore", ErrWrongPassword)
+		}
+	}
 	key, leaf, cas, err := pkcs12.DecodeChain(file, string(password))
 	if err == nil {
 		c.PrivateKeys = 1
@@ -177,9 +194,11 @@ func openPKCS12(file, password []byte) (Contents, error) {
 	// The remaining errors come after the MAC was verified, so the password is right.
 	// go-pkcs12 words them without sentinels, hence the comparison of texts.
 	chainErr := err.Error()
-	if certs, err := pkcs12.DecodeTrustStore(file, string(password)); err == nil {
-		c.Certificates = certs
-		return c, nil
+	if !trustStoreTried {
+		if certs, err := pkcs12.DecodeTrustStore(file, string(password)); err == nil {
+			c.Certificates = certs
+			return c, nil
+		}
 	}
 	switch {
 	case strings.HasSuffix(chainErr, "private key missing"):
@@ -192,6 +211,201 @@ func openPKCS12(file, password []byte) (Contents, error) {
 		c.Unlisted = "its layout is one this checker does not read"
 	}
 	return c, nil
+}
+
+// The PKCS#12 structures that hold iteration counts, as go-pkcs12 reads them: what
+// does not parse here does not parse there either, and go-pkcs12 derives no key from
+// it. They are parsed without go-pkcs12's check for trailing bytes, so that they take
+// at least what it takes.
+type (
+	pfxContentInfo struct {
+		ContentType asn1.ObjectIdentifier
+		Content     asn1.RawValue `asn1:"tag:0,explicit,optional"`
+	}
+	pfxDigestInfo struct {
+		Algorithm pkix.AlgorithmIdentifier
+		Digest    []byte
+	}
+	pfxEncryptedData struct {
+		Version              int
+		EncryptedContentInfo struct {
+			ContentType                asn1.ObjectIdentifier
+			ContentEncryptionAlgorithm pkix.AlgorithmIdentifier
+			EncryptedContent           []byte `asn1:"tag:0,optional"`
+		}
+	}
+	pfxSafeBag struct {
+		ID    asn1.ObjectIdentifier
+		Value asn1.RawValue `asn1:"tag:0,explicit"`
+	}
+	pfxEncryptedKey struct {
+		Algorithm     pkix.AlgorithmIdentifier
+		EncryptedData []byte
+	}
+	// pbes2Params is also PBMAC1's: a key derivation, then the cipher or the MAC.
+	pbes2Params struct {
+		KeyDerivation pkix.AlgorithmIdentifier
+		Scheme        pkix.AlgorithmIdentifier
+	}
+	pbkdf2Params struct {
+		Salt       asn1.RawValue
+		Iterations int
+		KeyLength  int                      `asn1:"optional"`
+		PRF        pkix.AlgorithmIdentifier `asn1:"optional"`
+	}
+	pkcs12PBEParams struct {
+		Salt       []byte
+		Iterations int
+	}
+)
+
+var (
+	oidData            = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 7, 1}
+	oidEncryptedData   = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 7, 6}
+	oidPBKDF2          = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 5, 12}
+	oidPBES2           = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 5, 13}
+	oidPBMAC1          = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 5, 14}
+	oidPKCS12PBE       = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 12, 1} // pbeWithSHAAnd…: 1.2.840.113549.1.12.1.x
+	oidKeyBag          = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 12, 10, 1, 1}
+	oidShroudedKeyBag  = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 12, 10, 1, 2}
+	oidSafeContentsBag = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 12, 10, 1, 6}
+)
+
+// maxBagNesting bounds how deep safeContentsBags may nest. Java and OpenSSL nest none
+// and go-pkcs12 reads none; a deeper file is refused rather than walked.
+const maxBagNesting = 4
+
+// pfxWork is the key-derivation work a PFX shows before its password is used: the
+// iteration counts of its MAC, of its encryptedData safes' encryption, and of the
+// shrouded key bags in its plain (data) safes. Bags inside encryptedData are seen only
+// once decrypted, so their counts are not among these: go-pkcs12 decrypts them after
+// the MAC has proven the password right.
+type pfxWork struct {
+	largest      int    // the largest count
+	largestWhere string // what asks for it
+	total        int64  // the counts added up
+	safes        int    // ContentInfos in the authenticated safe
+	keyBagSeen   bool   // a key bag, shrouded or not, in a plain safe
+	tooDeep      bool   // safeContentsBags nest deeper than maxBagNesting
+}
+
+func (p *pfxWork) add(iterations int, where string) {
+	if iterations <= 0 {
+		return // no derivation round runs
+	}
+	if iterations > p.largest {
+		p.largest, p.largestWhere = iterations, where
+	}
+	p.total = min(p.total+int64(iterations), math.MaxInt64/2)
+}
+
+// refusal is ErrUnsupportedKeystore for work this checker does not do, else nil.
+func (p pfxWork) refusal() error {
+	switch {
+	case p.tooDeep:
+		return fmt.Errorf("%w: its safe contents nest more than %d deep", ErrUnsupportedKeystore, maxBagNesting)
+	case p.largest > maxIterations:
+		return fmt.Errorf("%w: %s asks for %d PBKDF iterations, more than the %d this checker runs", ErrUnsupportedKeystore, p.largestWhere, p.largest, maxIterations)
+	}
+	return nil
+}
+
+// work walks the PFX for the iteration counts it shows.
+func (o pfxOutline) work() pfxWork {
+	var w pfxWork
+	w.add(o.MacData.Iterations, "its MAC")
+	var mac pfxDigestInfo
+	if _, err := asn1.Unmarshal(o.MacData.Mac.FullBytes, &mac); err == nil {
+		w.addAlgorithm(mac.Algorithm, "its MAC")
+	}
+	content := o.AuthSafe.Content
+	if _, err := asn1.Unmarshal(content.Bytes, &content); err != nil {
+		return w
+	}
+	var safes []pfxContentInfo
+	if _, err := asn1.Unmarshal(content.Bytes, &safes); err != nil {
+		return w
+	}
+	w.safes = len(safes)
+	for _, safe := range safes {
+		switch {
+		case safe.ContentType.Equal(oidData):
+			var data []byte
+			if _, err := asn1.Unmarshal(safe.Content.Bytes, &data); err == nil {
+				w.addSafeContents(data, 0)
+			}
+		case safe.ContentType.Equal(oidEncryptedData):
+			var encrypted pfxEncryptedData
+			if _, err := asn1.Unmarshal(safe.Content.Bytes, &encrypted); err == nil {
+				w.addAlgorithm(encrypted.EncryptedContentInfo.ContentEncryptionAlgorithm, "its encrypted contents")
+			}
+		}
+	}
+	return w
+}
+
+func (p *pfxWork) addSafeContents(data []byte, depth int) {
+	if depth > maxBagNesting {
+		p.tooDeep = true
+		return
+	}
+	var bags []pfxSafeBag
+	if _, err := asn1.Unmarshal(data, &bags); err != nil {
+		return
+	}
+	for _, bag := range bags {
+		switch {
+		case bag.ID.Equal(oidKeyBag):
+			p.keyBagSeen = true
+		case bag.ID.Equal(oidShroudedKeyBag):
+			p.keyBagSeen = true
+			var key pfxEncryptedKey
+			if _, err := asn1.Unmarshal(bag.Value.Bytes, &key); err == nil {
+				p.addAlgorithm(key.Algorithm, "a shrouded private key")
+			}
+		case bag.ID.Equal(oidSafeContentsBag):
+			p.addSafeContents(bag.Value.Bytes, depth+1)
+		}
+	}
+}
+
+// addAlgorithm adds the iteration count of a PBKDF2, PBES2, PBMAC1 or PKCS#12 PBE
+// algorithm; others derive no key from the password.
+func (p *pfxWork) addAlgorithm(alg pkix.AlgorithmIdentifier, where string) {
+	switch {
+	case alg.Algorithm.Equal(oidPBKDF2):
+		var params pbkdf2Params
+		if _, err := asn1.Unmarshal(alg.Parameters.FullBytes, &params); err == nil {
+			p.add(params.Iterations, where)
+		}
+	case alg.Algorithm.Equal(oidPBES2), alg.Algorithm.Equal(oidPBMAC1):
+		var params pbes2Params
+		if _, err := asn1.Unmarshal(alg.Parameters.FullBytes, &params); err == nil && params.KeyDerivation.Algorithm.Equal(oidPBKDF2) {
+			p.addAlgorithm(params.KeyDerivation, where)
+		}
+	case len(alg.Algorithm) == len(oidPKCS12PBE)+1 && alg.Algorithm[:len(oidPKCS12PBE)].Equal(oidPKCS12PBE):
+		var params pkcs12PBEParams
+		if _, err := asn1.Unmarshal(alg.Parameters.FullBytes, &params); err == nil {
+			p.add(params.Iterations, where)
+		}
+	}
+}
+
+// openingCost is the iteration counts Open would run for file, added up: those of a
+// PKCS12 file it does not refuse unopened, else 0.
+func openingCost(file []byte, kind string) int64 {
+	if !strings.EqualFold(kind, KindPKCS12) || sniffFormat(file) != KindPKCS12 || file[1] == 0x80 {
+		return 0
+	}
+	var outline pfxOutline
+	if rest, err := asn1.Unmarshal(file, &outline); err != nil || len(rest) > 0 {
+		return 0
+	}
+	work := outline.work()
+	if work.refusal() != nil {
+		return 0
+	}
+	return work.total
 }
 
 func matchesAny(key any, certs []*x509.Certificate) bool {
@@ -386,6 +600,11 @@ func CheckFile(file []byte, kind string, password []byte, needKey bool, now time
 	if err != nil {
 		return nil, err
 	}
+	return checkContents(c, needKey, now)
+}
+
+// checkContents is CheckFile for a file Open has opened into c.
+func checkContents(c Contents, needKey bool, now time.Time) (warnings []string, err error) {
 	if c.Unlisted != "" {
 		warnings = append(warnings, fmt.Sprintf("the %s file opens with its password, but its entries were not all read (%s): certificate dates were not checked", c.Kind, c.Unlisted))
 	}

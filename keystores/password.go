@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash"
 	"os"
@@ -81,26 +82,22 @@ const passwordLabel = "apiops-worker rotation password v1"
 // DerivePassword returns a GeneratedPasswordLength-character password (from
 // PasswordAlphabet) that depends on in's secret part and on context only: the same
 // rotation built again gets the same password, so that its plan is the same command.
-// For a keystore it is derived from the private key, which is what the password
-// protects: whoever can compute it holds the key already. A truststore holds public
-// certificates only, so its derived password protects nothing secret; give a
-// password of your own where that matters. The caller owns the result.
+// It is derived from the private key, which is what the password protects: whoever
+// can compute it holds the key already. A truststore has no secret to derive from, so
+// its password must be given. The caller owns the result.
 func DerivePassword(in Inputs, context string) ([]byte, error) {
 	p, err := parseInputs(in)
 	if err != nil {
 		return nil, err
 	}
-	var secret []byte
-	if p.hasKeyPair() {
-		if secret, err = x509.MarshalPKCS8PrivateKey(p.key); err != nil {
-			return nil, fmt.Errorf("derive password: %w", err)
-		}
-		defer clear(secret)
-	} else {
-		for _, ca := range p.cas {
-			secret = append(secret, ca.Raw...)
-		}
+	if !p.hasKeyPair() {
+		return nil, errors.New("derive password: a truststore holds public certificates only: give its password")
 	}
+	secret, err := x509.MarshalPKCS8PrivateKey(p.key)
+	if err != nil {
+		return nil, fmt.Errorf("derive password: %w", err)
+	}
+	defer clear(secret)
 	stream := newDeterministicReader(secret, passwordLabel+"\x00"+context)
 	password := make([]byte, GeneratedPasswordLength)
 	limit := byte(256 - 256%len(PasswordAlphabet))

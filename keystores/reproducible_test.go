@@ -111,3 +111,12 @@ func TestCheckWarnsOfAMissingIntermediate(t *testing.T) {
 		t.Errorf("a full chain: warnings %q", warnings)
 	}
 }
+
+// TestDerivePasswordRefusesTruststores: a truststore holds public certificates only;
+// a password derived from them would be known to whoever has them.
+func TestDerivePasswordRefusesTruststores(t *testing.T) {
+	pki := newTestPKI(t, algECDSA)
+	if _, err := DerivePassword(Inputs{CAs: certificatesPEM(pki.root)}, "P/trust-2027"); err == nil {
+		t.Fatal("a password derived from public certificates")
+	}
+}

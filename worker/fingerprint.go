@@ -21,8 +21,8 @@ import (
 // command's result as if the second had run. Each record keeps its command's
 // fingerprint (messages.Fingerprint): a digest per value, secrets digested with a key
 // only the workers hold, so that the same secret sealed twice compares equal and a
-// record's reader learns nothing of it. Records from before fingerprints are honoured
-// as they were.
+// record's reader learns nothing of it. Records from before fingerprints, or with a
+// fingerprint of another version, are honoured as they were.
 
 // DigestKeys give the keys that digest a command's secrets in its record; seal.DirKeys
 // derives them from the seal keys. DigestKey("") is the current key; a record names its
@@ -43,9 +43,30 @@ func bucketKeyID(key []byte) string {
 	return "bucket:" + base64.RawURLEncoding.EncodeToString(sum[:6])
 }
 
-// digestKeyTouch is how often the active instance writes the bucket's digest key
-// again: the bucket forgets what is older than the idempotency window.
+// digestKeyTouch is how often, at most, the active instance writes the bucket's
+// digest key again: the bucket forgets what is older than the idempotency window, so
+// a shorter window makes it more often (keepBucketDigestKey).
 const digestKeyTouch = time.Hour
+
+// keepBucketDigestKey writes the bucket's digest key again every digestKeyTouch, or
+// every quarter of the idempotency window if that is shorter, so that the bucket never
+// forgets it while records digested with it live; without a key at hand (the bucket's
+// value was not one, or could not be read) it tries to load one instead. It does
+// nothing when the seal keys give the digest keys. The intake loop calls it.
+func (w *Worker) keepBucketDigestKey(ctx context.Context) {
+	if w.cfg.DigestKeys != nil || w.cfg.Clock.Now().Sub(w.digestTouched) < min(digestKeyTouch, w.cfg.IdempotencyWindow/4) {
+		return
+	}
+	w.digestTouched = w.cfg.Clock.Now()
+	if key := w.bucketKey.Load(); key != nil {
+		next := w.store.touchDigestKey(ctx, *key)
+		w.bucketKey.Store(&next)
+		return
+	}
+	if key, err := w.store.loadBucketDigestKey(ctx); err == nil && key != nil {
+		w.bucketKey.Store(&key)
+	}
+}
 
 // loadBucketDigestKey reads the fleet's digest key from the bucket, making it if there
 // is none: the first instance to create it wins. A value that is not a key is left
@@ -140,9 +161,17 @@ func (w *Worker) recordFingerprint(t *task) (messages.Fingerprint, string) {
 // paramsDiffer lists the field paths where t's params differ from those of the
 // command stored under its id; none when the record keeps no fingerprint (an older
 // worker's, or an invalid command's). Secrets are compared when the record's key is at
-// hand.
+// hand. An invalid command never matches what was stored, whatever the record keeps:
+// its answer is a rejection naming the faulty field, never the stored result.
 func (w *Worker) paramsDiffer(t *task, stored *finished) []string {
-	if stored.Params == nil || t.decodeErr != nil {
+	if t.decodeErr != nil {
+		var invalid *messages.Error
+		if errors.As(t.decodeErr, &invalid) && invalid.Field != "" {
+			return []string{invalid.Field}
+		}
+		return []string{"params"}
+	}
+	if stored.Params == nil {
 		return nil
 	}
 	var key []byte

@@ -45,6 +45,18 @@ func (w *Worker) finish(ctx context.Context, t *task, res *messages.Result) erro
 	record := finished{Seq: t.seq, Result: body}
 	record.Params, record.DigestKey = w.recordFingerprint(t)
 	stored, err := w.store.finishOnce(ctx, t.commandKey(), record)
+	if err != nil && tooLarge(err) && record.Params != nil {
+		// The fingerprint is bounded, but never the reason an outcome goes unstored:
+		// its coarsest form (a few digests, which still tell other params apart), and
+		// should even that not fit, none (the record is then honoured as an older
+		// worker's). The result is shortened only if it does not fit alone.
+		w.log.Warn("the outcome's record is too large to store: keeping the coarsest fingerprint", zap.String("id", res.ID), zap.Uint64("seq", t.seq))
+		record.Params = record.Params.Coarsest()
+		if stored, err = w.store.finishOnce(ctx, t.commandKey(), record); err != nil && tooLarge(err) {
+			record.Params, record.DigestKey = nil, ""
+			stored, err = w.store.finishOnce(ctx, t.commandKey(), record)
+		}
+	}
 	if err != nil {
 		return err
 	}
@@ -99,6 +111,9 @@ func (w *Worker) finishAgain(ctx context.Context, t *task, done *finished) (reje
 	}
 	if res.Type != t.cmd.Type {
 		return w.rejectReusedID(ctx, t, fmt.Sprintf("by a %s command", res.Type), "id")
+	}
+	if t.decodeErr != nil {
+		return w.rejectReusedID(ctx, t, "(and this command is invalid: "+t.decodeErr.Error()+")", w.paramsDiffer(t, done)[0])
 	}
 	if differ := w.paramsDiffer(t, done); len(differ) > 0 {
 		return w.rejectReusedID(ctx, t, "with other params ("+strings.Join(shortList(differ, 5), ", ")+")", differ[0])

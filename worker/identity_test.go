@@ -298,3 +298,65 @@ func TestReusedIDComparesSecrets(t *testing.T) {
 		t.Errorf("%d APIOps requests, want 1", n)
 	}
 }
+
+// TestReusedIDZeroValueAndPlanRetry: a value given, even false, is not the field left
+// out: an mTLS update that reuses an id and adds `"enabled": false` (it would disable
+// mTLS; leaving it out leaves mTLS as it is) is refused as id_reused naming
+// params.enabled, not replayed as if it had run. A plan retried with another
+// correlationId (which each step copies) is the same plan: replayed, not refused.
+func TestReusedIDZeroValueAndPlanRetry(t *testing.T) {
+	e := newEnv(t)
+	e.start(nil)
+	replies, _ := e.nc.SubscribeSync("_INBOX.MyProject.>")
+	next := func() *messages.Result {
+		t.Helper()
+		msg, err := replies.NextMsg(10 * time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var res messages.Result
+		if err := json.Unmarshal(msg.Data, &res); err != nil {
+			t.Fatal(err)
+		}
+		return &res
+	}
+	send := func(inbox, extra string) *messages.Result {
+		t.Helper()
+		e.publish("MyProject", "proxy.mtls.update", "", fmt.Appendf(nil,
+			`{"id":"harden-1","replyTo":"_INBOX.MyProject.%s","params":{"apiProxyName":"PaymentsAPI","trustStoreName":"trust-2026"%s}}`, inbox, extra))
+		return next()
+	}
+	if first := send("first", ""); first.Status != messages.StatusSucceeded || first.Replayed {
+		t.Fatalf("first: %+v %+v", first, first.Error)
+	}
+	requests := e.apiopsRequests()
+	if again := send("again", ""); again.Status != messages.StatusSucceeded || !again.Replayed {
+		t.Errorf("the same command again: %+v, want the stored result, replayed", again)
+	}
+	hardened := send("hardened", `,"enabled":false`)
+	if hardened.Status != messages.StatusRejected || hardened.Error == nil || hardened.Error.Code != messages.CodeIDReused ||
+		hardened.Error.Field != "params.enabled" {
+		t.Errorf("the id with enabled false: %+v %+v, want id_reused naming params.enabled", hardened, hardened.Error)
+	}
+
+	plan := func(correlation, inbox string) []byte {
+		var body map[string]any
+		_ = json.Unmarshal(rotationPlan("retried-plan", "plan-2027"), &body)
+		body["correlationId"], body["replyTo"] = correlation, "_INBOX.MyProject."+inbox
+		data, _ := json.Marshal(body)
+		return data
+	}
+	e.publishPlan("retried-plan", plan("run-1", "plan-first"))
+	if first := next(); first.Type != messages.PlanType || first.Status != messages.StatusSucceeded || first.Replayed {
+		t.Fatalf("the plan: %+v %+v", first, first.Error)
+	}
+	requests = e.apiopsRequests()
+	// Without Nats-Msg-Id: JetStream would drop the copy (see the design note).
+	e.publish("MyProject", messages.PlanType, "", plan("run-2", "plan-retry"))
+	if retry := next(); retry.Status != messages.StatusSucceeded || !retry.Replayed {
+		t.Errorf("the plan retried with another correlationId: %+v %+v, want the stored result, replayed", retry, retry.Error)
+	}
+	if n := e.apiopsRequests(); n != requests {
+		t.Errorf("%d APIOps requests after the replays, want %d", n, requests)
+	}
+}

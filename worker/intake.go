@@ -300,11 +300,7 @@ func (w *Worker) intake(ctx context.Context) {
 			failing = fmt.Sprint(err)
 		}
 		w.checkBarriers(ctx)
-		if key := w.bucketKey.Load(); key != nil && w.cfg.Clock.Now().Sub(w.digestTouched) >= digestKeyTouch {
-			next := w.store.touchDigestKey(ctx, *key)
-			w.bucketKey.Store(&next)
-			w.digestTouched = w.cfg.Clock.Now()
-		}
+		w.keepBucketDigestKey(ctx)
 		select {
 		case <-w.cfg.Clock.After(discoverEvery):
 		case <-ctx.Done():

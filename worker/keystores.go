@@ -9,6 +9,30 @@ import (
 	"github.com/apiops-worker/apiops-worker/messages"
 )
 
+// checkHeldKeystores gives a held command whose keystore files are to be opened its
+// verdict, as t.decodeErr: the rejection of checkKeystores, or nil. Opening costs up to
+// about a second of a core for a costly command (see keystores.CheckCommand), so it is
+// done here, by the command's own goroutine, rather than on its project's pull loop,
+// where it would stall the project's intake and let the message's AckWait run out
+// before the worker holds it (and keeps it alive). A project's checks run one at a
+// time, so that its costly files take at most one core, never waiting for another
+// project's. It returns mayGoOn's error, when t must stop rather than be checked.
+func (w *Worker) checkHeldKeystores(t *task) error {
+	if t.decodeErr != nil || t.planOf != nil || !keystores.HasFiles(t.cmd) {
+		return nil
+	}
+	checking := w.traceChild(t, "check keystore files")
+	defer checking.End()
+	// An id lock that no command takes: a command's is <project>/<id>, and projects
+	// hold no "/".
+	defer w.lockID(t.cmd.Project + " keystore checks")()
+	if err := w.mayGoOn(t); err != nil { // it waited: the term may have ended meanwhile
+		return err
+	}
+	t.decodeErr = w.checkKeystores(t.cmd)
+	return nil
+}
+
 // checkKeystores opens every keystore file of a decoded command, its sealed values
 // already opened, and returns the rejection for one that APIOps would refuse: a wrong
 // password, a file of the other type, no keystore at all, a missing private key, or

@@ -1,12 +1,17 @@
 package worker_test
 
 import (
+	"bytes"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
+
+	"software.sslmate.com/src/go-pkcs12"
 
 	"github.com/apiops-worker/apiops-worker/keystores"
 	"github.com/apiops-worker/apiops-worker/keystores/keystorestest"
@@ -186,5 +191,125 @@ func TestSealedKeystoresAreCheckedOnceOpened(t *testing.T) {
 	}
 	if created != 1 {
 		t.Errorf("APIOps got %d keystore requests, want 1 (sealed-good's)", created)
+	}
+}
+
+// trustedCertificate is a certificate to build truststores from.
+func trustedCertificate(t *testing.T) *x509.Certificate {
+	t.Helper()
+	certs, err := pkcs12.DecodeTrustStore(keystorestest.File(keystorestest.Spec{TrustStore: true}), keystorestest.Password)
+	if err != nil || len(certs) != 1 {
+		t.Fatalf("DecodeTrustStore: %d certificates, error %v", len(certs), err)
+	}
+	return certs[0]
+}
+
+// costlyTrustStore is a PKCS12 truststore with MAC and encrypted contents at 2^17
+// iterations: within every limit, a quarter of what one command may ask for in all.
+func costlyTrustStore(t *testing.T, cert *x509.Certificate, password string) string {
+	t.Helper()
+	pfx, err := pkcs12.Modern2023.WithIterations(1<<17).EncodeTrustStoreEntries([]pkcs12.TrustStoreEntry{{Cert: cert, FriendlyName: "ca"}}, password)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return base64.StdEncoding.EncodeToString(pfx)
+}
+
+// TestCostlyKeystoresAreBounded: a file whose PBMAC1 asks for 2^23 iterations (4 s
+// to open) and a command whose files together ask for too many are rejected fast,
+// naming the field; while TeamA's commands with costly files (within the limits) keep
+// its keystore checks busy, one command at a time, a MyProject command with a keystore
+// is checked and runs meanwhile; and TeamA's commands each finish once.
+func TestCostlyKeystoresAreBounded(t *testing.T) {
+	e := newEnv(t)
+	e.start(nil)
+	const password = "ks-costly-password-61d3"
+	env := func(name, file string) map[string]any {
+		return map[string]any{"environmentName": name, "file": file, "password": password, "keyStoreType": "PKCS12"}
+	}
+	create := func(project, id string, envs ...any) []byte {
+		line, _ := json.Marshal(map[string]any{"id": id, "type": "keystore.create", "project": project,
+			"params": map[string]any{"name": "ks-" + id, "keyStoreEnvironmentList": envs}})
+		return line
+	}
+	cert := trustedCertificate(t)
+	var costly []any
+	for _, name := range []string{"production", "staging", "test", "env-3", "env-4"} {
+		costly = append(costly, env(name, costlyTrustStore(t, cert, password)))
+	}
+
+	// The hostile ones: refused before any key is derived.
+	pfx, err := pkcs12.Modern2026.WithIterations(0x010101).EncodeTrustStoreEntries([]pkcs12.TrustStoreEntry{{Cert: cert, FriendlyName: "ca"}}, password)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pbmac1 := []byte{0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x05, 0x0e}
+	at := bytes.Index(pfx, pbmac1)
+	if at < 0 {
+		t.Fatal("no PBMAC1 in the file")
+	}
+	count := bytes.Index(pfx[at:], []byte{0x02, 0x03, 0x01, 0x01, 0x01})
+	if count < 0 {
+		t.Fatal("no PBMAC1 iteration count in the file")
+	}
+	copy(pfx[at+count+2:], []byte{0x7f, 0xff, 0xff}) // 8,388,607
+	published := time.Now()
+	e.publishLine(create("MyProject", "ks-pbmac1", env("staging", base64.StdEncoding.EncodeToString(pfx))))
+	e.publishLine(create("MyProject", "ks-many", costly...))
+	results := e.awaitResults(2, 30*time.Second)
+	if took := time.Since(published); took > 2*time.Second {
+		t.Errorf("the hostile commands took %v to be rejected", took)
+	}
+	for id, want := range map[string]string{"ks-pbmac1": "params.keyStoreEnvironmentList[0].file", "ks-many": "params.keyStoreEnvironmentList"} {
+		res := results[id]
+		if res == nil || res.Status != messages.StatusRejected || res.Error == nil || res.Error.Code != messages.CodeInvalidCommand ||
+			res.Error.Field != want || !strings.Contains(res.Error.Message, "keystore not supported") {
+			t.Errorf("%s: %+v, want rejected with invalid_command, field %s", id, res, want)
+		}
+	}
+
+	// TeamA: commands of 3 costly files each (one per environment APIOps has),
+	// checked one at a time. Once the first has finished, MyProject's command must
+	// not wait for the others.
+	const teamA = 12
+	for i := range teamA {
+		e.publishLine(create("TeamA", fmt.Sprintf("ks-slow-%d", i), costly[:3]...))
+	}
+	seen := map[string]bool{}
+	doneA, victimAfter := 0, -1 // victimAfter: how many of TeamA's finished before MyProject's
+	var victimPublished time.Time
+	deadline := time.After(90 * time.Second)
+	for doneA < teamA || victimAfter < 0 {
+		select {
+		case msg := <-e.results:
+			r := decodeResult(t, msg)
+			if seen[r.ID] {
+				t.Errorf("a second result for %s", r.ID)
+			}
+			seen[r.ID] = true
+			switch {
+			case r.ID == "ks-victim":
+				victimAfter = doneA
+				if r.Status != messages.StatusSucceeded {
+					t.Errorf("MyProject's command: %s", r.raw)
+				}
+				t.Logf("MyProject's command finished %v after it was published, with %d of TeamA's %d done", time.Since(victimPublished), doneA, teamA)
+			case r.Project != "TeamA":
+				t.Fatalf("unexpected result %s", r.raw)
+			default:
+				if r.Status != messages.StatusSucceeded {
+					t.Errorf("%s: %s", r.ID, r.raw)
+				}
+				if doneA++; doneA == 1 {
+					victimPublished = time.Now()
+					e.publishLine(create("MyProject", "ks-victim", env("production", keystorestest.Base64(keystorestest.Spec{Password: password, TrustStore: true}))))
+				}
+			}
+		case <-deadline:
+			t.Fatalf("%d of TeamA's %d results, MyProject's: %v; logs:\n%s", doneA, teamA, victimAfter >= 0, e.logs.String())
+		}
+	}
+	if victimAfter == teamA {
+		t.Errorf("MyProject's command finished after all of TeamA's, %v after it was published", time.Since(victimPublished))
 	}
 }

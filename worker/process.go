@@ -48,6 +48,10 @@ func (w *Worker) process(ctx context.Context, t *task) {
 	}
 	w.observer.CommandStarted()
 	defer w.observer.CommandDone()
+	if err := w.checkHeldKeystores(t); err != nil { // its verdict, before the id's outcome is looked up
+		w.stopped(t, err)
+		return
+	}
 	res, err := w.outcome(ctx, t)
 	if err != nil {
 		w.stopped(t, err)

@@ -158,7 +158,8 @@ func TestNotAfterPassesWhilePaused(t *testing.T) {
 }
 
 // TestInvalidCopyOfAFinishedIDChangesNothing: an invalid message reusing a finished id
-// gets the stored result and leaves it as it was.
+// is rejected as id_reused, naming its faulty field (the stored success would tell its
+// publisher it ran), and leaves the id's stored result as it was.
 func TestInvalidCopyOfAFinishedIDChangesNothing(t *testing.T) {
 	e := newEnv(t)
 	e.start(nil)
@@ -173,19 +174,19 @@ func TestInvalidCopyOfAFinishedIDChangesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r := decodeResult(t, reply); r.Status != messages.StatusSucceeded {
-		t.Errorf("reply %s, want the stored success", reply.Data)
+	if r := decodeResult(t, reply); r.Status != messages.StatusRejected || r.Error == nil || r.Error.Code != messages.CodeIDReused || r.Error.Field != "extra" {
+		t.Errorf("reply %s, want id_reused naming extra", reply.Data)
 	}
 	e.publish("MyProject", cmd.Type, "", withField(t, valid, "replyTo", inbox))
 	reply, err = replies.NextMsg(10 * time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r := decodeResult(t, reply); r.Status != messages.StatusSucceeded {
+	if r := decodeResult(t, reply); r.Status != messages.StatusSucceeded || !r.Replayed {
 		t.Errorf("the stored result was overwritten: %s", reply.Data)
 	}
-	if n := len(e.streamMsgs("APIOPS_DEAD")); n != 0 {
-		t.Errorf("%d dead letters", n)
+	if n := len(e.streamMsgs("APIOPS_DEAD")); n != 1 {
+		t.Errorf("%d dead letters, want the rejection's", n)
 	}
 }
 
@@ -229,7 +230,8 @@ func TestConsumerDeletedIsSetUpAgain(t *testing.T) {
 }
 
 // TestInvalidCopyWaitsForTheRunningID: an invalid copy of an id that is still running
-// waits for it and gets its outcome, instead of claiming the id with a rejection.
+// waits for it, then is rejected as id_reused under a record of its own, instead of
+// claiming the id with its rejection.
 func TestInvalidCopyWaitsForTheRunningID(t *testing.T) {
 	e := newEnv(t)
 	slow := make(chan struct{}, 1)
@@ -254,13 +256,26 @@ func TestInvalidCopyWaitsForTheRunningID(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r := decodeResult(t, reply); r.Status != messages.StatusSucceeded || r.Attempts != 1 {
-		t.Errorf("the invalid copy got %s, want the running command's success", reply.Data)
+	if r := decodeResult(t, reply); r.Status != messages.StatusRejected || r.Error == nil || r.Error.Code != messages.CodeIDReused {
+		t.Errorf("the invalid copy got %s, want id_reused", reply.Data)
 	}
-	if res := e.awaitResults(1, 10*time.Second)[cmd.ID]; res == nil || res.Status != messages.StatusSucceeded {
-		t.Errorf("result %v", res)
+	statuses := map[messages.Status]int{}
+	for range 2 { // both under the id: the command's success, the copy's rejection
+		select {
+		case msg := <-e.results:
+			r := decodeResult(t, msg)
+			statuses[r.Status]++
+			if r.Status == messages.StatusSucceeded && r.Attempts != 1 {
+				t.Errorf("the running command's result %s", msg.Data)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("results: %v so far", statuses)
+		}
 	}
-	if n := len(e.streamMsgs("APIOPS_DEAD")); n != 0 {
-		t.Errorf("%d dead letters", n)
+	if statuses[messages.StatusSucceeded] != 1 || statuses[messages.StatusRejected] != 1 {
+		t.Errorf("results %v, want one success and one rejection", statuses)
+	}
+	if n := len(e.streamMsgs("APIOPS_DEAD")); n != 1 {
+		t.Errorf("%d dead letters, want the rejection's", n)
 	}
 }

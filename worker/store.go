@@ -42,8 +42,13 @@ type finished struct {
 	Result json.RawMessage `json:"result"`
 	// Params is the command's fingerprint, and DigestKey the id of the key its secrets
 	// were digested with: an id published again with other params is refused (see
-	// fingerprint.go). Both are absent in records of older workers.
-	Params    messages.Fingerprint `json:"params,omitempty"`
+	// fingerprint.go). Both are absent in records of older workers. The fingerprint is
+	// kept as "fingerprint": workers from before zero values counted kept theirs as
+	// "params", which is not read (such a record is honoured as one without a
+	// fingerprint) and which they do not find in a newer record (they honour it too,
+	// rather than refuse honest retries during a rolling upgrade). A fingerprint names
+	// its version itself from then on (messages.Fingerprint).
+	Params    messages.Fingerprint `json:"fingerprint,omitempty"`
 	DigestKey string               `json:"digestKey,omitempty"`
 	// legacy: stored by a worker from before project-scoped ids, whose results
 	// carried the bare id as Nats-Msg-Id.
@@ -61,7 +66,7 @@ func (f finished) encode() []byte {
 	data = append(data, f.Result...)
 	if f.Params != nil {
 		params, _ := json.Marshal(f.Params) // a map of strings always encodes
-		data = append(data, `,"params":`...)
+		data = append(data, `,"fingerprint":`...)
 		data = append(data, params...)
 	}
 	if f.DigestKey != "" {

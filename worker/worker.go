@@ -401,9 +401,6 @@ func (w *Worker) admit(msg jetstream.Msg, src *source) {
 		t.decodeErr = &messages.Error{Code: messages.CodeUnknownType, Field: "type", Message: err.Error()}
 	} else {
 		t.cmd, t.decodeErr = messages.DecodeWith(project, typeName, msg.Data(), w.secrets)
-		if t.decodeErr == nil {
-			t.decodeErr = w.checkKeystores(t.cmd)
-		}
 	}
 	if t.cmd.ReplyTo != "" {
 		if problem := w.checkReplyTo(t.cmd.ReplyTo); problem != "" {

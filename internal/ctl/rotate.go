@@ -42,9 +42,9 @@ The same rotate run again is the same plan: its id comes from its inputs and the
 keystore is built the same, byte for byte, so the worker answers with the stored
 result of a run that finished (marked replayed) and runs nothing twice; to run a
 rotation again after it failed, give --id. The keystore's password is the one line of
---password-file, or derived from the private key (for a truststore, from its public
-certificates: give --password-file where its password matters); a derived password is
-never printed: it exists only inside the keystore.create step.
+--password-file, or derived from the private key (a truststore, which has no private
+key, needs --password-file); a derived password is never printed: it exists only
+inside the keystore.create step.
 
 flags:
   --project NAME        the project (required)
@@ -118,6 +118,9 @@ func Rotate(ctx context.Context, args []string, env IO) int {
 	if *alias != "" && *kind == keystores.KindPKCS12 && *certFile != "" {
 		return fail(env, name, errors.New("--alias: a PKCS12 keystore's key entry carries no alias (gateways take its one key entry): drop --alias, or give --type JKS"))
 	}
+	if *caFile != "" && *passwordFile == "" {
+		return fail(env, name, errors.New("--password-file is required with --ca: a truststore holds public certificates only, so a password derived from them would be known to whoever has them"))
+	}
 	if !*dryRun {
 		if err := run.check(); err != nil {
 			return fail(env, name, err)
@@ -189,8 +192,7 @@ func Rotate(ctx context.Context, args []string, env IO) int {
 		return code
 	}
 	if derived {
-		fmt.Fprintf(env.Stderr, "apiopsctl %s: the %s's password was derived from its %s; it is not shown here, stored or logged anywhere: it is only inside the keystore.create step (give --password-file to choose one)\n",
-			name, storeNoun(trust), map[bool]string{false: "private key", true: "certificates"}[trust])
+		fmt.Fprintf(env.Stderr, "apiopsctl %s: the keystore's password was derived from its private key; it is not shown here, stored or logged anywhere: it is only inside the keystore.create step (give --password-file to choose one)\n", name)
 	}
 	if *dryRun {
 		return printDryRun(env, name, plan)

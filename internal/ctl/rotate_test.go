@@ -132,11 +132,18 @@ func TestRotateDryRun(t *testing.T) {
 		t.Errorf("stderr speaks of a generated password: %s", out.stderr.String())
 	}
 
-	// A derived password is never shown; stderr says so.
+	// A truststore's password cannot be derived from its public certificates: it must
+	// be given.
 	out = output{}
 	code = Rotate(testContext(t), []string{"--dry-run", "--project", "MyProject", "--keystore", "trust-2027", "--ca", p.ca, "--env", "production",
 		"--truststore-for", "partner-a", "--mtls-proxy", "PaymentsAPI"}, e.io("", &out))
-	if code != 0 || !strings.Contains(out.stderr.String(), "password was derived from its certificates; it is not shown") {
+	if code != 1 || !strings.Contains(out.stderr.String(), "--password-file is required with --ca") {
+		t.Fatalf("truststore without --password-file: exit %d; stderr:\n%s", code, out.stderr.String())
+	}
+	out = output{}
+	code = Rotate(testContext(t), []string{"--dry-run", "--project", "MyProject", "--keystore", "trust-2027", "--ca", p.ca, "--env", "production",
+		"--password-file", pw, "--truststore-for", "partner-a", "--mtls-proxy", "PaymentsAPI"}, e.io("", &out))
+	if code != 0 {
 		t.Fatalf("exit %d; stderr:\n%s", code, out.stderr.String())
 	}
 	if !strings.Contains(out.stdout.String(), `"trustStoreName": "trust-2027"`) || !strings.Contains(out.stdout.String(), `"credential.truststore.set"`) {
