@@ -42,12 +42,8 @@ type finished struct {
 	Result json.RawMessage `json:"result"`
 	// Params is the command's fingerprint, and DigestKey the id of the key its secrets
 	// were digested with: an id published again with other params is refused (see
-	// fingerprint.go). Both are absent in records of older workers. The fingerprint is
-	// kept as "fingerprint": workers from before zero values counted kept theirs as
-	// "params", which is not read (such a record is honoured as one without a
-	// fingerprint) and which they do not find in a newer record (they honour it too,
-	// rather than refuse honest retries during a rolling upgrade). A fingerprint names
-	// its version itself from then on (messages.Fingerprint).
+	// fingerprint.go). Both are absent in records of older workers, which are honoured
+	// as they were; a fingerprint names its version (messages.Fingerprint).
 	Params    messages.Fingerprint `json:"fingerprint,omitempty"`
 	DigestKey string               `json:"digestKey,omitempty"`
 	// legacy: stored by a worker from before project-scoped ids, whose results
