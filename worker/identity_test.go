@@ -338,6 +338,9 @@ func TestReusedIDZeroValueAndPlanRetry(t *testing.T) {
 		hardened.Error.Field != "params.enabled" {
 		t.Errorf("the id with enabled false: %+v %+v, want id_reused naming params.enabled", hardened, hardened.Error)
 	}
+	if n := e.apiopsRequests(); n != requests {
+		t.Errorf("%d APIOps requests after the replay and the refusal, want %d", n, requests)
+	}
 
 	plan := func(correlation, inbox string) []byte {
 		var body map[string]any
