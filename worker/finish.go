@@ -112,11 +112,12 @@ func (w *Worker) finishAgain(ctx context.Context, t *task, done *finished) (reje
 	if res.Type != t.cmd.Type {
 		return w.rejectReusedID(ctx, t, fmt.Sprintf("by a %s command", res.Type), "id")
 	}
-	if t.decodeErr != nil {
-		return w.rejectReusedID(ctx, t, "(and this command is invalid: "+t.decodeErr.Error()+")", w.paramsDiffer(t, done)[0])
-	}
 	if differ := w.paramsDiffer(t, done); len(differ) > 0 {
-		return w.rejectReusedID(ctx, t, "with other params ("+strings.Join(shortList(differ, 5), ", ")+")", differ[0])
+		how := "with other params (" + strings.Join(shortList(differ, 5), ", ") + ")"
+		if t.decodeErr != nil { // differ names the invalid field
+			how = "(and this command is invalid: " + t.decodeErr.Error() + ")"
+		}
+		return w.rejectReusedID(ctx, t, how, differ[0])
 	}
 	res.Replayed = true
 	replayed, err := json.Marshal(res)
