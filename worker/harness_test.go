@@ -223,6 +223,16 @@ func decodeResult(t *testing.T, msg *nats.Msg) *result {
 	return r
 }
 
+// nextReply is the next result on replies, within 10 s.
+func nextReply(t *testing.T, replies *nats.Subscription) *result {
+	t.Helper()
+	msg, err := replies.NextMsg(10 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return decodeResult(t, msg)
+}
+
 // streamMsgs reads every message stored in a stream.
 func (e *env) streamMsgs(stream string) []jetstream.Msg {
 	e.t.Helper()

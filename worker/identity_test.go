@@ -193,19 +193,11 @@ func TestReusedIDWithOtherParams(t *testing.T) {
 	e := newEnv(t)
 	e.start(nil)
 	replies, _ := e.nc.SubscribeSync("_INBOX.MyProject.>")
-	send := func(keystore, inbox string) *messages.Result {
+	send := func(keystore, inbox string) *result {
 		t.Helper()
 		e.publish("MyProject", "credential.truststore.set", "", fmt.Appendf(nil,
 			`{"id":"rot-2026-11-22-0002","replyTo":"_INBOX.MyProject.%s","params":{"username":"api-user","keystoreName":%q}}`, inbox, keystore))
-		msg, err := replies.NextMsg(10 * time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var res messages.Result
-		if err := json.Unmarshal(msg.Data, &res); err != nil {
-			t.Fatal(err)
-		}
-		return &res
+		return nextReply(t, replies)
 	}
 	if first := send("trust-2026", "first"); first.Status != messages.StatusSucceeded || first.Replayed {
 		t.Fatalf("first: %+v", first)
@@ -243,7 +235,7 @@ func TestReusedIDComparesSecrets(t *testing.T) {
 		data, _ := json.Marshal(s)
 		return string(data)
 	}
-	send := func(id, fixture string) *messages.Result {
+	send := func(id, fixture string) *result {
 		t.Helper()
 		file, err := os.ReadFile("../testdata/keystores/" + fixture)
 		if err != nil {
@@ -253,18 +245,11 @@ func TestReusedIDComparesSecrets(t *testing.T) {
 			`{"id":%q,"replyTo":"_INBOX.MyProject.x","params":{"name":"trust-2027","keyStoreEnvironmentList":[`+
 				`{"environmentName":"production","keyStoreType":"PKCS12","file":%s,"password":%s}]}}`,
 			id, sealed("file", base64.StdEncoding.EncodeToString(file)), sealed("password", "changeit")))
-		msg, err := replies.NextMsg(10 * time.Second)
-		if err != nil {
-			t.Fatal(err)
+		res := nextReply(t, replies)
+		if strings.Contains(string(res.raw), "changeit") {
+			t.Errorf("a reply quotes the password: %s", res.raw)
 		}
-		var res messages.Result
-		if err := json.Unmarshal(msg.Data, &res); err != nil {
-			t.Fatal(err)
-		}
-		if strings.Contains(string(msg.Data), "changeit") {
-			t.Errorf("a reply quotes the password: %s", msg.Data)
-		}
-		return &res
+		return res
 	}
 	if first := send("ks-1", "trust-2027.p12"); first.Status != messages.StatusSucceeded {
 		t.Fatalf("first: %+v %+v", first, first.Error)
@@ -308,23 +293,11 @@ func TestReusedIDZeroValueAndPlanRetry(t *testing.T) {
 	e := newEnv(t)
 	e.start(nil)
 	replies, _ := e.nc.SubscribeSync("_INBOX.MyProject.>")
-	next := func() *messages.Result {
-		t.Helper()
-		msg, err := replies.NextMsg(10 * time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var res messages.Result
-		if err := json.Unmarshal(msg.Data, &res); err != nil {
-			t.Fatal(err)
-		}
-		return &res
-	}
-	send := func(inbox, extra string) *messages.Result {
+	send := func(inbox, extra string) *result {
 		t.Helper()
 		e.publish("MyProject", "proxy.mtls.update", "", fmt.Appendf(nil,
 			`{"id":"harden-1","replyTo":"_INBOX.MyProject.%s","params":{"apiProxyName":"PaymentsAPI","trustStoreName":"trust-2026"%s}}`, inbox, extra))
-		return next()
+		return nextReply(t, replies)
 	}
 	if first := send("first", ""); first.Status != messages.StatusSucceeded || first.Replayed {
 		t.Fatalf("first: %+v %+v", first, first.Error)
@@ -350,13 +323,13 @@ func TestReusedIDZeroValueAndPlanRetry(t *testing.T) {
 		return data
 	}
 	e.publishPlan("retried-plan", plan("run-1", "plan-first"))
-	if first := next(); first.Type != messages.PlanType || first.Status != messages.StatusSucceeded || first.Replayed {
+	if first := nextReply(t, replies); first.Type != messages.PlanType || first.Status != messages.StatusSucceeded || first.Replayed {
 		t.Fatalf("the plan: %+v %+v", first, first.Error)
 	}
 	requests = e.apiopsRequests()
 	// Without Nats-Msg-Id: JetStream would drop the copy (see the design note).
 	e.publish("MyProject", messages.PlanType, "", plan("run-2", "plan-retry"))
-	if retry := next(); retry.Status != messages.StatusSucceeded || !retry.Replayed {
+	if retry := nextReply(t, replies); retry.Status != messages.StatusSucceeded || !retry.Replayed {
 		t.Errorf("the plan retried with another correlationId: %+v %+v, want the stored result, replayed", retry, retry.Error)
 	}
 	if n := e.apiopsRequests(); n != requests {

@@ -2,7 +2,6 @@ package worker_test
 
 import (
 	"context"
-	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -20,19 +19,11 @@ func TestReusedIDWithInvalidParams(t *testing.T) {
 	e := newEnv(t)
 	e.start(nil)
 	replies, _ := e.nc.SubscribeSync("_INBOX.MyProject.>")
-	send := func(params, inbox string) *messages.Result {
+	send := func(params, inbox string) *result {
 		t.Helper()
 		e.publish("MyProject", "credential.truststore.set", "", []byte(
 			`{"id":"rot-invalid-0001","replyTo":"_INBOX.MyProject.`+inbox+`","params":`+params+`}`))
-		msg, err := replies.NextMsg(10 * time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var res messages.Result
-		if err := json.Unmarshal(msg.Data, &res); err != nil {
-			t.Fatal(err)
-		}
-		return &res
+		return nextReply(t, replies)
 	}
 	if first := send(`{"username":"api-user","keystoreName":"trust-2026"}`, "first"); first.Status != messages.StatusSucceeded {
 		t.Fatalf("first: %+v", first)
