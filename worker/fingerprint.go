@@ -151,7 +151,7 @@ func fingerprintWith(t *task, key []byte) messages.Fingerprint {
 // recordFingerprint is the fingerprint t's record keeps, and the id of the key its
 // secrets were digested with ("" when no key is at hand: they are left out).
 func (w *Worker) recordFingerprint(t *task) (messages.Fingerprint, string) {
-	if t.decodeErr != nil {
+	if t.invalid != nil {
 		return nil, ""
 	}
 	key, keyID, _ := w.digestKey("")
@@ -164,9 +164,9 @@ func (w *Worker) recordFingerprint(t *task) (messages.Fingerprint, string) {
 // hand. An invalid command never matches what was stored, whatever the record keeps:
 // its answer is a rejection naming the faulty field, never the stored result.
 func (w *Worker) paramsDiffer(t *task, stored *finished) []string {
-	if t.decodeErr != nil {
+	if t.invalid != nil {
 		var invalid *messages.Error
-		if errors.As(t.decodeErr, &invalid) && invalid.Field != "" {
+		if errors.As(t.invalid, &invalid) && invalid.Field != "" {
 			return []string{invalid.Field}
 		}
 		return []string{"params"}

@@ -31,7 +31,7 @@ const deadLetterHeaderRoom = 8 << 10
 // acknowledged by JetStream; only then does it reply to replyTo and acknowledge the
 // command. When a step fails the caller runs finish again: the outcome is stored once
 // (the delivery of the id that stored first wins), and the publishes carry
-// Nats-Msg-Id, so JetStream drops what it already has.
+// Nats-Msg-Id, so JetStream drops what it already has. See docs/design/idempotency.md.
 func (w *Worker) finish(ctx context.Context, t *task, res *messages.Result) error {
 	body, err := json.Marshal(res)
 	if err != nil {
@@ -114,8 +114,8 @@ func (w *Worker) finishAgain(ctx context.Context, t *task, done *finished) (reje
 	}
 	if differ := w.paramsDiffer(t, done); len(differ) > 0 {
 		how := "with other params (" + strings.Join(shortList(differ, 5), ", ") + ")"
-		if t.decodeErr != nil { // differ names the invalid field
-			how = "(and this command is invalid: " + t.decodeErr.Error() + ")"
+		if t.invalid != nil { // differ names the invalid field
+			how = "(and this command is invalid: " + t.invalid.Error() + ")"
 		}
 		return w.rejectReusedID(ctx, t, how, differ[0])
 	}
@@ -178,7 +178,7 @@ func (w *Worker) publishOutcome(ctx context.Context, t *task, res *messages.Resu
 		}
 		dead = f
 	}
-	result, err := w.js.PublishMsgAsync(&nats.Msg{Subject: w.subjects.ResultFor(w.subjectOf(t)), Header: resultHeaders(t, res, msgID), Data: body})
+	result, err := w.js.PublishMsgAsync(&nats.Msg{Subject: w.subjects.ResultFor(t.subject(w.subjects)), Header: resultHeaders(t, res, msgID), Data: body})
 	if err != nil {
 		return fmt.Errorf("publish result: %w", err)
 	}
@@ -240,9 +240,9 @@ func resultHeaders(t *task, res *messages.Result, msgID string) nats.Header {
 // It fits by construction: a body too large for the server's maximum payload with the
 // headers is cut to what fits (and marked, so that nobody replays it), and of the
 // publisher's headers only a well-formed Apiops-Replay-Of goes along (the trace context
-// goes as the worker read it).
+// goes as the worker read it). See docs/design/project-isolation.md.
 func (w *Worker) deadLetter(t *task, res *messages.Result, msgID string) *nats.Msg {
-	body, redacted := messages.RedactSecrets(w.bodyOf(t))
+	body, redacted := messages.RedactSecrets(t.body())
 	h := nats.Header{}
 	if replayOf := t.msg.Headers().Get(messages.HeaderReplayOf); replayOf != "" && messages.CheckID(replayOf) == "" {
 		h.Set(messages.HeaderReplayOf, replayOf)
@@ -268,14 +268,14 @@ func (w *Worker) deadLetter(t *task, res *messages.Result, msgID string) *nats.M
 	}
 	h.Set(messages.HeaderAttempts, strconv.Itoa(res.Attempts))
 	h.Set(messages.HeaderCommandSeq, strconv.FormatUint(t.seq, 10))
-	h.Set(messages.HeaderOriginalSubject, w.subjectOf(t))
+	h.Set(messages.HeaderOriginalSubject, t.subject(w.subjects))
 	if res.FailedStep != nil {
 		h.Set(messages.HeaderFailedStep, strconv.Itoa(*res.FailedStep))
 	}
 	if redacted {
 		h.Set(messages.HeaderRedacted, "true")
 	}
-	return &nats.Msg{Subject: w.subjects.DeadLetterFor(w.subjectOf(t)), Header: h, Data: body}
+	return &nats.Msg{Subject: w.subjects.DeadLetterFor(t.subject(w.subjects)), Header: h, Data: body}
 }
 
 // headerValue makes text safe for a NATS header: one line, bounded.
@@ -304,25 +304,6 @@ func (w *Worker) reply(t *task, res *messages.Result, body []byte, msgID string)
 	}
 }
 
-// markAcked notes that t's command is being acknowledged, in every delivery of it
-// held here or arriving soon: a barrier counts none of them as out any more.
-func (w *Worker) markAcked(t *task) {
-	t.acked.Store(true)
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	// A copy still on its way here when this one is acknowledged is marked as it
-	// arrives (admit).
-	w.recentlyAcked.add(copyKey{t.src, t.seq})
-	if w.copies[copyKey{t.src, t.seq}] <= 1 {
-		return
-	}
-	for other := range w.held {
-		if other.src == t.src && other.seq == t.seq {
-			other.acked.Store(true)
-		}
-	}
-}
-
 // ack acknowledges without waiting for the server's confirmation: if the ack is lost
 // the command comes back and finishAgain completes it without calling APIOps.
 func (w *Worker) ack(t *task) {
@@ -336,7 +317,7 @@ func (w *Worker) ack(t *task) {
 		// Another instance may have taken over and hold this command again: an
 		// acknowledgement now would make its barrier count a command as back that is
 		// not. The outcome is stored; whoever gets the command next finishes it.
-		w.nakDropped(t)
+		w.sched.nakDropped(t)
 		return
 	}
 	w.sendAck(t)
@@ -344,8 +325,33 @@ func (w *Worker) ack(t *task) {
 
 // sendAck acknowledges t, fenced or not.
 func (w *Worker) sendAck(t *task) {
-	w.markAcked(t)
+	w.sched.markAcked(t)
 	if err := t.msg.Ack(); err != nil {
 		w.log.Warn("acknowledge command", zap.String("id", t.cmd.ID), zap.Error(err))
+	}
+}
+
+func (w *Worker) logOutcome(t *task, res *messages.Result) {
+	fields := []zap.Field{
+		zap.String("id", res.ID), zap.String("type", res.Type), zap.String("project", res.Project),
+		zap.String("status", string(res.Status)), zap.Int("attempts", res.Attempts),
+		zap.Duration("duration", res.FinishedAt.Sub(t.received)), zap.Int("http_status", res.HTTPStatus),
+	}
+	if id := t.traceID(); id != "" {
+		fields = append(fields, zap.String("trace_id", id))
+	}
+	if res.CorrelationID != "" {
+		fields = append(fields, zap.String("correlation_id", res.CorrelationID))
+	}
+	if res.Error != nil {
+		fields = append(fields, zap.String("error_code", res.Error.Code), zap.String("error", res.Error.Message))
+		if res.Error.Field != "" {
+			fields = append(fields, zap.String("field", res.Error.Field))
+		}
+	}
+	if res.Status == messages.StatusSucceeded {
+		w.log.Info("command finished", fields...)
+	} else {
+		w.log.Warn("command finished", fields...)
 	}
 }

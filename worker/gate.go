@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"context"
 	"sync"
 	"time"
 
@@ -57,6 +58,42 @@ func (g *gate) state() (reason PauseReason, resumed, paused <-chan struct{}) {
 	defer g.mu.Unlock()
 	return g.reason, g.resumed, g.paused
 }
+
+// acquire returns at once while the project runs. While it is paused it waits for the
+// pause to end, or for its turn to probe: one waiting command of the project at a time
+// sends a request, every probeEvery. release hands the probe token back (a no-op for a
+// command that did not probe); the caller calls it once, when its request is done.
+// err is ctx's when it ended first.
+func (g *gate) acquire(ctx context.Context, probeEvery time.Duration) (release func(), err error) {
+	for {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		reason, resumed, _ := g.state()
+		if reason == Running {
+			return noRelease, nil
+		}
+		select {
+		case <-resumed:
+			return noRelease, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case g.probe <- struct{}{}:
+		}
+		select {
+		case <-g.clock.After(probeEvery):
+			return func() { <-g.probe }, nil
+		case <-resumed:
+			<-g.probe
+			return noRelease, nil
+		case <-ctx.Done():
+			<-g.probe
+			return nil, ctx.Err()
+		}
+	}
+}
+
+func noRelease() {}
 
 // reset forgets a pause whose commands were dropped with a lost lease term: a new
 // term starts running, and its first command finds out whether APIOps answers.

@@ -10,7 +10,7 @@ import (
 )
 
 // checkHeldKeystores gives a held command whose keystore files are to be opened its
-// verdict, as t.decodeErr: the rejection of checkKeystores, or nil. Opening costs up to
+// verdict: the rejection of checkKeystores (see task.reject), if any. Opening costs up to
 // about a second of a core for a costly command (see keystores.CheckCommand), so it is
 // done here, by the command's own goroutine, rather than on its project's pull loop,
 // where it would stall the project's intake and let the message's AckWait run out
@@ -18,18 +18,20 @@ import (
 // time, so that its costly files take at most one core, never waiting for another
 // project's. It returns mayGoOn's error, when t must stop rather than be checked.
 func (w *Worker) checkHeldKeystores(t *task) error {
-	if t.decodeErr != nil || t.planOf != nil || !keystores.HasFiles(t.cmd) {
+	if t.invalid != nil || t.planOf != nil || !keystores.HasFiles(t.cmd) {
 		return nil
 	}
 	checking := w.traceChild(t, "check keystore files")
 	defer checking.End()
 	// An id lock that no command takes: a command's is <project>/<id>, and projects
 	// hold no "/".
-	defer w.lockID(t.cmd.Project + " keystore checks")()
-	if err := w.mayGoOn(t); err != nil { // it waited: the term may have ended meanwhile
+	defer w.ids.lock(t.cmd.Project + " keystore checks")()
+	if err := t.mayGoOn(w.stopping.Load()); err != nil { // it waited: the term may have ended meanwhile
 		return err
 	}
-	t.decodeErr = w.checkKeystores(t.cmd)
+	if invalid := w.checkKeystores(t.cmd); invalid != nil {
+		t.reject(invalid)
+	}
 	return nil
 }
 

@@ -230,6 +230,7 @@ func (l *lease) acquired(rev uint64, sentAt time.Time, t *term) {
 	l.onChange(true)
 }
 
+// renew writes the lease record again over the revision this instance last wrote.
 func (l *lease) renew(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, l.timeout/2)
 	defer cancel()
@@ -239,54 +240,73 @@ func (l *lease) renew(ctx context.Context) {
 	sentAt := l.clock.Now()
 	newRev, err := l.kv.Update(ctx, l.key, l.record(false), rev)
 	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) { // 10071, or 10164 on replicated buckets
-		// The revision moved: another instance took over, or an earlier renewal of
-		// ours succeeded though its answer was lost. The holder in the record tells.
-		entry, getErr := l.kv.Get(ctx, l.key)
-		rec, isLease := leaseRecord{}, false
-		if getErr == nil {
-			rec, isLease = parseLease(entry.Value())
-		}
-		l.mu.Lock()
-		current := l.clock.Now().Sub(l.renewedAt) < l.fenceAfter()
-		l.mu.Unlock()
-		// A stray write over the record is repaired only while no standby can have
-		// taken over: one takes over only a whole timeout after a renewal it saw, and
-		// this instance renewed less than three quarters of one ago. Later, the stray
-		// write may lie over another instance's lease.
-		if getErr == nil && (isLease && rec.Holder == l.holder && !rec.Released || !isLease && current) {
-			if !isLease {
-				l.log.Warn("the lease's key holds something that is not a lease record: this instance writes its lease back")
-			}
-			l.mu.Lock()
-			l.revision = entry.Revision()
-			l.mu.Unlock()
-			return // renewed at the next turn, with the right revision
-		}
-		switch {
-		case getErr == nil && !isLease:
-			l.lose("the lease's key holds something that is not a lease record, and this instance renewed too long ago to know the lease is still its own")
-			return
-		case getErr == nil:
-			l.lose("another instance holds the lease: " + rec.Holder)
-			return
-		case errors.Is(getErr, jetstream.ErrKeyNotFound):
-			l.lose("the lease's key is gone (the bucket was purged or recreated)")
+		var settled bool
+		if settled, err = l.revisionMoved(ctx); settled {
 			return
 		}
-		err = getErr
 	}
 	if err != nil {
-		l.failed("cannot renew the lease; no new APIOps requests start after "+l.fenceAfter().String()+" without a renewal", err)
-		l.mu.Lock()
-		if !l.fenced && l.clock.Now().Sub(l.renewedAt) >= l.fenceAfter() {
-			l.fenced = true
-			l.log.Warn("fenced: the lease was not renewed in time; no new APIOps requests start", zap.Duration("since_renewal", l.clock.Now().Sub(l.renewedAt)))
-		}
-		l.mu.Unlock()
+		l.renewFailed(err)
 		return
 	}
+	l.renewed(newRev, sentAt)
+}
+
+// revisionMoved finds out why the record's revision is not the one this instance last
+// wrote: another instance took over, or an earlier renewal of ours succeeded though its
+// answer was lost. The holder in the record tells. settled is false when the record
+// could not be read (err says why).
+func (l *lease) revisionMoved(ctx context.Context) (settled bool, err error) {
+	entry, getErr := l.kv.Get(ctx, l.key)
+	rec, isLease := leaseRecord{}, false
+	if getErr == nil {
+		rec, isLease = parseLease(entry.Value())
+	}
+	l.mu.Lock()
+	current := l.clock.Now().Sub(l.renewedAt) < l.fenceAfter()
+	l.mu.Unlock()
+	// A stray write over the record is repaired only while no standby can have
+	// taken over: one takes over only a whole timeout after a renewal it saw, and
+	// this instance renewed less than three quarters of one ago. Later, the stray
+	// write may lie over another instance's lease.
+	if getErr == nil && (isLease && rec.Holder == l.holder && !rec.Released || !isLease && current) {
+		if !isLease {
+			l.log.Warn("the lease's key holds something that is not a lease record: this instance writes its lease back")
+		}
+		l.mu.Lock()
+		l.revision = entry.Revision()
+		l.mu.Unlock()
+		return true, nil // renewed at the next turn, with the right revision
+	}
+	switch {
+	case getErr == nil && !isLease:
+		l.lose("the lease's key holds something that is not a lease record, and this instance renewed too long ago to know the lease is still its own")
+	case getErr == nil:
+		l.lose("another instance holds the lease: " + rec.Holder)
+	case errors.Is(getErr, jetstream.ErrKeyNotFound):
+		l.lose("the lease's key is gone (the bucket was purged or recreated)")
+	default:
+		return false, getErr
+	}
+	return true, nil
+}
+
+// renewFailed fences this instance once it has gone fenceAfter without a renewal.
+func (l *lease) renewFailed(err error) {
+	l.failed("cannot renew the lease; no new APIOps requests start after "+l.fenceAfter().String()+" without a renewal", err)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.fenced && l.clock.Now().Sub(l.renewedAt) >= l.fenceAfter() {
+		l.fenced = true
+		l.log.Warn("fenced: the lease was not renewed in time; no new APIOps requests start", zap.Duration("since_renewal", l.clock.Now().Sub(l.renewedAt)))
+	}
+}
+
+// renewed notes a renewal sent at sentAt, which ends a fence.
+func (l *lease) renewed(newRev uint64, sentAt time.Time) {
 	l.failed("", nil)
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	couldNotStart := l.clock.Now().Sub(l.renewedAt) >= l.fenceAfter()
 	l.revision, l.renewedAt = newRev, sentAt
 	if l.fenced {
@@ -296,7 +316,6 @@ func (l *lease) renew(ctx context.Context) {
 	if couldNotStart {
 		l.notifyLocked()
 	}
-	l.mu.Unlock()
 }
 
 // lose ends the term when another instance took the lease.
@@ -362,5 +381,14 @@ func (l *lease) failed(what string, err error) {
 	l.mu.Unlock()
 	if changed && err != nil {
 		l.log.Warn(what, zap.Error(err))
+	}
+}
+
+func isClosed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
 	}
 }

@@ -156,23 +156,6 @@ func (s *store) recordFor(k commandKey, found map[string][]byte) (*finished, err
 // waits, and the worker says why, until the record is readable or gone.
 var errUnreadableRecord = errors.New("the idempotency record under this command's key is not the worker's: the command waits until it is removed or expires")
 
-// decodeRecord reads the record of command k: it must be the worker's, a stream
-// sequence and the result of that very command.
-func decodeRecord(data []byte, k commandKey) (*finished, error) {
-	var f finished
-	var res struct {
-		ID      string `json:"id"`
-		Project string `json:"project"`
-		Type    string `json:"type"`
-		Status  string `json:"status"`
-	}
-	if json.Unmarshal(data, &f) != nil || f.Seq == 0 || json.Unmarshal(f.Result, &res) != nil ||
-		res.ID != k.id || res.Project != k.project || res.Type == "" || res.Status == "" {
-		return nil, fmt.Errorf("%w (%s)", errUnreadableRecord, k)
-	}
-	return &f, nil
-}
-
 func (s *store) subject(key string) string { return "$KV." + s.bucket + "." + key }
 
 // batchGetter asks a stream for the last message of many subjects at once (a batch

@@ -2,7 +2,6 @@ package worker
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 
 	"github.com/apiops-worker/apiops-worker/messages"
@@ -13,13 +12,14 @@ import (
 // that finished before (the plan was redelivered after a crash, a failover or a
 // shutdown) is not run again: its stored result stands, so the plan resumes where it
 // stopped. The first step that does not succeed stops the plan; the steps after it
-// are skipped and OnFailure runs. runPlan returns the plan's result, for outcome to
+// are skipped and OnFailure runs. runPlan returns the plan's result, for decide to
 // store and publish like any command's; errHandBack or errDropped when the plan must
 // stop where it is and resume from its redelivery.
 //
 // The plan holds the resources of all its steps from start to end, so commands
 // published after it for any of them wait for it, and it waits for those before it.
-func (w *Worker) runPlan(ctx context.Context, t *task, plan *messages.Plan) (*messages.Result, error) {
+// See docs/design/plans.md.
+func (w *Worker) runPlan(ctx context.Context, t *task, plan *messages.Plan, decide stepDecider) (*messages.Result, error) {
 	res := &messages.Result{ID: t.cmd.ID, Type: messages.PlanType, Project: t.cmd.Project,
 		CorrelationID: t.cmd.CorrelationID, Status: messages.StatusSucceeded, ReceivedAt: t.received}
 	for i, step := range plan.Steps {
@@ -27,7 +27,7 @@ func (w *Worker) runPlan(ctx context.Context, t *task, plan *messages.Plan) (*me
 			res.Steps = append(res.Steps, skipped(step))
 			continue
 		}
-		sr, err := w.runStep(ctx, t, step, "step", i)
+		sr, err := w.runStep(ctx, t, step, "step", i, decide)
 		if err != nil {
 			return nil, err
 		}
@@ -46,7 +46,7 @@ func (w *Worker) runPlan(ctx context.Context, t *task, plan *messages.Plan) (*me
 	// failed comes before the first one onFailure undoes.
 	if res.FailedStep != nil && res.Status != messages.StatusExpired && *res.FailedStep >= plan.OnFailureFrom {
 		for i, step := range plan.OnFailure {
-			sr, err := w.runStep(ctx, t, step, "undo", i)
+			sr, err := w.runStep(ctx, t, step, "undo", i, decide)
 			if err != nil {
 				return nil, err
 			}
@@ -57,10 +57,14 @@ func (w *Worker) runPlan(ctx context.Context, t *task, plan *messages.Plan) (*me
 	return res, nil
 }
 
+// stepDecider comes to a step's result as to a command's of its own, from its record
+// or by running it, and makes it final: Worker.decide.
+type stepDecider func(ctx context.Context, step *task) (*messages.Result, error)
+
 // runStep runs one step of the plan t: step i of its steps (kind "step") or of its
 // onFailure (kind "undo"). The first step carries the plan's notAfter: a plan that
 // has not started by then does not start.
-func (w *Worker) runStep(ctx context.Context, t *task, step *messages.Command, kind string, i int) (*messages.Result, error) {
+func (w *Worker) runStep(ctx context.Context, t *task, step *messages.Command, kind string, i int, decide stepDecider) (*messages.Result, error) {
 	cmd := step
 	if kind == "step" && i == 0 && t.cmd.NotAfter != nil {
 		c := *step
@@ -69,9 +73,9 @@ func (w *Worker) runStep(ctx context.Context, t *task, step *messages.Command, k
 	}
 	st := &task{msg: t.msg, src: t.src, seq: t.seq, delivered: t.delivered, received: t.received, cmd: cmd,
 		keys: t.keys, term: t.term, waitCtx: t.waitCtx, planOf: t}
-	defer w.lockID(st.commandKey().String())() // as process does for a command
+	defer w.ids.lock(st.commandKey().String())() // as process does for a command
 	w.traceStep(t, st, kind, i)
-	res, err := w.outcome(ctx, st)
+	res, err := decide(ctx, st)
 	st.traceEnd(res, err)
 	if err != nil {
 		return nil, err
@@ -95,41 +99,4 @@ func stoppedAt(i, n int, sr *messages.Result) (messages.Status, *messages.Error)
 
 func skipped(step *messages.Command) messages.Result {
 	return messages.Result{ID: step.ID, Type: step.Type, Project: step.Project, CorrelationID: step.CorrelationID, Status: messages.StatusSkipped}
-}
-
-// storedResult is the result a record holds.
-func storedResult(f *finished) (*messages.Result, error) {
-	var res messages.Result
-	if err := json.Unmarshal(f.Result, &res); err != nil {
-		return nil, fmt.Errorf("decode a stored result: %w", err)
-	}
-	return &res, nil
-}
-
-// subjectOf is the command subject t stands for, which its result and dead letter
-// follow: for a plan's step the subject the step would have as a command of its own.
-// It is built from the project and the type only, and only as far as they are well
-// formed (a malformed project is messages.InvalidProject, a type that is none
-// messages.UnknownType), so that a publisher can make the worker publish on no subject
-// of its choosing, and on none longer than a project name allows.
-func (w *Worker) subjectOf(t *task) string {
-	project, typeName := t.cmd.Project, t.cmd.Type
-	if messages.CheckProject(project) != "" {
-		project = messages.InvalidProject
-	}
-	if _, known := messages.LookupType(typeName); !known && typeName != messages.PlanType {
-		typeName = messages.UnknownType
-	}
-	return w.subjects.Command(project, typeName)
-}
-
-// bodyOf is the command t stands for, as it travels: a plan's step as a command of its
-// own, which its dead letter holds and a replay publishes.
-func (w *Worker) bodyOf(t *task) []byte {
-	if t.planOf != nil {
-		if body, err := t.cmd.Encode(); err == nil {
-			return body
-		}
-	}
-	return t.msg.Data()
 }

@@ -8,7 +8,8 @@ import (
 
 // secretOptions is how the worker decodes secrets: sealed ones are opened with its keys
 // and validated like plaintext; without keys they cannot be opened, and the command is
-// rejected rather than sent to APIOps with an empty secret.
+// rejected rather than sent to APIOps with an empty secret. See
+// docs/design/sealed-secrets.md.
 func secretOptions(cfg Config) messages.DecodeOptions {
 	opener := cfg.Opener
 	if opener == nil {

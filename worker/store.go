@@ -19,7 +19,7 @@ import (
 // store remembers, in a JetStream key-value bucket whose TTL is the idempotency window,
 // the result of every finished command and the attempts of commands being retried, so
 // that both survive redeliveries and restarts. A command is known by its project and
-// id: the same id in two projects is two commands.
+// id: the same id in two projects is two commands. See docs/design/idempotency.md.
 type store struct {
 	kv       jetstream.KeyValue
 	stream   jetstream.Stream // the bucket's stream, for the legacy check
@@ -215,4 +215,21 @@ func (s *store) put(ctx context.Context, key string, v any) error {
 		return fmt.Errorf("store %s in the idempotency bucket: %w", key, err)
 	}
 	return nil
+}
+
+// decodeRecord reads the record of command k: it must be the worker's, a stream
+// sequence and the result of that very command.
+func decodeRecord(data []byte, k commandKey) (*finished, error) {
+	var f finished
+	var res struct {
+		ID      string `json:"id"`
+		Project string `json:"project"`
+		Type    string `json:"type"`
+		Status  string `json:"status"`
+	}
+	if json.Unmarshal(data, &f) != nil || f.Seq == 0 || json.Unmarshal(f.Result, &res) != nil ||
+		res.ID != k.id || res.Project != k.project || res.Type == "" || res.Status == "" {
+		return nil, fmt.Errorf("%w (%s)", errUnreadableRecord, k)
+	}
+	return &f, nil
 }

@@ -5,54 +5,7 @@ import (
 	"fmt"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"go.uber.org/zap"
 )
-
-// Setup creates or updates the streams and the idempotency bucket (when ManageStreams
-// is set), or binds to them as an operator made them, and binds the consumers there
-// are; the active instance makes the projects' consumers as projects appear (intake.go).
-// Run calls it when it has not been called.
-func (w *Worker) Setup(ctx context.Context) error {
-	kv, err := w.setupStreams(ctx)
-	if err != nil {
-		return err
-	}
-	stream, err := w.js.Stream(ctx, "KV_"+w.cfg.IdempotencyBucket)
-	if err != nil {
-		return fmt.Errorf("key-value bucket %s: %w", w.cfg.IdempotencyBucket, err)
-	}
-	st := &store{kv: kv, stream: stream, bucket: w.cfg.IdempotencyBucket, log: w.log, clock: w.cfg.Clock,
-		lookups: make(chan *lookup)}
-	if err := st.detectLegacy(ctx); err != nil {
-		return err
-	}
-	if err := w.loadSources(ctx); err != nil {
-		return err
-	}
-	if w.cfg.DigestKeys == nil {
-		key, err := st.loadBucketDigestKey(ctx)
-		if err != nil {
-			return err
-		}
-		if key != nil {
-			w.bucketKey.Store(&key)
-		}
-	}
-	if room := w.nc.MaxPayload() - deadLetterHeaderRoom; int64(w.cfg.MaxCommandSize) > room {
-		w.log.Warn("commands may be larger than their dead letters can hold whole: the largest are kept cut short",
-			zap.Int32("max_command_size", w.cfg.MaxCommandSize), zap.Int64("server_max_payload", w.nc.MaxPayload()))
-	}
-	// Last, so that a failed attempt leaves no subscription behind.
-	if st.batchGet, err = newBatchGetter(w.nc, stream); err != nil {
-		return err
-	}
-	if w.store != nil { // Setup called again
-		w.store.batchGet.close()
-	}
-	w.store = st
-	w.lease.setBucket(kv)
-	return nil
-}
 
 // Per-subject limits: a subject is one project's commands, results or dead letters of
 // one type, so one project's flood fills its own subjects first. A project's command
@@ -64,9 +17,10 @@ const (
 	maxDeadLettersPerSubject = 1_000
 )
 
-func (w *Worker) setupStreams(ctx context.Context) (jetstream.KeyValue, error) {
+// streamConfigs are the streams the worker makes: commands, results, dead letters.
+func (w *Worker) streamConfigs() []jetstream.StreamConfig {
 	cfg := w.cfg
-	streams := []jetstream.StreamConfig{{
+	return []jetstream.StreamConfig{{
 		Name:                 cfg.CommandStream,
 		Description:          "apiops-worker commands",
 		Subjects:             []string{w.subjects.AllCommands()},
@@ -102,6 +56,14 @@ func (w *Worker) setupStreams(ctx context.Context) (jetstream.KeyValue, error) {
 		MaxBytes:          cfg.StreamMaxBytes,
 		MaxMsgsPerSubject: maxDeadLettersPerSubject,
 	}}
+
+}
+
+// setupStreams makes or updates the streams and the bucket, or, when an operator
+// manages them, checks that they are there.
+func (w *Worker) setupStreams(ctx context.Context) (jetstream.KeyValue, error) {
+	cfg := w.cfg
+	streams := w.streamConfigs()
 	if !cfg.ManageStreams {
 		for _, sc := range streams {
 			if _, err := w.js.Stream(ctx, sc.Name); err != nil {

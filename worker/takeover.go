@@ -3,7 +3,6 @@ package worker
 import (
 	"context"
 	"errors"
-	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -16,20 +15,6 @@ import (
 // each consumer's delivery sequence: a command delivered to any other instance (a
 // frozen predecessor's pull, sent as it thawed) raises the barrier again. See
 // docs/design/fleet.md.
-
-// barrier parks the commands a consumer delivers while others of its commands may
-// still be out with another instance. Meanwhile the consumer's project may hold as many
-// commands as the consumer lets be unacknowledged (room.lift): every command out fits,
-// and the server redelivers commands even at that limit, so the barrier ends once they
-// are back.
-type barrier struct {
-	parked    []*task
-	checkedAt time.Time // when the consumer was last asked
-	// leader is the consumer's leader whose answer the barrier may trust: one that was
-	// leader at the previous reading too, so that a leader still catching up on its
-	// log does not end it.
-	leader string
-}
 
 const (
 	// takeoverPoll is how often a new active instance looks at the consumers while it
@@ -78,7 +63,7 @@ func (w *Worker) takeOver(ctx context.Context, t *term) bool {
 		}
 	}
 	for src, info := range infos {
-		w.startTerm(src, info, false)
+		w.sched.watch(src, info, false)
 	}
 	return true
 }
@@ -121,180 +106,33 @@ func commandsOut(infos map[*source]*jetstream.ConsumerInfo) (out int) {
 	return out
 }
 
-// startTerm starts watching src's deliveries from the consumer's state in info, and
-// raises its barrier unless the consumer was just made (fresh) and so has nothing out:
-// one reading is not enough to call a consumer clear, since its leader may have been
-// elected a moment ago and still be applying its log. The barrier ends once a leader
-// that answered twice says every command out is here (checkBarrier).
-func (w *Worker) startTerm(src *source, info *jetstream.ConsumerInfo, fresh bool) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	src.watching = true
-	src.lastDelivery, src.deliveryKnown = info.Delivered.Consumer, true
-	if !fresh {
-		w.raiseBarrierLocked(src, consumerLeader(info))
-		if info.NumAckPending > 0 {
-			w.log.Info("the consumer's new commands wait until those still out are back",
-				zap.String("consumer", src.name), zap.Int("out", info.NumAckPending))
-		}
-	}
-}
-
-// noteDeliveryLocked checks that a command delivered from src follows the last one
-// this instance got from it. A gap means the consumer delivered commands to another
-// client meanwhile (a thawed instance's pull, or a pull's answer lost in a reconnect),
-// which will not run them: they come back later, and src's later commands must wait
-// for them.
-func (w *Worker) noteDeliveryLocked(src *source, msg jetstream.Msg) {
-	meta, err := msg.Metadata()
-	switch {
-	case err != nil:
-		src.deliveryKnown = false
-	case src.deliveryKnown && meta.Sequence.Consumer == src.lastDelivery+1:
-		src.lastDelivery = meta.Sequence.Consumer
-		return
-	default:
-		if w.barriers[src] == nil {
-			w.log.Warn("the consumer delivered commands to another instance: its new commands wait until those are back",
-				zap.String("consumer", src.name), zap.Uint64("expected_delivery", src.lastDelivery+1), zap.Uint64("delivery", meta.Sequence.Consumer),
-				zap.Bool("known", src.deliveryKnown))
-			w.raiseBarrierLocked(src, "")
-		}
-		src.lastDelivery, src.deliveryKnown = meta.Sequence.Consumer, true
-	}
-}
-
-// raiseBarrierLocked parks src's new commands until those still out are back. Its
-// project may hold every command the consumer lets be unacknowledged, and as many
-// again as the worker's room: copies of a command (one that came back while held) take
-// a place each.
-func (w *Worker) raiseBarrierLocked(src *source, leader string) {
-	if w.barriers[src] != nil {
-		return
-	}
-	w.barriers[src] = &barrier{leader: leader, checkedAt: w.cfg.Clock.Now()}
-	w.room.lift(src.roomKey(), src.get().CachedInfo().Config.MaxAckPending+w.cfg.held())
-}
-
-// consumerLeader names the server that answered for the consumer.
-func consumerLeader(info *jetstream.ConsumerInfo) string {
-	if info.Cluster == nil {
-		return "-"
-	}
-	return info.Cluster.Leader
-}
-
 // checkBarriers checks every barrier that is up: the intake loop calls it on its
 // timer, so that a barrier ends even when its consumer's pull loop waits for room or
 // has stopped (the shared consumer on its way out).
 func (w *Worker) checkBarriers(ctx context.Context) {
-	w.mu.Lock()
-	w.recentlyAcked.age(w.cfg.Clock.Now(), 2*time.Duration(w.ackWait.Load()))
-	srcs := make([]*source, 0, len(w.barriers))
-	for src := range w.barriers {
-		srcs = append(srcs, src)
-	}
-	w.mu.Unlock()
-	for _, src := range srcs {
+	for _, src := range w.sched.barrierSources(2 * time.Duration(w.ackWait.Load())) {
 		w.checkBarrier(ctx, src)
 	}
 }
 
-// checkBarrier ends src's barrier once every command of it that is not acknowledged is
-// held here, and then queues the parked commands in stream order. Commands are counted
-// by stream sequence, once each, only above the consumer's ack floor and unless a copy
-// of them was acknowledged here (a command may be held twice: it came back while
-// held). The consumer is asked at most every takeoverPoll, and its answer counts only
-// if the same server answered the time before: a new leader may still be applying its
-// log.
+// checkBarrier asks src's consumer, at most every takeoverPoll, whether every command
+// of it that is not acknowledged is held here, and ends src's barrier if so
+// (scheduler.endBarrier says how the answer is read).
 func (w *Worker) checkBarrier(ctx context.Context, src *source) {
-	w.mu.Lock()
-	b := w.barriers[src]
-	if b == nil || w.cfg.Clock.Now().Sub(b.checkedAt) < takeoverPoll {
-		w.mu.Unlock()
+	b := w.sched.barrierDue(src, takeoverPoll)
+	if b == nil {
 		return
 	}
-	b.checkedAt = w.cfg.Clock.Now()
-	w.mu.Unlock()
-	info, ok := w.consumerInfo(ctx, src)
-	if !ok {
-		return
-	}
-	w.mu.Lock()
-	if w.barriers[src] != b {
-		w.mu.Unlock()
-		return
-	}
-	if leader := consumerLeader(info); leader != b.leader {
-		b.leader = leader
-		w.mu.Unlock()
-		return
-	}
-	held := make(map[uint64]struct{})
-	for t := range w.held {
-		if t.src == src && t.seq > info.AckFloor.Stream && !t.acked.Load() {
-			held[t.seq] = struct{}{}
-		}
-	}
-	if info.NumAckPending > len(held) {
-		w.mu.Unlock()
-		return
-	}
-	delete(w.barriers, src)
-	parked := b.parked
-	slices.SortFunc(parked, func(a, b *task) int { return int64Cmp(a.seq, b.seq) })
-	var start []*task
-	for _, t := range parked {
-		if w.enqueueLocked(t) {
-			start = append(start, t)
-		}
-	}
-	w.mu.Unlock()
-	w.room.unlift(src.roomKey())
-	if len(parked) > 0 || info.NumAckPending > 0 {
-		w.log.Info("every command of the consumer is back: running them in stream order", zap.String("consumer", src.name),
-			zap.Int("commands", len(parked)))
-	}
-	for _, t := range start {
-		w.ready.push(t)
+	if info, ok := w.consumerInfo(ctx, src); ok {
+		w.sched.endBarrier(src, b, info)
 	}
 }
 
 // dropParked forgets the parked commands of a term that ended, handing them back: the
 // next active instance gets them.
-func (w *Worker) dropParked() { w.unpark(false) }
-
-// unparkForShutdown hands the parked commands back at shutdown, with the others.
-func (w *Worker) unparkForShutdown() { w.unpark(true) }
-
-func (w *Worker) unpark(shutdown bool) {
-	sources := w.sources.list()
-	if shared := w.shared.Load(); shared != nil {
-		sources = append(sources, shared)
-	}
-	w.mu.Lock()
-	for _, src := range sources {
-		src.watching, src.deliveryKnown = false, false
-	}
-	var dropped []*task
-	for src, b := range w.barriers {
-		src.watching, src.deliveryKnown = false, false
-		for _, t := range b.parked {
-			if shutdown {
-				w.handBacks = append(w.handBacks, t)
-				t.traceEnd(nil, errHandBack)
-			} else {
-				dropped = append(dropped, t)
-				t.traceEnd(nil, errDropped)
-			}
-			w.forgetLocked(t)
-		}
-		delete(w.barriers, src)
-		w.room.unlift(src.roomKey())
-	}
-	w.mu.Unlock()
-	for _, t := range dropped { // not under the lock: a Nak may wait for the connection
-		w.nakDropped(t)
+func (w *Worker) dropParked() {
+	for _, t := range w.sched.unpark(false) { // not under the scheduler's lock: a Nak may wait for the connection
+		w.sched.nakDropped(t)
 	}
 }
 

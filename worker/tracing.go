@@ -22,7 +22,7 @@ import (
 // Attributes hold names (project, type, id, subject), counts, statuses and error
 // codes the contract names (messages.PublicCode), never a command's params: those may
 // hold keystore passwords and files. APIOps's error text and its own codes are left
-// out too: they may quote what it was sent.
+// out too: they may quote what it was sent. See docs/design/tracing.md.
 //
 // With no TracerProvider the worker makes no span. A command without traceparent then
 // costs one header lookup; one with it has its publisher's span passed on unchanged,
@@ -47,6 +47,9 @@ const (
 	attrStopped     = attribute.Key("apiops.stopped")
 )
 
+// tracing starts the spans of commands' steps; its tracer is nil when tracing is off.
+type tracing struct{ tracer trace.Tracer }
+
 // traced is a task's spans; nil for a command without trace, with tracing off. With
 // tracing off, ctx holds the publisher's span context and the spans are no-ops.
 type traced struct {
@@ -70,7 +73,7 @@ func (w *Worker) traceDelivery(t *task) {
 		trace.WithAttributes(
 			attribute.String("messaging.system", "nats"),
 			attribute.String("messaging.operation.type", "process"),
-			attribute.String("messaging.destination.name", w.subjectOf(t)), // bounded, as results' subjects
+			attribute.String("messaging.destination.name", t.subject(w.subjects)), // bounded, as results' subjects
 			attrSequence.Int64(int64(t.seq)), attrDelivery.Int64(int64(t.delivered)),
 		), commandAttributes(t.cmd))
 	_, wait := w.tracer.Start(ctx, "wait for resource", trace.WithTimestamp(t.received))
@@ -122,23 +125,23 @@ func endSpan(span trace.Span, res *messages.Result, stopped error) {
 
 // traceStep starts the span of a plan's step, under the plan's; with tracing off the
 // step shares the plan's trace context.
-func (w *Worker) traceStep(plan, st *task, name string, index int) {
-	if plan.trace == nil || w.tracer == nil {
+func (tr tracing) traceStep(plan, st *task, name string, index int) {
+	if plan.trace == nil || tr.tracer == nil {
 		st.trace = plan.trace
 		return
 	}
-	ctx, span := w.tracer.Start(plan.trace.ctx, name+" "+metricType(st.cmd.Type), commandAttributes(st.cmd),
+	ctx, span := tr.tracer.Start(plan.trace.ctx, name+" "+metricType(st.cmd.Type), commandAttributes(st.cmd),
 		trace.WithAttributes(attrStep.Int(index)))
 	st.trace = &traced{ctx: ctx, span: span}
 }
 
 // traceChild starts a child span of t, to be ended by the caller; a no-op span when
 // tracing is off.
-func (w *Worker) traceChild(t *task, name string, attrs ...attribute.KeyValue) trace.Span {
-	if t.trace == nil || w.tracer == nil {
+func (tr tracing) traceChild(t *task, name string, attrs ...attribute.KeyValue) trace.Span {
+	if t.trace == nil || tr.tracer == nil {
 		return noSpan
 	}
-	_, span := w.tracer.Start(t.trace.ctx, name, trace.WithAttributes(attrs...))
+	_, span := tr.tracer.Start(t.trace.ctx, name, trace.WithAttributes(attrs...))
 	return span
 }
 
@@ -146,32 +149,32 @@ var noSpan = trace.SpanFromContext(context.Background())
 
 // tracePause starts a span for a wait that is about to begin if the command's project
 // is paused now; it is ended by the caller.
-func (w *Worker) tracePause(t *task, gate *gate) trace.Span {
-	if t.trace == nil || w.tracer == nil {
+func (tr tracing) tracePause(t *task, gate *gate) trace.Span {
+	if t.trace == nil || tr.tracer == nil {
 		return noSpan
 	}
 	reason, _, _ := gate.state()
 	if reason == Running {
 		return noSpan
 	}
-	return w.traceChild(t, "paused", attrPause.String(string(reason)))
+	return tr.traceChild(t, "paused", attrPause.String(string(reason)))
 }
 
 // traceAttempt starts the span of one APIOps request and returns the context that
 // carries it to the HTTP client, which sends it as traceparent. retryOf is why the
 // request is sent again ("" for a first request).
-func (w *Worker) traceAttempt(ctx context.Context, t *task, req messages.APIRequest, retryOf string) (context.Context, trace.Span) {
+func (tr tracing) traceAttempt(ctx context.Context, t *task, req messages.APIRequest, retryOf string) (context.Context, trace.Span) {
 	switch {
 	case t.trace == nil:
 		return ctx, noSpan
-	case w.tracer == nil: // the publisher's span goes on to APIOps
+	case tr.tracer == nil: // the publisher's span goes on to APIOps
 		return trace.ContextWithSpanContext(ctx, trace.SpanContextFromContext(t.trace.ctx)), noSpan
 	}
 	attrs := []attribute.KeyValue{attribute.String("http.request.method", req.Method), attrAttempt.Int(t.attempts.Requests + 1)}
 	if retryOf != "" {
 		attrs = append(attrs, attrRetryReason.String(retryOf))
 	}
-	_, span := w.tracer.Start(t.trace.ctx, req.Method, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrs...))
+	_, span := tr.tracer.Start(t.trace.ctx, req.Method, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrs...))
 	return trace.ContextWithSpan(ctx, span), span
 }
 
