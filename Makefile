@@ -7,7 +7,7 @@ KUSTOMIZE     := $(BIN)/kustomize
 KUSTOMIZE_VERSION := v5.8.1
 PROMTOOL      := $(BIN)/promtool
 # The version of github.com/prometheus/prometheus in go.mod, whose parser the Go test of
-# the alerts uses (internal/app/observability_test.go checks the two agree).
+# the alerts uses (internal/programs/app/observability_test.go checks the two agree).
 PROMTOOL_VERSION := v0.316.0
 # The commit goes into the binaries (--version, the build-info metric), whatever a
 # machine's go env says.
@@ -60,7 +60,7 @@ run: build
 test: lint validate-samples check-deploy check-alerts container-images $(TEST_CHECKS) unit isolation e2e chaos-short
 
 unit: $(PROMTOOL)
-	PROMTOOL=$(PROMTOOL) $(GO) test -race -count=1 -skip '$(ISOLATION_TESTS)' $$($(GO) list ./... | grep -v -e /e2e -e /internal/chaos)
+	PROMTOOL=$(PROMTOOL) $(GO) test -race -count=1 -skip '$(ISOLATION_TESTS)' $$($(GO) list ./... | grep -v -e /e2e -e /internal/testkit/chaos)
 
 ## isolation: the hostile-tenant tests, which time MyProject's command during each
 ## attack (within 3 s). Not under -race: the attack of 32 commands of 512 KiB makes
@@ -69,7 +69,7 @@ unit: $(PROMTOOL)
 ## measured the detector instead of the worker.
 ISOLATION_TESTS := TestProjectIsolation
 isolation:
-	$(GO) test -count=1 -v -run '$(ISOLATION_TESTS)' ./internal/app | grep -E '^(\s*--- |\s+\w+_test\.go|PASS|FAIL|ok)'
+	$(GO) test -count=1 -v -run '$(ISOLATION_TESTS)' ./internal/programs/app | grep -E '^(\s*--- |\s+\w+_test\.go|PASS|FAIL|ok)'
 
 ## chaos: the fleet's chaos tests at full length, printing their figures (about 7
 ## minutes): the random nemesis (3,000 commands, 21 faults) and the frozen holder that
@@ -80,10 +80,10 @@ isolation:
 ## the timing the test is about; the worker processes are ordinary builds.
 CHAOS_FLAGS ?=
 chaos:
-	$(GO) test -count=1 -timeout 30m -v -run 'TestChaos|TestFrozenHolderThaws' ./internal/chaos -chaos.full $(CHAOS_FLAGS) | grep -v '^=== '
+	$(GO) test -count=1 -timeout 30m -v -run 'TestChaos|TestFrozenHolderThaws' ./internal/testkit/chaos -chaos.full $(CHAOS_FLAGS) | grep -v '^=== '
 
 chaos-short:
-	$(GO) test -count=1 -timeout 10m -v -run 'TestChaos|TestFrozenHolderThaws' ./internal/chaos $(CHAOS_FLAGS) | grep -v '^=== '
+	$(GO) test -count=1 -timeout 10m -v -run 'TestChaos|TestFrozenHolderThaws' ./internal/testkit/chaos $(CHAOS_FLAGS) | grep -v '^=== '
 
 ## e2e: the container tests, verbosely, so that a skip shows.
 e2e:

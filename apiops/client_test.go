@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/apiops-worker/apiops-worker/apiops"
-	"github.com/apiops-worker/apiops-worker/apiops/apiopstest"
+	"github.com/apiops-worker/apiops-worker/apiops/simulator"
 	"github.com/apiops-worker/apiops-worker/keystores/keystorestest"
 	"github.com/apiops-worker/apiops-worker/messages"
 )
@@ -23,9 +23,9 @@ import (
 // jksFile is a JKS keystore that opens with password "p", as the simulator checks.
 var jksFile = keystorestest.Base64(keystorestest.Spec{Kind: "JKS", Password: "p"})
 
-func loadSeed(t *testing.T) apiopstest.Seed {
+func loadSeed(t *testing.T) simulator.Seed {
 	t.Helper()
-	seed, err := apiopstest.LoadSeed("../testdata/apiops-seed.json")
+	seed, err := simulator.LoadSeed("../testdata/apiops-seed.json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,9 +33,9 @@ func loadSeed(t *testing.T) apiopstest.Seed {
 }
 
 // startSim serves a fresh simulator and returns it with a client for it.
-func startSim(t *testing.T, seed apiopstest.Seed, opts ...apiops.Option) (*apiopstest.Server, *apiops.Client) {
+func startSim(t *testing.T, seed simulator.Seed, opts ...apiops.Option) (*simulator.Server, *apiops.Client) {
 	t.Helper()
-	sim := apiopstest.New(seed)
+	sim := simulator.New(seed)
 	srv := httptest.NewServer(sim)
 	t.Cleanup(srv.Close)
 	client, err := apiops.New(srv.URL, apiops.StaticToken(seed.Token), opts...)
@@ -72,7 +72,7 @@ func exampleCommand(t *testing.T, typ string) *messages.Command {
 // deployment (an openapi keystore answer has none, as its schema says).
 func TestEveryEndpointSucceeds(t *testing.T) {
 	seed := loadSeed(t)
-	for _, dialect := range apiopstest.Dialects() {
+	for _, dialect := range simulator.Dialects() {
 		for _, ct := range messages.Types() {
 			t.Run(string(dialect)+"/"+ct.Name, func(t *testing.T) {
 				t.Parallel()
@@ -86,7 +86,7 @@ func TestEveryEndpointSucceeds(t *testing.T) {
 				if resp.StatusCode != http.StatusOK || resp.DeployFailed() {
 					t.Fatalf("response %+v", resp)
 				}
-				deploys := ct.Resource == "credential" || ct.Resource == "keystore" && dialect != apiopstest.DialectOpenAPI
+				deploys := ct.Resource == "credential" || ct.Resource == "keystore" && dialect != simulator.DialectOpenAPI
 				if d := resp.DeploymentResult; !deploys && d != nil {
 					t.Errorf("deployment result %+v, want none", d)
 				} else if deploys && (d == nil || !d.Success || environments(d) != "production:true staging:true") {
@@ -116,7 +116,7 @@ func environments(d *messages.DeploymentResult) string {
 func TestKeystoreNamesInEveryDialect(t *testing.T) {
 	seed := loadSeed(t)
 	cmd := decode(t, "MyProject", "proxy.mtls.update", `{"apiProxyName":"MyAPI","enabled":true,"keyStoreName":"client-2026","trustStoreName":"trust-2026"}`)
-	for _, dialect := range apiopstest.Dialects() {
+	for _, dialect := range simulator.Dialects() {
 		t.Run(string(dialect), func(t *testing.T) {
 			sim, client := startSim(t, seed)
 			sim.SetDialect(dialect)
@@ -131,7 +131,7 @@ func TestKeystoreNamesInEveryDialect(t *testing.T) {
 			patch := string(reqs[len(reqs)-1].Body)
 			keystoreID, _ := sim.KeystoreID("MyProject", "client-2026")
 			withID := strings.Contains(patch, `"keyStoreId":"`+keystoreID+`"`)
-			if dialect == apiopstest.DialectMixed { // its keystore answer carries no id
+			if dialect == simulator.DialectMixed { // its keystore answer carries no id
 				withID = !withID && !strings.Contains(patch, "keyStoreId")
 			}
 			if !withID || !strings.Contains(patch, `"keyStoreName":"client-2026"`) {
@@ -145,7 +145,7 @@ func TestKeystoreNamesInEveryDialect(t *testing.T) {
 // same name, the next command sends the new keystore's id, not the old one's.
 func TestKeystoreIDIsReadEachTime(t *testing.T) {
 	sim, client := startSim(t, loadSeed(t))
-	sim.SetDialect(apiopstest.DialectDocs)
+	sim.SetDialect(simulator.DialectDocs)
 	ctx := context.Background()
 	enable := decode(t, "MyProject", "proxy.mtls.update", `{"apiProxyName":"MyAPI","enabled":true,"keyStoreName":"client-2026"}`)
 	before, _ := sim.KeystoreID("MyProject", "client-2026")
@@ -172,7 +172,7 @@ func TestKeystoreIDIsReadEachTime(t *testing.T) {
 // TestUnknownKeystoreNameFails: a name APIOps does not know fails the command with
 // APIOps's own text, and no PATCH is sent.
 func TestUnknownKeystoreNameFails(t *testing.T) {
-	for _, dialect := range apiopstest.Dialects() {
+	for _, dialect := range simulator.Dialects() {
 		t.Run(string(dialect), func(t *testing.T) {
 			sim, client := startSim(t, loadSeed(t))
 			sim.SetDialect(dialect)
@@ -194,7 +194,7 @@ func TestUnknownKeystoreNameFails(t *testing.T) {
 // once more; a second refusal is the caller's to handle.
 func TestTokenRefreshedOnceOn401(t *testing.T) {
 	seed := loadSeed(t)
-	sim := apiopstest.New(seed)
+	sim := simulator.New(seed)
 	srv := httptest.NewServer(sim)
 	defer srv.Close()
 	tokenFile := filepath.Join(t.TempDir(), "token")
@@ -303,7 +303,7 @@ func TestDocumentedErrors(t *testing.T) {
 		{"truststore without keystore", "MyProject", "proxy.mtls.update", `{"apiProxyName":"MyAPI","trustStoreName":"trust-2026"}`,
 			0, "", ""}, // valid: MyAPI stays disabled
 	}
-	for _, dialect := range apiopstest.Dialects() {
+	for _, dialect := range simulator.Dialects() {
 		sim.SetDialect(dialect)
 		for _, tc := range cases {
 			t.Run(string(dialect)+"/"+tc.name, func(t *testing.T) {
@@ -314,7 +314,7 @@ func TestDocumentedErrors(t *testing.T) {
 					}
 					return
 				}
-				if dialect != apiopstest.DialectSeed { // today's APIOps: 400 and no code
+				if dialect != simulator.DialectSeed { // today's APIOps: 400 and no code
 					tc.status, tc.code = 400, ""
 					if tc.project == "NoSuchProject" {
 						tc.description = "Project (NoSuchProject) is not found!"
@@ -397,7 +397,7 @@ func TestRetryClassification(t *testing.T) {
 
 func TestNonJSONErrorBody(t *testing.T) {
 	sim, client := startSim(t, loadSeed(t))
-	sim.SetFaults(apiopstest.Faults{ErrorRate: 1, ErrorStatus: 502, HTMLErrors: true})
+	sim.SetFaults(simulator.Faults{ErrorRate: 1, ErrorStatus: 502, HTMLErrors: true})
 	_, err := client.Do(context.Background(), exampleCommand(t, "credential.truststore.set").APIRequest())
 	var e *apiops.Error
 	if !errors.As(err, &e) || e.StatusCode != 502 || e.Code != "" || !e.Retryable() {
@@ -414,7 +414,7 @@ func TestNonJSONErrorBody(t *testing.T) {
 func TestTransportErrorsAreTransient(t *testing.T) {
 	t.Run("connection reset", func(t *testing.T) {
 		sim, client := startSim(t, loadSeed(t))
-		sim.SetFaults(apiopstest.Faults{ResetRate: 1})
+		sim.SetFaults(simulator.Faults{ResetRate: 1})
 		_, err := client.Do(context.Background(), exampleCommand(t, "credential.truststore.set").APIRequest())
 		var e *apiops.Error
 		if !errors.As(err, &e) || e.StatusCode != 0 || !e.Retryable() || e.ResultCode() != "network_error" {
@@ -423,7 +423,7 @@ func TestTransportErrorsAreTransient(t *testing.T) {
 	})
 	t.Run("timeout", func(t *testing.T) {
 		sim, client := startSim(t, loadSeed(t), apiops.WithTimeout(50*time.Millisecond))
-		sim.SetFaults(apiopstest.Faults{Latency: 2 * time.Second})
+		sim.SetFaults(simulator.Faults{Latency: 2 * time.Second})
 		_, err := client.Do(context.Background(), exampleCommand(t, "credential.truststore.set").APIRequest())
 		if !apiops.IsRetryable(err) || !strings.Contains(err.Error(), "timed out") {
 			t.Fatalf("err = %v", err)
@@ -455,7 +455,7 @@ func TestTransportErrorsAreTransient(t *testing.T) {
 
 func TestPartialDeployment(t *testing.T) {
 	sim, client := startSim(t, loadSeed(t))
-	sim.SetFaults(apiopstest.Faults{FailEnvironments: []string{"staging"}})
+	sim.SetFaults(simulator.Faults{FailEnvironments: []string{"staging"}})
 	resp, err := client.Do(context.Background(), exampleCommand(t, "credential.truststore.set").APIRequest())
 	if err != nil {
 		t.Fatal(err)
@@ -473,9 +473,9 @@ func TestPathEscaping(t *testing.T) {
 	seed := loadSeed(t)
 	names := []string{"../../admin", "a/b", "%2e%2e", "名前", "a?b#c", "..", "admin"}
 	p := seed.Projects["MyProject"]
-	p.Credentials = map[string]apiopstest.CredentialState{}
+	p.Credentials = map[string]simulator.CredentialState{}
 	for _, n := range names {
-		p.Credentials[n] = apiopstest.CredentialState{}
+		p.Credentials[n] = simulator.CredentialState{}
 	}
 	seed.Projects["MyProject"] = p
 	sim, client := startSim(t, seed)
@@ -521,7 +521,7 @@ func TestTokenNeverInErrors(t *testing.T) {
 	const password = "pw-SECRET-91aa"
 	seed := loadSeed(t)
 	seed.Token = token
-	sim := apiopstest.New(seed)
+	sim := simulator.New(seed)
 	srv := httptest.NewServer(sim)
 	defer srv.Close()
 	client, err := apiops.New(srv.URL, apiops.StaticToken(token), apiops.WithTimeout(100*time.Millisecond))
@@ -530,17 +530,17 @@ func TestTokenNeverInErrors(t *testing.T) {
 	}
 	create := decode(t, "MyProject", "keystore.create", `{"name":"trust-2025","keyStoreEnvironmentList":[{"environmentName":"production","file":"`+keystorestest.Base64(keystorestest.Spec{Kind: "JKS", Password: password})+`","password":"`+password+`","keyStoreType":"JKS"}]}`)
 	var errs []error
-	try := func(f apiopstest.Faults) {
+	try := func(f simulator.Faults) {
 		sim.SetFaults(f)
 		_, err := client.Do(context.Background(), create.APIRequest())
 		errs = append(errs, err)
 	}
-	try(apiopstest.Faults{})                               // 400 already exists
-	try(apiopstest.Faults{ErrorRate: 1, ErrorStatus: 503}) // JSON 503
-	try(apiopstest.Faults{ErrorRate: 1, ErrorStatus: 502, HTMLErrors: true})
-	try(apiopstest.Faults{ResetRate: 1})
-	try(apiopstest.Faults{Latency: time.Second})
-	sim.SetFaults(apiopstest.Faults{})
+	try(simulator.Faults{})                               // 400 already exists
+	try(simulator.Faults{ErrorRate: 1, ErrorStatus: 503}) // JSON 503
+	try(simulator.Faults{ErrorRate: 1, ErrorStatus: 502, HTMLErrors: true})
+	try(simulator.Faults{ResetRate: 1})
+	try(simulator.Faults{Latency: time.Second})
+	sim.SetFaults(simulator.Faults{})
 	sim.SetToken("other")
 	_, err = client.Do(context.Background(), create.APIRequest())
 	errs = append(errs, err)
@@ -624,7 +624,7 @@ func TestNewRejectsBadSettings(t *testing.T) {
 // server that takes ids and on one that takes names, with no lookup.
 func TestKeystoreNameClearsInEveryDialect(t *testing.T) {
 	cmd := decode(t, "MyProject", "proxy.mtls.update", `{"apiProxyName":"PaymentsAPI","trustStoreName":""}`)
-	for _, dialect := range apiopstest.Dialects() {
+	for _, dialect := range simulator.Dialects() {
 		t.Run(string(dialect), func(t *testing.T) {
 			sim, client := startSim(t, loadSeed(t))
 			sim.SetDialect(dialect)
@@ -659,8 +659,8 @@ func TestKeystoreLookupFailures(t *testing.T) {
 		{"empty resultList", `{"status":"SUCCESS","resultList":[]}`, apiops.Permanent, "http_200"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			sim := apiopstest.New(loadSeed(t))
-			sim.SetDialect(apiopstest.DialectDocs)
+			sim := simulator.New(loadSeed(t))
+			sim.SetDialect(simulator.DialectDocs)
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				if r.Method == http.MethodGet && tc.answer != "" {
 					w.Header().Set("Content-Type", "application/json")
@@ -692,8 +692,8 @@ func TestKeystoreLookupFailures(t *testing.T) {
 // in its keystore answers (as its pages do, read literally) cannot be given a keystore by
 // name: the command fails with APIOps's own text, and is never reported as done.
 func TestIDServerWithoutIDsInLookups(t *testing.T) {
-	sim := apiopstest.New(loadSeed(t))
-	sim.SetDialect(apiopstest.DialectDocs)
+	sim := simulator.New(loadSeed(t))
+	sim.SetDialect(simulator.DialectDocs)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet {
 			sim.ServeHTTP(w, r)

@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/apiops-worker/apiops-worker/apiops"
-	"github.com/apiops-worker/apiops-worker/apiops/apiopstest"
+	"github.com/apiops-worker/apiops-worker/apiops/simulator"
 )
 
 type testCert struct {
@@ -84,7 +84,7 @@ func TestMutualTLS(t *testing.T) {
 	clientCert, clientKey := client.writePEM(t, dir, "client")
 
 	seed := loadSeed(t)
-	srv := httptest.NewUnstartedServer(apiopstest.New(seed))
+	srv := httptest.NewUnstartedServer(simulator.New(seed))
 	pool := x509.NewCertPool()
 	pool.AddCert(ca.cert)
 	srv.TLS = &tls.Config{

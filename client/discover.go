@@ -43,6 +43,14 @@ const (
 	discoverTimeout = 5 * time.Second
 )
 
+// discovery collects the answers of apiops-worker services for DiscoverSealKey and
+// DiscoverMaxCommandSize.
+var discovery = InfoCollector{
+	Wait:  discoverWait,
+	Quiet: discoverQuiet,
+	Keep:  func(info micro.Info) bool { return info.Name == serviceName },
+}
+
 // Instance is a running worker instance as NATS service discovery shows it.
 type Instance struct {
 	ID      string
@@ -72,7 +80,7 @@ type Instance struct {
 // The error says when no instance answered, when one has no keys, or when the
 // instances have no key in common.
 func DiscoverSealKey(ctx context.Context, nc *nats.Conn, prefix string) (key string, instances []Instance, err error) {
-	infos, err := discover(ctx, nc)
+	infos, err := discovery.Collect(ctx, nc)
 	if err != nil {
 		return "", nil, err
 	}
@@ -129,7 +137,7 @@ func instancesOf(infos []micro.Info, status string) (instances []Instance, other
 //
 // It waits for answers as DiscoverSealKey does.
 func DiscoverMaxCommandSize(ctx context.Context, nc *nats.Conn, prefix string) (size int, announced bool, err error) {
-	infos, err := discover(ctx, nc)
+	infos, err := discovery.Collect(ctx, nc)
 	if err != nil {
 		return DefaultMaxCommandSize, false, err
 	}
@@ -188,8 +196,31 @@ func commonKey(instances []Instance) (string, error) {
 	return "", fmt.Errorf("the %d %s instances hold no seal key in common: add the current key to every instance's --seal-keys", len(instances), serviceName)
 }
 
-// discover collects the answers to $SRV.INFO.apiops-worker.
-func discover(parent context.Context, nc *nats.Conn) ([]micro.Info, error) {
+// InfoCollector asks NATS service discovery for the running apiops-worker instances
+// ($SRV.INFO.apiops-worker) and collects their answers until one of its stop rules
+// ends the wait: Wait after the request, Quiet after the last answer once one is kept,
+// the end of the context, or, with EndOnError, any failure to receive. The publishers'
+// discovery (DiscoverSealKey, DiscoverMaxCommandSize) and the worker's look for
+// instances of an earlier version both collect with it.
+type InfoCollector struct {
+	// Wait bounds the wait for answers, from the request; 0 leaves it to the context
+	// and Quiet.
+	Wait time.Duration
+	// Quiet, when not 0, ends the wait sooner once an answer has been kept and no
+	// other has come for Quiet.
+	Quiet time.Duration
+	// Keep chooses the answers collected; nil keeps every answer that decodes.
+	Keep func(micro.Info) bool
+	// EndOnError ends the wait without an error when receiving fails, the end of the
+	// context included: the answers kept until then are returned. Without it, the end
+	// of the context and any failure other than no responders are errors.
+	EndOnError bool
+}
+
+// Collect sends the request on nc and returns the answers kept, in the order they came.
+// The error says that the request could not be sent or, without EndOnError, that ctx
+// ended (the answers are then nil) or that receiving failed.
+func (c InfoCollector) Collect(ctx context.Context, nc *nats.Conn) ([]micro.Info, error) {
 	inbox := nc.NewInbox()
 	sub, err := nc.SubscribeSync(inbox)
 	if err != nil {
@@ -199,28 +230,39 @@ func discover(parent context.Context, nc *nats.Conn) ([]micro.Info, error) {
 	if err := nc.PublishRequest("$SRV.INFO."+serviceName, inbox, nil); err != nil {
 		return nil, fmt.Errorf("service discovery: %w", err)
 	}
-	ctx, cancel := context.WithTimeout(parent, discoverWait)
+	waitCtx, cancel := ctx, context.CancelFunc(func() {})
+	if c.Wait > 0 {
+		waitCtx, cancel = context.WithTimeout(ctx, c.Wait)
+	}
 	defer cancel()
 	var infos []micro.Info
 	for {
-		waitCtx, stop := ctx, context.CancelFunc(func() {})
-		if len(infos) > 0 {
-			waitCtx, stop = context.WithTimeout(ctx, discoverQuiet)
+		msgCtx, stop := waitCtx, context.CancelFunc(func() {})
+		if c.Quiet > 0 && len(infos) > 0 {
+			msgCtx, stop = context.WithTimeout(waitCtx, c.Quiet)
 		}
-		msg, err := sub.NextMsgWithContext(waitCtx)
+		msg, err := sub.NextMsgWithContext(msgCtx)
 		stop()
 		if err != nil {
-			if parent.Err() != nil {
-				return nil, fmt.Errorf("service discovery: %w", context.Cause(parent))
-			}
-			if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrNoResponders) {
-				return infos, nil // no more answers, or none at all
-			}
-			return infos, fmt.Errorf("service discovery: %w", err)
+			return c.ended(ctx, infos, err)
 		}
 		var info micro.Info
-		if json.Unmarshal(msg.Data, &info) == nil && info.Name == serviceName {
+		if json.Unmarshal(msg.Data, &info) == nil && (c.Keep == nil || c.Keep(info)) {
 			infos = append(infos, info)
 		}
+	}
+}
+
+// ended is what Collect returns when receiving fails with err.
+func (c InfoCollector) ended(ctx context.Context, infos []micro.Info, err error) ([]micro.Info, error) {
+	switch {
+	case c.EndOnError:
+		return infos, nil
+	case ctx.Err() != nil:
+		return nil, fmt.Errorf("service discovery: %w", context.Cause(ctx))
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrNoResponders):
+		return infos, nil // no more answers, or none at all
+	default:
+		return infos, fmt.Errorf("service discovery: %w", err)
 	}
 }

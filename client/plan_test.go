@@ -9,16 +9,16 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/apiops-worker/apiops-worker/apiops/apiopstest"
+	"github.com/apiops-worker/apiops-worker/apiops/simulator"
 	"github.com/apiops-worker/apiops-worker/client"
-	"github.com/apiops-worker/apiops-worker/internal/workertest"
+	"github.com/apiops-worker/apiops-worker/internal/testkit/workertest"
 	"github.com/apiops-worker/apiops-worker/messages"
 	"github.com/apiops-worker/apiops-worker/worker"
 )
 
 // realWorker starts NATS, the APIOps simulator and a real worker between them, and
 // returns a connection to that NATS and the simulator.
-func realWorker(t *testing.T, opener messages.Opener) (*nats.Conn, *apiopstest.Server) {
+func realWorker(t *testing.T, opener messages.Opener) (*nats.Conn, *simulator.Server) {
 	t.Helper()
 	e := workertest.Start(t, "../testdata/apiops-seed.json", worker.Config{Opener: opener, RequireSealed: opener != nil})
 	return e.NATS.Connect(t), e.Sim

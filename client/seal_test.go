@@ -10,8 +10,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/apiops-worker/apiops-worker/client"
-	"github.com/apiops-worker/apiops-worker/internal/fakeworker"
-	"github.com/apiops-worker/apiops-worker/internal/natstest"
+	"github.com/apiops-worker/apiops-worker/internal/testkit/fakeworker"
+	"github.com/apiops-worker/apiops-worker/internal/testkit/natstest"
 	"github.com/apiops-worker/apiops-worker/messages"
 	"github.com/apiops-worker/apiops-worker/seal"
 )

@@ -15,7 +15,7 @@ import (
 
 	"github.com/testcontainers/testcontainers-go"
 
-	"github.com/apiops-worker/apiops-worker/internal/ctl"
+	"github.com/apiops-worker/apiops-worker/internal/programs/ctl"
 )
 
 // composeCommand finds Compose: the docker-compose program or the docker compose plugin.

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/apiops-worker/apiops-worker/apiops/apiopstest"
+	"github.com/apiops-worker/apiops-worker/apiops/simulator"
 )
 
 // buildWorker compiles cmd/apiops-worker for tests that run it as a process.
@@ -30,7 +30,7 @@ func TestKilledMidBatchLosesNothing(t *testing.T) {
 	}
 	bin := buildWorker(t)
 	e := newEnv(t)
-	e.sim.SetFaults(apiopstest.Faults{Latency: 5 * time.Millisecond})
+	e.sim.SetFaults(simulator.Faults{Latency: 5 * time.Millisecond})
 	const n = 300
 	first, _ := e.startProcess(bin, []string{"APIOPS_TOKEN=sim-token"})
 	for _, line := range credentialCommands(n, "crash") {

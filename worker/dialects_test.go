@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/apiops-worker/apiops-worker/apiops/apiopstest"
+	"github.com/apiops-worker/apiops-worker/apiops/simulator"
 	"github.com/apiops-worker/apiops-worker/messages"
 )
 
@@ -60,15 +60,15 @@ func TestEveryDialect(t *testing.T) {
 			line("partial-mtls-deploy", "proxy.mtls.update", `{"apiProxyName":"PaymentsAPI","enabled":false,"deploy":true,"deployTargetEnvironmentNameList":["production","staging"]}`),
 		}},
 	}
-	tables := map[apiopstest.Dialect]map[string]dialectRow{}
-	for _, dialect := range apiopstest.Dialects() {
+	tables := map[simulator.Dialect]map[string]dialectRow{}
+	for _, dialect := range simulator.Dialects() {
 		t.Run(string(dialect), func(t *testing.T) {
 			e := newEnv(t)
 			e.sim.SetDialect(dialect)
 			e.startProcess(bin, []string{"APIOPS_TOKEN=sim-token"})
 			table := map[string]dialectRow{}
 			for _, p := range phases {
-				e.sim.SetFaults(apiopstest.Faults{FailEnvironments: p.failEnvironments})
+				e.sim.SetFaults(simulator.Faults{FailEnvironments: p.failEnvironments})
 				for _, l := range p.commands {
 					e.publishLine(l)
 				}
@@ -91,7 +91,7 @@ func TestEveryDialect(t *testing.T) {
 			}
 		})
 	}
-	want := tables[apiopstest.DialectDocs]
+	want := tables[simulator.DialectDocs]
 	for _, id := range []string{"missing-truststore", "unknown-keystore-name"} {
 		if want[id].Status != messages.StatusFailed || want[id].Message == "" {
 			t.Errorf("%s: %+v, want failed with APIOps's text", id, want[id])
@@ -105,9 +105,9 @@ func TestEveryDialect(t *testing.T) {
 	for dialect, table := range tables {
 		for id, row := range table {
 			expected := want[id]
-			noDeploy := dialect == apiopstest.DialectSeed || dialect == apiopstest.DialectOpenAPI
+			noDeploy := dialect == simulator.DialectSeed || dialect == simulator.DialectOpenAPI
 			switch {
-			case dialect == apiopstest.DialectOpenAPI && strings.HasPrefix(id, "example-keystore-"):
+			case dialect == simulator.DialectOpenAPI && strings.HasPrefix(id, "example-keystore-"):
 				expected.Environments = "" // ApiOpsResponseKeystore has no deploymentResult
 			case noDeploy && strings.HasSuffix(id, "mtls-deploy"):
 				expected = dialectRow{Status: messages.StatusPartial} // deploy asked for, none reported
@@ -136,7 +136,7 @@ func TestShortLivedClientCredentialTokens(t *testing.T) {
 	}
 	bin := buildWorker(t)
 	e := newEnv(t)
-	e.sim.SetDialect(apiopstest.DialectMixed)
+	e.sim.SetDialect(simulator.DialectMixed)
 	e.sim.SetTokenLifetime(3 * time.Second)
 	secretFile := filepath.Join(t.TempDir(), "secret")
 	if err := os.WriteFile(secretFile, []byte("pipeline-secret\n"), 0o600); err != nil {

@@ -8,7 +8,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/apiops-worker/apiops-worker/apiops/apiopstest"
+	"github.com/apiops-worker/apiops-worker/apiops/simulator"
 	"github.com/apiops-worker/apiops-worker/messages"
 )
 
@@ -31,7 +31,7 @@ func TestAnotherProjectsBacklogDoesNotDelay(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t)
-			e.sim.SetFaults(apiopstest.Faults{Latency: tc.latency})
+			e.sim.SetFaults(simulator.Faults{Latency: tc.latency})
 			e.start(nil)
 			// The worker runs TeamA's first commands before the backlog is all in: a
 			// MyProject command published then must still not wait behind the rest.

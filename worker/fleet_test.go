@@ -18,7 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/apiops-worker/apiops-worker/apiops"
-	"github.com/apiops-worker/apiops-worker/internal/natstest"
+	"github.com/apiops-worker/apiops-worker/internal/testkit/natstest"
 	"github.com/apiops-worker/apiops-worker/messages"
 	"github.com/apiops-worker/apiops-worker/worker"
 )

@@ -20,8 +20,8 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/apiops-worker/apiops-worker/apiops"
-	"github.com/apiops-worker/apiops-worker/apiops/apiopstest"
-	"github.com/apiops-worker/apiops-worker/internal/natstest"
+	"github.com/apiops-worker/apiops-worker/apiops/simulator"
+	"github.com/apiops-worker/apiops-worker/internal/testkit/natstest"
 	"github.com/apiops-worker/apiops-worker/messages"
 	"github.com/apiops-worker/apiops-worker/worker"
 )
@@ -32,7 +32,7 @@ type env struct {
 	nats   *natstest.Server
 	nc     *nats.Conn
 	js     jetstream.JetStream
-	sim    *apiopstest.Server
+	sim    *simulator.Server
 	apiURL string
 	cfg    worker.Config
 	logs   *syncBuffer
@@ -67,11 +67,11 @@ func (b *syncBuffer) String() string {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	seed, err := apiopstest.LoadSeed("../testdata/apiops-seed.json")
+	seed, err := simulator.LoadSeed("../testdata/apiops-seed.json")
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, sim: apiopstest.New(seed), logs: &syncBuffer{}, results: make(chan *nats.Msg, 10000)}
+	e := &env{t: t, sim: simulator.New(seed), logs: &syncBuffer{}, results: make(chan *nats.Msg, 10000)}
 	e.nats = natstest.Start(t)
 	e.nc = e.nats.Connect(t)
 	e.js, _ = jetstream.New(e.nc)

@@ -8,7 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/apiops-worker/apiops-worker/internal/natstest"
+	"github.com/apiops-worker/apiops-worker/internal/testkit/natstest"
 )
 
 // TestBatchGetTakesOnlyCompleteAnswers plays the server's side of a batch direct get

@@ -14,14 +14,14 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nuid"
 
-	"github.com/apiops-worker/apiops-worker/apiops/apiopstest"
+	"github.com/apiops-worker/apiops-worker/apiops/simulator"
 	"github.com/apiops-worker/apiops-worker/messages"
 	"github.com/apiops-worker/apiops-worker/worker"
 )
 
 func TestPartialDeployment(t *testing.T) {
 	e := newEnv(t)
-	e.sim.SetFaults(apiopstest.Faults{FailEnvironments: []string{"staging"}})
+	e.sim.SetFaults(simulator.Faults{FailEnvironments: []string{"staging"}})
 	e.start(nil)
 	cmd := e.publishLine(readExample(t, "credential.truststore.set"))
 	res := e.awaitResults(1, 10*time.Second)[cmd.ID]

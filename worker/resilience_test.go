@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/apiops-worker/apiops-worker/apiops"
-	"github.com/apiops-worker/apiops-worker/apiops/apiopstest"
+	"github.com/apiops-worker/apiops-worker/apiops/simulator"
 	"github.com/apiops-worker/apiops-worker/messages"
 	"github.com/apiops-worker/apiops-worker/worker"
 )
@@ -42,7 +42,7 @@ func requireAllSucceeded(t *testing.T, e *env, results map[string]*result) {
 func TestErrorStormsRetriedToSuccess(t *testing.T) {
 	e := newEnv(t)
 	e.cfg.MaxAttempts = 50
-	e.sim.SetFaults(apiopstest.Faults{ErrorRate: 0.4, ErrorStatus: 503})
+	e.sim.SetFaults(simulator.Faults{ErrorRate: 0.4, ErrorStatus: 503})
 	e.start(nil)
 	for _, line := range credentialCommands(40, "storm") {
 		e.publishLine(line)
@@ -137,7 +137,7 @@ func TestGracefulShutdownHandsWorkBack(t *testing.T) {
 	e := newEnv(t)
 	e.cfg.Concurrency = 2
 	e.cfg.ShutdownTimeout = 100 * time.Millisecond
-	e.sim.SetFaults(apiopstest.Faults{Latency: time.Second})
+	e.sim.SetFaults(simulator.Faults{Latency: time.Second})
 	e.start(nil)
 	lines := credentialCommands(12, "shutdown")
 	for _, line := range lines {
@@ -148,7 +148,7 @@ func TestGracefulShutdownHandsWorkBack(t *testing.T) {
 	if n := e.pending(); n != uint64(len(lines))-uint64(len(e.results)) {
 		t.Errorf("%d commands in the stream, %d results: some were lost", n, len(e.results))
 	}
-	e.sim.SetFaults(apiopstest.Faults{})
+	e.sim.SetFaults(simulator.Faults{})
 	e.start(nil)
 	results := e.awaitResults(len(lines), 30*time.Second)
 	requireAllSucceeded(t, e, results)
@@ -157,7 +157,7 @@ func TestGracefulShutdownHandsWorkBack(t *testing.T) {
 func TestShutdownLetsInFlightFinish(t *testing.T) {
 	e := newEnv(t)
 	e.cfg.Concurrency = 2
-	e.sim.SetFaults(apiopstest.Faults{Latency: 300 * time.Millisecond})
+	e.sim.SetFaults(simulator.Faults{Latency: 300 * time.Millisecond})
 	e.start(nil)
 	for _, line := range credentialCommands(10, "drain") {
 		e.publishLine(line)

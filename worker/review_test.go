@@ -14,7 +14,7 @@ import (
 	"github.com/nats-io/nuid"
 
 	"github.com/apiops-worker/apiops-worker/apiops"
-	"github.com/apiops-worker/apiops-worker/apiops/apiopstest"
+	"github.com/apiops-worker/apiops-worker/apiops/simulator"
 	"github.com/apiops-worker/apiops-worker/messages"
 	"github.com/apiops-worker/apiops-worker/worker"
 )
@@ -38,7 +38,7 @@ func TestHeldCommandsKeptAlive(t *testing.T) {
 	e := newEnv(t)
 	e.cfg.AckWait = time.Second
 	e.cfg.Concurrency = 1
-	e.sim.SetFaults(apiopstest.Faults{Latency: 1500 * time.Millisecond})
+	e.sim.SetFaults(simulator.Faults{Latency: 1500 * time.Millisecond})
 	e.start(nil)
 	for _, line := range credentialCommands(2, "slow") { // the second waits its turn
 		e.publishLine(line)
@@ -58,7 +58,7 @@ func TestTwoInstancesNeverRunACommandTwice(t *testing.T) {
 	e := newEnv(t)
 	e.cfg.AckWait = time.Second
 	e.cfg.Concurrency = 4
-	e.sim.SetFaults(apiopstest.Faults{Latency: 1200 * time.Millisecond})
+	e.sim.SetFaults(simulator.Faults{Latency: 1200 * time.Millisecond})
 	e.start(nil)
 	client, _ := apiops.New(e.apiURL, apiops.StaticToken("sim-token"))
 	second, err := worker.New(e.nc, client, e.cfg)

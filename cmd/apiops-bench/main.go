@@ -1,7 +1,7 @@
 // Command apiops-bench measures apiops-worker's throughput, latency, CPU and memory
 // against the APIOps simulator, next to a minimal baseline loop, and prints a table.
 // nats-server, apiops-sim, apiops-worker and the baseline each run in their own
-// process (build them first; `make bench` does). See package internal/bench.
+// process (build them first; `make bench` does). See package internal/programs/bench.
 //
 //	apiops-bench [--quick] [--scenarios 1,2,3,4,5,6,7] [--against BINARY] [--sync default,always] [--repeat 3]
 //	             [--scale 0.5] [--profile DIR]
@@ -18,7 +18,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/apiops-worker/apiops-worker/internal/bench"
+	"github.com/apiops-worker/apiops-worker/internal/programs/bench"
 )
 
 func main() {

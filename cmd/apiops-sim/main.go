@@ -1,5 +1,5 @@
 // Command apiops-sim serves the in-memory APIOps simulator of package
-// apiopstest over HTTP, so the worker can be demonstrated and load-tested
+// simulator over HTTP, so the worker can be demonstrated and load-tested
 // without an Apinizer.
 //
 // Every flag can also be set from the environment as APIOPS_SIM_<FLAG>, with
@@ -8,7 +8,7 @@
 // set, replaces the seed's token.
 //
 // --dialect picks which of the forms APIOps's documentation shows the
-// simulator answers in (see apiopstest.Dialect); clients of the seed may get
+// simulator answers in (see simulator.Dialect); clients of the seed may get
 // tokens from POST /apiops/auth/token that live for --token-lifetime.
 package main
 
@@ -26,7 +26,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/apiops-worker/apiops-worker/apiops/apiopstest"
+	"github.com/apiops-worker/apiops-worker/apiops/simulator"
 )
 
 func main() {
@@ -40,8 +40,8 @@ func main() {
 type options struct {
 	addr          string
 	seedPath      string
-	faults        apiopstest.Faults
-	dialect       apiopstest.Dialect
+	faults        simulator.Faults
+	dialect       simulator.Dialect
 	tokenLifetime time.Duration
 }
 
@@ -58,9 +58,9 @@ func parseOptions(fs *flag.FlagSet, args []string) (options, error) {
 	fs.BoolVar(&o.faults.HTMLErrors, "html-errors", false, "give injected errors an HTML body, like a proxy's error page")
 	fs.Float64Var(&o.faults.ResetRate, "reset-rate", 0, "fraction of requests whose connection is reset")
 	failEnvironments := fs.String("fail-environments", "", "comma-separated environments whose deployments fail")
-	dialect := fs.String("dialect", string(apiopstest.DialectMixed),
-		"form of the answers, as one of APIOps's documents shows them: "+apiopstest.DialectNames())
-	fs.DurationVar(&o.tokenLifetime, "token-lifetime", apiopstest.DefaultTokenLifetime,
+	dialect := fs.String("dialect", string(simulator.DialectMixed),
+		"form of the answers, as one of APIOps's documents shows them: "+simulator.DialectNames())
+	fs.DurationVar(&o.tokenLifetime, "token-lifetime", simulator.DefaultTokenLifetime,
 		"lifetime of tokens from POST /apiops/auth/token; 0 means they never expire")
 	if err := flagsFromEnv(fs); err != nil {
 		return options{}, err
@@ -73,7 +73,7 @@ func parseOptions(fs *flag.FlagSet, args []string) (options, error) {
 		return options{}, err
 	}
 	var err error
-	if o.dialect, err = apiopstest.ParseDialect(*dialect); err != nil {
+	if o.dialect, err = simulator.ParseDialect(*dialect); err != nil {
 		return options{}, fmt.Errorf("--dialect: %w", err)
 	}
 	if o.tokenLifetime < 0 {
@@ -87,9 +87,9 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	seed := apiopstest.DemoSeed()
+	seed := simulator.DemoSeed()
 	if o.seedPath != "" {
-		if seed, err = apiopstest.LoadSeed(o.seedPath); err != nil {
+		if seed, err = simulator.LoadSeed(o.seedPath); err != nil {
 			return err
 		}
 	}
@@ -100,7 +100,7 @@ func run() error {
 	if seed.Token == "" && len(seed.Clients) == 0 {
 		return errors.New("no token: set APIOPS_TOKEN, the seed's token or the seed's clients")
 	}
-	sim := apiopstest.New(seed)
+	sim := simulator.New(seed)
 	sim.SetFaults(o.faults)
 	sim.SetDialect(o.dialect)
 	sim.SetTokenLifetime(o.tokenLifetime)
@@ -157,7 +157,7 @@ func splitList(s string) []string {
 	return out
 }
 
-func checkFaults(f apiopstest.Faults) error {
+func checkFaults(f simulator.Faults) error {
 	switch {
 	case f.ErrorRate < 0 || f.ErrorRate > 1:
 		return fmt.Errorf("--error-rate %v: want a fraction between 0 and 1", f.ErrorRate)

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/apiops-worker/apiops-worker/apiops/apiopstest"
+	"github.com/apiops-worker/apiops-worker/apiops/simulator"
 )
 
 func parse(t *testing.T, args ...string) (options, error) {
@@ -23,16 +23,16 @@ func TestParseOptions(t *testing.T) {
 		name     string
 		env      map[string]string
 		args     []string
-		dialect  apiopstest.Dialect
+		dialect  simulator.Dialect
 		lifetime time.Duration
 	}{
-		{name: "defaults", dialect: apiopstest.DialectMixed, lifetime: time.Hour},
+		{name: "defaults", dialect: simulator.DialectMixed, lifetime: time.Hour},
 		{name: "flags", args: []string{"--dialect", "openapi", "--token-lifetime", "90s"},
-			dialect: apiopstest.DialectOpenAPI, lifetime: 90 * time.Second},
+			dialect: simulator.DialectOpenAPI, lifetime: 90 * time.Second},
 		{name: "environment", env: map[string]string{"APIOPS_SIM_DIALECT": "mixed", "APIOPS_SIM_TOKEN_LIFETIME": "0"},
-			dialect: apiopstest.DialectMixed},
+			dialect: simulator.DialectMixed},
 		{name: "flag beats environment", env: map[string]string{"APIOPS_SIM_DIALECT": "mixed"},
-			args: []string{"-dialect=docs"}, dialect: apiopstest.DialectDocs, lifetime: time.Hour},
+			args: []string{"-dialect=docs"}, dialect: simulator.DialectDocs, lifetime: time.Hour},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			for k, v := range tc.env {

@@ -11,7 +11,7 @@ import (
 	// the system has none.
 	_ "golang.org/x/crypto/x509roots/fallback"
 
-	"github.com/apiops-worker/apiops-worker/internal/app"
+	"github.com/apiops-worker/apiops-worker/internal/programs/app"
 )
 
 func main() {

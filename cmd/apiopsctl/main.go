@@ -14,7 +14,7 @@ import (
 	_ "golang.org/x/crypto/x509roots/fallback"
 
 	"github.com/apiops-worker/apiops-worker/internal/buildinfo"
-	"github.com/apiops-worker/apiops-worker/internal/ctl"
+	"github.com/apiops-worker/apiops-worker/internal/programs/ctl"
 	"github.com/apiops-worker/apiops-worker/internal/tracecontext"
 )
 
