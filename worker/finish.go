@@ -223,6 +223,8 @@ func awaitAck(ctx context.Context, f jetstream.PubAckFuture) (*jetstream.PubAck,
 	}
 }
 
+// resultHeaders are the headers of a result, a reply and a dead letter: the trace
+// context, the Nats-Msg-Id, the command's id and the status.
 func resultHeaders(t *task, res *messages.Result, msgID string) nats.Header {
 	h := nats.Header{}
 	t.traceHeaders(h)
@@ -243,7 +245,7 @@ func resultHeaders(t *task, res *messages.Result, msgID string) nats.Header {
 // goes as the worker read it). See docs/design/project-isolation.md.
 func (w *Worker) deadLetter(t *task, res *messages.Result, msgID string) *nats.Msg {
 	body, redacted := messages.RedactSecrets(t.body())
-	h := nats.Header{}
+	h := resultHeaders(t, res, msgID)
 	if replayOf := t.msg.Headers().Get(messages.HeaderReplayOf); replayOf != "" && messages.CheckID(replayOf) == "" {
 		h.Set(messages.HeaderReplayOf, replayOf)
 	}
@@ -251,14 +253,6 @@ func (w *Worker) deadLetter(t *task, res *messages.Result, msgID string) *nats.M
 		h.Set(messages.HeaderTruncated, strconv.Itoa(len(body)))
 		body = body[:max(room, 0)]
 	}
-	t.traceHeaders(h)
-	if msgID != "" {
-		h.Set(messages.HeaderMsgID, msgID)
-	}
-	if res.ID != "" {
-		h.Set(messages.HeaderCommandID, res.ID)
-	}
-	h.Set(messages.HeaderStatus, string(res.Status))
 	if res.Error != nil {
 		h.Set(messages.HeaderErrorCode, res.Error.Code)
 		h.Set(messages.HeaderError, headerValue(res.Error.Message))

@@ -14,6 +14,20 @@ import (
 // JSON by itself but opens an object or array; the JSON Lines of a valid file are
 // then never read twice. It returns the hint to print, or rest, which reads in
 // from its start as if nothing had been read.
+// openCommands opens name ("-": stdin) as commands, one per line, a pretty-printed
+// file spread first (see spreadJSON); the caller calls closeIn.
+func openCommands(name string, stdin io.Reader) (in io.Reader, hint string, closeIn func(), err error) {
+	in, closeIn, err = OpenInput(name, stdin)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	if in, hint, err = spreadJSON(in); err != nil {
+		closeIn()
+		return nil, "", nil, err
+	}
+	return in, hint, closeIn, nil
+}
+
 func spreadJSON(in io.Reader) (rest io.Reader, hint string, err error) {
 	br := bufio.NewReaderSize(in, 64<<10)
 	var head []byte // the input up to its first non-blank line

@@ -101,15 +101,11 @@ func Submit(ctx context.Context, args []string, env IO) int {
 		return fail(env, name, err)
 	}
 
-	in, closeIn, err := OpenInput(positional[0], env.Stdin)
+	in, hint, closeIn, err := openCommands(positional[0], env.Stdin)
 	if err != nil {
 		return fail(env, name, err)
 	}
 	defer closeIn()
-	in, hint, err := spreadJSON(in)
-	if err != nil {
-		return fail(env, name, err)
-	}
 	if hint != "" { // said once, rather than a rejection for each of its lines
 		fmt.Fprintf(env.Stderr, "apiopsctl %s: %s\n", name, hint)
 		return 2

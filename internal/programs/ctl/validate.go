@@ -54,15 +54,11 @@ func Validate(args []string, env IO) int {
 			return fail(env, name, fmt.Errorf("--seal-key (APIOPS_SEAL_KEY): %w", err))
 		}
 	}
-	in, closeIn, err := OpenInput(positional[0], env.Stdin)
+	in, hint, closeIn, err := openCommands(positional[0], env.Stdin)
 	if err != nil {
 		return fail(env, name, err)
 	}
 	defer closeIn()
-	in, hint, err := spreadJSON(in)
-	if err != nil {
-		return fail(env, name, err)
-	}
 	if hint != "" { // said once, rather than a syntax error for each of its lines
 		fmt.Fprintf(env.Stderr, "apiopsctl %s: %s\n", name, hint)
 		return 2
