@@ -1,6 +1,3 @@
-// Package worker consumes APIOps commands from NATS JetStream, executes each against
-// APIOps with retries, and publishes one result per command: the consume → execute →
-// report loop of apiops-worker.
 package worker
 
 import (

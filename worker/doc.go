@@ -1,6 +1,7 @@
-// Package worker takes commands from the command stream, executes them against
-// APIOps with retries, and publishes their outcomes: the consume → execute → report
-// loop. Worker wires it together; each room below owns its state and its lock.
+// Package worker consumes APIOps commands from NATS JetStream, executes each against
+// APIOps with retries, and publishes one result per command: the consume → execute →
+// report loop of apiops-worker. Worker wires it together; each room below owns its
+// state and its lock.
 //
 // # One command's path
 //

@@ -34,7 +34,6 @@ type Worker struct {
 	cfg      Config
 	nc       *nats.Conn
 	js       jetstream.JetStream
-	api      APIOps
 	subjects messages.Subjects
 	ownInbox string                 // "<inbox prefix>." when the connection has an inbox of its own
 	secrets  messages.DecodeOptions // how sealed secrets are opened: sealing.go
@@ -50,8 +49,7 @@ type Worker struct {
 	sched  *scheduler  // the commands held, their order and barriers: scheduler.go
 	ids    *idLocks    // one command of an id at a time: idlocks.go
 	exec   *executor   // APIOps requests under the retry policy: execute.go
-	slots  *slots      // the APIOps requests in flight: Concurrency, fairness.go
-	policy retryPolicy // retry.go
+	policy retryPolicy // retry.go; its backoff also paces the retries of NATS writes
 
 	stopping   atomic.Bool // shutting down: hand back commands not yet started
 	notedMsgID atomic.Bool // a Nats-Msg-Id that is not <project>/<id> was logged
@@ -103,20 +101,18 @@ func New(nc *nats.Conn, api APIOps, cfg Config) (*Worker, error) {
 		cfg:      cfg,
 		nc:       nc,
 		js:       js,
-		api:      api,
 		subjects: messages.Subjects{Prefix: cfg.Prefix},
 		log:      cfg.Logger,
 		gates:    newGates(cfg.OutageThreshold, cfg.Logger, cfg.Clock, cfg.Observer.Paused),
 		observer: cfg.Observer,
 		sources:  newSourceSet(),
 		room:     newRoom(cfg.held()),
-		slots:    newSlots(cfg.Concurrency),
 		ids:      newIDLocks(),
 		policy:   newRetryPolicy(cfg),
 		secrets:  secretOptions(cfg),
 	}
 	w.sched = newScheduler(cfg.Clock, cfg.Logger, nc.IsConnected, w.room, cfg.held())
-	w.exec = &executor{tracing: tr, api: api, gates: w.gates, slots: w.slots, policy: w.policy, probeEvery: cfg.RetryMax,
+	w.exec = &executor{tracing: tr, api: api, gates: w.gates, slots: newSlots(cfg.Concurrency), policy: w.policy, probeEvery: cfg.RetryMax,
 		lease: w.lease, nc: nc, observer: cfg.Observer, clock: cfg.Clock, log: cfg.Logger}
 	return w, nil
 }
