@@ -155,12 +155,8 @@ func openPKCS12(file, password []byte) (Contents, error) {
 		// do not. Refusing would refuse what APIOps takes.
 		return Contents{Kind: KindPKCS12, Unlisted: "it is BER-encoded, with indefinite lengths, which this checker does not read"}, nil
 	}
-	var outline pfxOutline
-	if rest, err := asn1.Unmarshal(file, &outline); err != nil || len(rest) > 0 {
-		return Contents{}, fmt.Errorf("%w: the file starts like PKCS12 but is damaged or truncated", ErrNotKeystore)
-	}
-	work := outline.work()
-	if err := work.refusal(); err != nil {
+	work, err := readPFXWork(file)
+	if err != nil {
 		return Contents{}, err
 	}
 	// go-pkcs12 has no call that lists every entry; DecodeChain reads a key with its
@@ -391,18 +387,27 @@ func (p *pfxWork) addAlgorithm(alg pkix.AlgorithmIdentifier, where string) {
 	}
 }
 
+// readPFXWork reads the outline of a DER-encoded PFX and the work it shows; the error
+// is Open's for a damaged file, or for one asking for more work than this checker does.
+func readPFXWork(file []byte) (pfxWork, error) {
+	var outline pfxOutline
+	if rest, err := asn1.Unmarshal(file, &outline); err != nil || len(rest) > 0 {
+		return pfxWork{}, fmt.Errorf("%w: the file starts like PKCS12 but is damaged or truncated", ErrNotKeystore)
+	}
+	work := outline.work()
+	return work, work.refusal()
+}
+
 // openingCost is the iteration counts Open would run for file, added up: those of a
 // PKCS12 file it does not refuse unopened, else 0.
 func openingCost(file []byte, kind string) int64 {
-	if !strings.EqualFold(kind, KindPKCS12) || sniffFormat(file) != KindPKCS12 || file[1] == 0x80 {
+	// looksLikePFX is what makes sniffFormat say PKCS12 (the JKS and JCEKS magic
+	// numbers start otherwise), without its look for base64 text.
+	if !strings.EqualFold(kind, KindPKCS12) || !looksLikePFX(file) || file[1] == 0x80 {
 		return 0
 	}
-	var outline pfxOutline
-	if rest, err := asn1.Unmarshal(file, &outline); err != nil || len(rest) > 0 {
-		return 0
-	}
-	work := outline.work()
-	if work.refusal() != nil {
+	work, err := readPFXWork(file)
+	if err != nil {
 		return 0
 	}
 	return work.total
