@@ -86,14 +86,14 @@ func (c *Command) Fingerprint(digestSecret func(value []byte) []byte) Fingerprin
 	}
 	fp := b.fp
 	fp[versionKey] = fingerprintVersion
-	switch {
-	case b.size <= maxFingerprintSize:
-	case fp.collapse(levelFields).size() <= maxFingerprintSize:
-		fp = fp.collapse(levelFields)
-	default:
-		fp = fp.collapse(levelWhole)
+	if b.size <= maxFingerprintSize {
+		return fp
 	}
-	return fp
+	fields := fp.collapse(levelFields)
+	if fields.size() <= maxFingerprintSize {
+		return fields
+	}
+	return fields.collapse(levelWhole) // as fp.collapse(levelWhole), which goes through levelFields
 }
 
 // Coarsest is f collapsed as far as it goes: a few entries whatever the params, which
