@@ -1,6 +1,9 @@
 package worker
 
-import "slices"
+import (
+	"cmp"
+	"slices"
+)
 
 // resources orders commands by the resources they change: commands with a resource in
 // common run one at a time, in stream order. A command changes one resource, a plan
@@ -33,7 +36,7 @@ func (r *resources) enqueue(t *task) (start bool) {
 			q = &resourceQueue{}
 			r.queues[key] = q
 		}
-		i, _ := slices.BinarySearchFunc(q.waiting, t.seq, func(w *task, seq uint64) int { return int64Cmp(w.seq, seq) })
+		i, _ := slices.BinarySearchFunc(q.waiting, t.seq, func(w *task, seq uint64) int { return cmp.Compare(w.seq, seq) })
 		q.waiting = slices.Insert(q.waiting, i, t)
 	}
 	return r.grant(t)

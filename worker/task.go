@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"cmp"
 	"context"
 	"strconv"
 	"sync/atomic"
@@ -73,17 +74,7 @@ func stopErr(t *task) error {
 	return errHandBack
 }
 
-func int64Cmp(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
-func bySeq(a, b *task) int { return int64Cmp(a.seq, b.seq) }
+func bySeq(a, b *task) int { return cmp.Compare(a.seq, b.seq) }
 
 // mayGoOn returns nil while t may be worked on, else why not: its lease term ended
 // (errDropped) or shutdown started (errHandBack).
