@@ -6,7 +6,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/apiops-worker/apiops-worker/internal/buildinfo"
 	"io"
 	"net"
 	"net/http"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/apiops-worker/apiops-worker/apiops"
 	"github.com/apiops-worker/apiops-worker/apiops/simulator"
+	"github.com/apiops-worker/apiops-worker/internal/buildinfo"
 	"github.com/apiops-worker/apiops-worker/internal/metrics"
 	"github.com/apiops-worker/apiops-worker/internal/natsconn"
 	"github.com/apiops-worker/apiops-worker/internal/natsserver"

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/apiops-worker/apiops-worker/internal/buildinfo"
 	"net"
 	"net/http"
 	"net/http/pprof"
@@ -21,6 +20,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/apiops-worker/apiops-worker/client"
+	"github.com/apiops-worker/apiops-worker/internal/buildinfo"
 	"github.com/apiops-worker/apiops-worker/internal/metrics"
 )
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/apiops-worker/apiops-worker/internal/buildinfo"
 	"strings"
 	"time"
 
@@ -15,6 +14,8 @@ import (
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.uber.org/zap"
+
+	"github.com/apiops-worker/apiops-worker/internal/buildinfo"
 )
 
 // tracingSettings is how spans leave the worker: OTLP over gRPC or HTTP. Only the
