@@ -189,7 +189,8 @@ func (c *Client) Do(ctx context.Context, req messages.APIRequest) (*Response, er
 			return nil, &Error{Op: req.String(), Kind: Permanent, Err: err}
 		}
 	}
-	a, err := c.exchange(ctx, req.Method, req.Path, req.Query, body)
+	req.Body = body
+	a, err := c.exchange(ctx, req)
 	if err != nil {
 		return nil, err
 	}
@@ -211,7 +212,7 @@ func (c *Client) keystoreID(ctx context.Context, lookup messages.KeystoreIDLooku
 	if lookup.Name == "" {
 		return "", nil
 	}
-	a, err := c.exchange(ctx, http.MethodGet, []string{"apiops", "projects", lookup.Project, "keystores", lookup.Name}, nil, nil)
+	a, err := c.exchange(ctx, messages.APIRequest{Method: http.MethodGet, Path: []string{"apiops", "projects", lookup.Project, "keystores", lookup.Name}})
 	if err != nil {
 		return "", err
 	}
@@ -289,16 +290,16 @@ func (a *answer) scrubbed(e *Error) *Error {
 
 // exchange sends one request and reads its answer, at most maxResponseBody of it. A 401
 // makes the token source refresh, when it can, and the request go once more.
-func (c *Client) exchange(ctx context.Context, method string, segments []string, query url.Values, body []byte) (*answer, error) {
-	path, rawPath, err := escapePath(segments)
-	op := method + " " + rawPath
+func (c *Client) exchange(ctx context.Context, req messages.APIRequest) (*answer, error) {
+	path, rawPath, err := escapePath(req.Path)
+	op := req.Method + " " + rawPath
 	if err != nil {
-		return nil, &Error{Op: method + " " + strings.Join(segments, "/"), Kind: Permanent, Err: err}
+		return nil, &Error{Op: req.Method + " " + strings.Join(req.Path, "/"), Kind: Permanent, Err: err}
 	}
 	u := *c.base
 	u.Path += path
 	u.RawPath = c.base.EscapedPath() + rawPath
-	u.RawQuery = query.Encode()
+	u.RawQuery = req.Query.Encode()
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	for refreshed := false; ; refreshed = true {
@@ -313,7 +314,7 @@ func (c *Client) exchange(ctx context.Context, method string, segments []string,
 		if err := checkSend(ctx); err != nil {
 			return nil, &Error{Op: op, Kind: Transient, Err: err}
 		}
-		resp, data, err := c.roundTrip(ctx, method, u.String(), token, body)
+		resp, data, err := c.roundTrip(ctx, req, u.String(), token)
 		if err != nil {
 			return nil, &Error{Op: op, StatusCode: statusOf(resp), Kind: Transient, Err: err}
 		}
@@ -334,12 +335,12 @@ func statusOf(resp *http.Response) int {
 
 // roundTrip sends the request and reads the whole answer; resp is non-nil with an
 // error when the answer could not be read to its end.
-func (c *Client) roundTrip(ctx context.Context, method, target, token string, body []byte) (*http.Response, []byte, error) {
+func (c *Client) roundTrip(ctx context.Context, req messages.APIRequest, target, token string) (*http.Response, []byte, error) {
 	var reader io.Reader
-	if body != nil {
-		reader = bytes.NewReader(body)
+	if req.Body != nil {
+		reader = bytes.NewReader(req.Body)
 	}
-	httpReq, err := http.NewRequestWithContext(ctx, method, target, reader)
+	httpReq, err := http.NewRequestWithContext(ctx, req.Method, target, reader)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -351,8 +352,8 @@ func (c *Client) roundTrip(ctx context.Context, method, target, token string, bo
 	if c.userAgent != "" {
 		httpReq.Header.Set("User-Agent", c.userAgent)
 	}
-	if body != nil {
-		httpReq.Header.Set("Content-Type", "application/json")
+	if req.Body != nil {
+		httpReq.Header.Set("Content-Type", cmp.Or(req.ContentType, "application/json"))
 	}
 	resp, err := c.http.Do(httpReq)
 	if err != nil {

@@ -1,11 +1,17 @@
 package messages
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"mime/multipart"
 	"net/url"
 	"reflect"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -115,7 +121,7 @@ func decode(cmd *Command, data []byte, o DecodeOptions) *Error {
 	if env.Params == nil {
 		return invalid("params", "is required")
 	}
-	params, err := decodeParams(ct, env.Params, "params", cmd.Project, o)
+	params, err := decodeParams(ct, env.Params, "params", cmd.Project, false, o)
 	if err != nil {
 		return err
 	}
@@ -160,7 +166,7 @@ func checkEnvelope(cmd *Command, env *envelope) *Error {
 
 // decodeParams decodes, opens and validates the params of a command of type ct; path
 // is where they are in the message ("params", or steps[2].params in a plan).
-func decodeParams(ct CommandType, raw json.RawMessage, path, project string, o DecodeOptions) (Params, *Error) {
+func decodeParams(ct CommandType, raw json.RawMessage, path, project string, undo bool, o DecodeOptions) (Params, *Error) {
 	params := reflect.New(ct.params)
 	if err := decodeValue(raw, params.Elem(), path); err != nil {
 		return nil, err
@@ -174,6 +180,12 @@ func decodeParams(ct CommandType, raw json.RawMessage, path, project string, o D
 			err.Field = path + rest
 		}
 		return nil, err
+	}
+	if r, ok := params.Interface().(resolvedByPlan); ok && !undo {
+		if err := r.unresolved(); err != nil {
+			err.Field = path + strings.TrimPrefix(err.Field, "params")
+			return nil, err
+		}
 	}
 	return params.Interface(), nil
 }
@@ -297,6 +309,8 @@ type APIRequest struct {
 	Query url.Values
 	// Body is the JSON request body, or nil for endpoints that take none.
 	Body []byte
+	// ContentType is Body's media type when it is not JSON (a multipart form).
+	ContentType string
 	// KeystoreIDs are keystores that Body names and whose ids it must also carry: the
 	// client reads each id from APIOps when it sends the request, since an id can change
 	// whenever a keystore of that name is deleted and created again.
@@ -326,7 +340,7 @@ func (c *Command) APIRequest() APIRequest {
 			if name == "project" {
 				seg = c.Project
 			} else {
-				seg = v.Field(info.byName[name].index).String()
+				seg = scalarText(v.Field(info.byName[name].index))
 			}
 		}
 		req.Path = append(req.Path, seg)
@@ -337,12 +351,13 @@ func (c *Command) APIRequest() APIRequest {
 		fv := v.Field(f.index)
 		switch {
 		case f.query:
-			if !fv.IsNil() {
-				if req.Query == nil {
-					req.Query = url.Values{}
-				}
-				req.Query.Set(f.name, fv.Elem().String())
+			if fv.Kind() == reflect.Pointer && fv.IsNil() || fv.IsZero() {
+				break
 			}
+			if req.Query == nil {
+				req.Query = url.Values{}
+			}
+			req.Query.Set(f.name, scalarText(reflect.Indirect(fv)))
 		case !f.path:
 			hasBody = true
 		}
@@ -350,10 +365,71 @@ func (c *Command) APIRequest() APIRequest {
 			req.KeystoreIDs = append(req.KeystoreIDs, KeystoreIDLookup{Project: c.Project, Name: fv.Elem().String(), Field: f.keystoreIDField})
 		}
 	}
-	if hasBody {
+	switch {
+	case hasBody && ct.Multipart:
+		req.Body, req.ContentType = multipartBody(v, info)
+	case hasBody:
 		req.Body = appendFields(nil, v, true)
 	}
 	return req
+}
+
+// scalarText is a path or query value's text.
+func scalarText(v reflect.Value) string {
+	if v.Kind() == reflect.Int {
+		return strconv.FormatInt(v.Int(), 10)
+	}
+	return v.String()
+}
+
+// multipartBody encodes the body fields of v as a multipart form: a file field
+// (apiops:"file", base64 in the command) as a file part of its decoded bytes, each item
+// of a list as a field of its own (as Spring binds a list), every other value as a
+// field. Empty fields are left out, as they are from a JSON body. The boundary is a
+// digest of the parts, so that the same command is the same request, and no part can
+// hold it.
+func multipartBody(v reflect.Value, info *structInfo) (body []byte, contentType string) {
+	type part struct {
+		name, value string
+		file        bool
+	}
+	var parts []part
+	digest := sha256.New()
+	add := func(p part) {
+		parts = append(parts, p)
+		fmt.Fprintf(digest, "%d:%s%d:%s", len(p.name), p.name, len(p.value), p.value)
+	}
+	for i := range info.fields {
+		f := &info.fields[i]
+		fv := reflect.Indirect(v.Field(f.index))
+		if f.path || f.query || !fv.IsValid() || isEmpty(fv) {
+			continue
+		}
+		switch {
+		case f.file:
+			data, _ := base64.StdEncoding.DecodeString(fv.String()) // validated
+			add(part{f.name, string(data), true})
+		case fv.Kind() == reflect.Slice:
+			for j := range fv.Len() {
+				add(part{name: f.name, value: scalarText(fv.Index(j))})
+			}
+		default:
+			add(part{name: f.name, value: scalarText(fv)})
+		}
+	}
+	var buf bytes.Buffer
+	form := multipart.NewWriter(&buf)
+	_ = form.SetBoundary("apiops-" + hex.EncodeToString(digest.Sum(nil))[:40]) // valid: 47 characters of [a-z0-9-]
+	for _, p := range parts {
+		if p.file {
+			w, _ := form.CreateFormFile(p.name, p.name+".pem") // writes to a bytes.Buffer: cannot fail
+			_, _ = w.Write([]byte(p.value))
+			continue
+		}
+		_ = form.WriteField(p.name, p.value)
+	}
+	_ = form.Close()
+	return buf.Bytes(), form.FormDataContentType()
 }
 
 // CheckID returns what is wrong with a command id, or "" when nothing is.

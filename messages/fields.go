@@ -24,6 +24,7 @@ type fieldInfo struct {
 	name                          string
 	required                      bool
 	path, query, base64, resource bool
+	file                          bool // a multipart request's file part
 	enum                          []string
 	maxLength, minItems           int
 	// keystoreIDField is the body member that takes the id of the keystore this field
@@ -65,6 +66,8 @@ func structInfoFor(t reflect.Type) *structInfo {
 				f.base64 = true
 			case "resource":
 				f.resource = true
+			case "file":
+				f.file = true
 			}
 		}
 		for kv := range strings.SplitSeq(sf.Tag.Get("jsonschema"), ",") {
@@ -278,6 +281,11 @@ func validateValue(f *fieldInfo, v reflect.Value, path string) *Error {
 		return validateStruct(v, path)
 	case reflect.String:
 		s := v.String()
+		if f.base64 && s != "" {
+			if problem := checkBase64(s); problem != "" {
+				return invalid(path, problem)
+			}
+		}
 		if f.path {
 			if problem := checkName(s); problem != "" {
 				return invalid(path, problem)
@@ -402,6 +410,8 @@ func appendValue(buf []byte, v reflect.Value, body bool) []byte {
 		return appendJSONString(buf, v.String())
 	case reflect.Bool:
 		return strconv.AppendBool(buf, v.Bool())
+	case reflect.Int:
+		return strconv.AppendInt(buf, v.Int(), 10)
 	}
 	panic("messages: cannot encode " + v.Type().String())
 }

@@ -33,6 +33,18 @@ type Plan struct {
 	// PartialSucceeds lets a step whose status is partial (some environment did not
 	// deploy) count as done. By default partial stops the plan.
 	PartialSucceeds bool
+	// UndoWhen, when set, has one entry per OnFailure step: the steps (from 0) whose
+	// failure runs it, or nil for any step's from OnFailureFrom. A staged rollout rolls
+	// back only the stage that failed: its undo names that stage's steps.
+	UndoWhen [][]int
+}
+
+// Undoes reports whether OnFailure[i] runs when the plan stopped at step failed.
+func (p *Plan) Undoes(i, failed int) bool {
+	if failed < p.OnFailureFrom {
+		return false
+	}
+	return i >= len(p.UndoWhen) || p.UndoWhen[i] == nil || slices.Contains(p.UndoWhen[i], failed)
 }
 
 // planWire is a plan as it travels.
@@ -53,6 +65,8 @@ type planWire struct {
 type stepWire struct {
 	Type   string          `json:"type"`
 	Params json.RawMessage `json:"params"`
+	// WhenStepFailed, in an onFailure step only: see Plan.UndoWhen.
+	WhenStepFailed []int `json:"whenStepFailed,omitempty" jsonschema:"description=in an onFailure step: run it only when the plan stopped at one of these steps (from 0)"`
 }
 
 // StepID is the id of a plan's step: <plan id>:step-<n> for Steps[n-1], and
@@ -127,8 +141,43 @@ func decodePlan(cmd *Command, data []byte, o DecodeOptions) *Error {
 	if plan.OnFailure, err = decodeSteps(cmd, wire.OnFailure, "onFailure", true, o); err != nil {
 		return err
 	}
+	if plan.UndoWhen, err = decodeUndoWhen(wire, plan.OnFailureFrom); err != nil {
+		return err
+	}
+	if err := checkRollbackBaselines(plan); err != nil {
+		return err
+	}
 	cmd.Params = plan
 	return nil
+}
+
+// decodeUndoWhen reads the onFailure steps' whenStepFailed: nil when none has one.
+func decodeUndoWhen(wire planWire, from int) ([][]int, *Error) {
+	for i, w := range wire.Steps {
+		if w.WhenStepFailed != nil {
+			return nil, invalid(fmt.Sprintf("steps[%d].whenStepFailed", i), "is allowed in onFailure steps only")
+		}
+	}
+	var when [][]int
+	for i, w := range wire.OnFailure {
+		if w.WhenStepFailed == nil {
+			continue
+		}
+		field := fmt.Sprintf("onFailure[%d].whenStepFailed", i)
+		if len(w.WhenStepFailed) == 0 {
+			return nil, invalid(field, "must name at least one step (leave it out to run after any step's failure)")
+		}
+		for j, n := range w.WhenStepFailed {
+			if n < from || n >= len(wire.Steps) {
+				return nil, invalid(fmt.Sprintf("%s[%d]", field, j), fmt.Sprintf("must be a step's index from onFailureFrom (%d) to %d", from, len(wire.Steps)-1))
+			}
+		}
+		if when == nil {
+			when = make([][]int, len(wire.OnFailure))
+		}
+		when[i] = slices.Clone(w.WhenStepFailed)
+	}
+	return when, nil
 }
 
 func decodeSteps(plan *Command, wire []stepWire, field string, undo bool, o DecodeOptions) ([]*Command, *Error) {
@@ -144,7 +193,7 @@ func decodeSteps(plan *Command, wire []stepWire, field string, undo bool, o Deco
 		case w.Params == nil:
 			return nil, invalid(path+".params", "is required")
 		}
-		params, err := decodeParams(ct, w.Params, path+".params", plan.Project, o)
+		params, err := decodeParams(ct, w.Params, path+".params", plan.Project, undo, o)
 		if err != nil {
 			return nil, err
 		}
@@ -206,6 +255,10 @@ func encodePlan(c *Command, p *Plan) ([]byte, error) {
 			buf := append([]byte(`{"type":`), appendJSONString(nil, ct.Name)...)
 			buf = append(buf, `,"params":`...)
 			buf = appendFields(buf, v.Elem(), false)
+			if field == "onFailure" && i < len(p.UndoWhen) && p.UndoWhen[i] != nil {
+				when, _ := json.Marshal(p.UndoWhen[i]) // cannot fail for ints
+				buf = append(append(buf, `,"whenStepFailed":`...), when...)
+			}
 			out[i] = append(buf, '}')
 		}
 		wire[field] = out

@@ -10,13 +10,13 @@ import (
 // however it is capitalised (such keys are refused as unknown, but their dead letter
 // must not keep them).
 func isSecretField(key string) bool {
-	return strings.EqualFold(key, "password") || strings.EqualFold(key, "file")
+	return strings.EqualFold(key, "password") || strings.EqualFold(key, "file") || strings.EqualFold(key, "content")
 }
 
 var redactedJSON = []byte(`"` + Redacted + `"`)
 
-// RedactSecrets returns a copy of a command's body with the value of every "password"
-// and "file" key replaced by "[REDACTED]", everything else byte for byte as it was, and
+// RedactSecrets returns a copy of a command's body with the value of every "password",
+// "file" and "content" (a key's) key replaced by "[REDACTED]", everything else byte for byte as it was, and
 // whether anything was replaced. Sealed values are safe at rest and are kept. A body that is not valid JSON cannot be redacted
 // reliably: if it may hold a secret, all of it is replaced.
 func RedactSecrets(body []byte) ([]byte, bool) {

@@ -38,8 +38,8 @@ func TestRedactSecrets(t *testing.T) {
 func TestRedactExamples(t *testing.T) {
 	for name, data := range exampleCommands(t) {
 		got, redacted := messages.RedactSecrets(data)
-		wantRedacted := bytes.Contains(data, []byte(`"password"`))
-		if redacted != wantRedacted || bytes.Contains(got, []byte("changeit")) {
+		wantRedacted := bytes.Contains(data, []byte(`"password"`)) || bytes.Contains(data, []byte(`"content"`))
+		if redacted != wantRedacted || bytes.Contains(got, []byte("changeit")) || bytes.Contains(got, []byte("PRIVATE KEY")) {
 			t.Errorf("%s: redacted=%v: %s", name, redacted, got)
 		}
 	}

@@ -38,6 +38,9 @@ const (
 	// CodeStepFailed: a plan stopped at a step that did not succeed; the plan's
 	// failedStep and that step's result say which and why.
 	CodeStepFailed = "step_failed"
+	// CodeVerifyFailed: a proxy.verify's deadline passed before what it checks held;
+	// the result's verification says what was seen per environment and pod.
+	CodeVerifyFailed = "verify_failed"
 	// CodeUnrecognisedResponse: APIOps answered 2xx with a body in none of the shapes
 	// it documents, so whether it saved the change is unknown; the message gives the
 	// body's size and content type, never its text.
@@ -48,7 +51,7 @@ const (
 // and those APIOps documents.
 var knownCodes = map[string]bool{
 	CodeInvalidJSON: true, CodeInvalidCommand: true, CodeUnknownType: true, CodeSubjectMismatch: true,
-	CodeExpired: true, CodeRetriesExhausted: true, CodeDeployFailed: true, CodeIDReused: true, CodeStepFailed: true,
+	CodeExpired: true, CodeRetriesExhausted: true, CodeDeployFailed: true, CodeIDReused: true, CodeStepFailed: true, CodeVerifyFailed: true,
 	CodeUnrecognisedResponse: true, "network_error": true, "bad_request": true, "not_found": true, "unauthorized_client": true,
 }
 
@@ -120,6 +123,8 @@ type Result struct {
 	DeploymentResult *DeploymentResult `json:"deploymentResult,omitempty"`
 	Error            *Error            `json:"error,omitempty"`
 	Warnings         []string          `json:"warnings,omitempty"`
+	// Verification is what a proxy.verify saw at its last reads, per environment.
+	Verification []EnvironmentVerification `json:"verification,omitempty"`
 	// A plan's result: the index (from 0) of the step that stopped it, and the result
 	// of every step and onFailure step, in order; the steps after the one that stopped
 	// it are skipped.
@@ -144,6 +149,32 @@ type EnvironmentResult struct {
 	EnvironmentName string `json:"environmentName"`
 	Success         bool   `json:"success"`
 	Message         string `json:"message,omitempty"`
+}
+
+// EnvironmentVerification is what a proxy.verify last saw in one environment.
+type EnvironmentVerification struct {
+	EnvironmentName string `json:"environmentName"`
+	// Verified: deployed, no redeploy required, every pod active on the revision and
+	// nothing inconsistent (and the keystores read back, if asked).
+	Verified bool `json:"verified"`
+	// Problem says why it is not verified, "" when it is.
+	Problem          string            `json:"problem,omitempty"`
+	Revision         int               `json:"revision,omitempty"`
+	Deployed         bool              `json:"deployed"`
+	RedeployRequired bool              `json:"redeployRequired"`
+	PodsActive       int               `json:"podsActive"`
+	PodCount         int               `json:"podCount,omitempty"`
+	Inconsistent     bool              `json:"inconsistent"`
+	Pods             []PodVerification `json:"pods,omitempty"`
+	// Reads counts the rounds of reads made for this environment.
+	Reads int `json:"reads"`
+}
+
+// PodVerification is one pod as route-health reported it.
+type PodVerification struct {
+	PodName  string `json:"podName"`
+	Active   bool   `json:"active"`
+	Revision int    `json:"revision,omitempty"`
 }
 
 // EnvironmentCounts counts the environments that deployed and those that did not.

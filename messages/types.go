@@ -32,12 +32,32 @@ type CommandType struct {
 	Resource string
 	// Summary says in a few words what the command does.
 	Summary string
+	// Multipart: the request body is multipart/form-data (see APIRequest), not JSON.
+	Multipart bool
+	// Verifies: the command changes nothing. It reads APIOps until what it checks holds
+	// or its deadline passes (the worker's verifier runs it); Method and Path name its
+	// first read.
+	Verifies bool
 
 	params reflect.Type
 }
 
 func commandType[P any](name, method, path, resource, summary string) CommandType {
 	return CommandType{Name: name, Method: method, Path: path, Resource: resource, Summary: summary, params: reflect.TypeFor[P]()}
+}
+
+// multipartType is a commandType whose request is a multipart form.
+func multipartType[P any](name, method, path, resource, summary string) CommandType {
+	ct := commandType[P](name, method, path, resource, summary)
+	ct.Multipart = true
+	return ct
+}
+
+// verifyType is a commandType that reads and checks rather than changes.
+func verifyType[P any](name, path, resource, summary string) CommandType {
+	ct := commandType[P](name, http.MethodGet, path, resource, summary)
+	ct.Verifies = true
+	return ct
 }
 
 var commandTypes = []CommandType{
@@ -89,6 +109,36 @@ var commandTypes = []CommandType{
 	commandType[ProxyMTLSUpdate]("proxy.mtls.update", http.MethodPatch,
 		"/apiops/projects/{project}/apiProxies/{apiProxyName}/settings/mtls/", "apiProxy",
 		"Change an API proxy's mTLS settings; omitted fields stay as they are."),
+	commandType[ProxyDeploy]("proxy.deploy", http.MethodPost,
+		"/apiops/projects/{project}/apiProxies/{apiProxyName}/environments/{environmentName}/", "apiProxy",
+		"Deploy an API proxy's saved settings to one environment."),
+	commandType[ProxyUndeploy]("proxy.undeploy", http.MethodDelete,
+		"/apiops/projects/{project}/apiProxies/{apiProxyName}/environments/{environmentName}/", "apiProxy",
+		"Undeploy an API proxy from one environment."),
+	commandType[ProxyRollback]("proxy.rollback", http.MethodPost,
+		"/apiops/projects/{project}/apiProxies/{apiProxyName}/{revision}/rollback/", "apiProxy",
+		"Roll an API proxy back to a revision in one environment."),
+	verifyType[ProxyVerify]("proxy.verify",
+		"/apiops/projects/{project}/apiProxies/{apiProxyName}/", "apiProxy",
+		"Wait until an API proxy's latest revision is live on every pod of the named environments, or fail at the deadline."),
+	commandType[KeyCreate]("key.create", http.MethodPost,
+		"/apiops/projects/{project}/keys/", "key",
+		"Create a key (private, public or secret key, or certificate) with content per environment."),
+	commandType[KeyUpdate]("key.update", http.MethodPut,
+		"/apiops/projects/{project}/keys/{keyName}/", "key",
+		"Change a key: rename, describe, or replace its environments' content."),
+	commandType[KeyDelete]("key.delete", http.MethodDelete,
+		"/apiops/projects/{project}/keys/{keyName}/", "key",
+		"Delete a key."),
+	multipartType[CertificateCreate]("certificate.create", http.MethodPost,
+		"/apiops/projects/{project}/certificates/", "certificate",
+		"Upload a PEM certificate for the named environments."),
+	multipartType[CertificateUpdate]("certificate.update", http.MethodPut,
+		"/apiops/projects/{project}/certificates/{certificateName}/", "certificate",
+		"Replace a certificate's PEM, description or environments."),
+	commandType[CertificateDelete]("certificate.delete", http.MethodDelete,
+		"/apiops/projects/{project}/certificates/{certificateName}/", "certificate",
+		"Delete a certificate."),
 }
 
 var (

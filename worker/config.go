@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -19,6 +20,9 @@ import (
 // APIOps executes a command's request; *apiops.Client implements it.
 type APIOps interface {
 	Do(ctx context.Context, req messages.APIRequest) (*apiops.Response, error)
+	// Read sends a GET and returns the entries APIOps answered with (a proxy.verify's
+	// reads; see apiops.Client.Read).
+	Read(ctx context.Context, req messages.APIRequest) ([]map[string]json.RawMessage, error)
 }
 
 // Config configures a Worker. Zero fields take the defaults below.

@@ -14,7 +14,9 @@
 //	process.go    Worker.process      the id's lock (idlocks.go), the keystore check
 //	                                  (keystores.go), then decide:
 //	process.go      Worker.lookUp       the id's record (store.go, lookup.go)
-//	process.go      Worker.run          its rejection, its plan (plan.go), or
+//	process.go      Worker.run          its rejection, its plan (plan.go, whose
+//	                                    onFailure rollbacks rollback.go resolves),
+//	                                    a verify's reads (verify.go), or
 //	execute.go        executor.execute    requests under the gate (gate.go), the
 //	                                      request slots (fairness.go) and the retry
 //	                                      policy (retry.go)

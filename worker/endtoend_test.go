@@ -24,7 +24,14 @@ func TestEveryTypeEndToEnd(t *testing.T) {
 			}
 			cmd := e.publishLine(withField(t, readExample(t, ct.Name), "replyTo", inbox))
 			res := e.awaitResults(1, 10*time.Second)[cmd.ID]
-			if res == nil || res.Status != messages.StatusSucceeded || res.Attempts != 1 || res.HTTPStatus != 200 {
+			switch {
+			case res == nil || res.Status != messages.StatusSucceeded:
+				t.Fatalf("result %+v", res)
+			case ct.Verifies: // reads deploy-status and route-health per environment
+				if len(res.Verification) != 2 || res.Attempts != 4 || res.HTTPStatus != 0 {
+					t.Fatalf("result %s", res.raw)
+				}
+			case res.Attempts != 1 || res.HTTPStatus != 200:
 				t.Fatalf("result %s", res.raw)
 			}
 			if res.Type != ct.Name || res.Project != "MyProject" || res.CorrelationID != "examples" || res.ReceivedAt.IsZero() || res.FinishedAt.Before(res.ReceivedAt) {
@@ -36,7 +43,14 @@ func TestEveryTypeEndToEnd(t *testing.T) {
 			if res.header.Get(messages.HeaderCommandID) != cmd.ID || res.header.Get(messages.HeaderStatus) != "succeeded" {
 				t.Errorf("headers %v", res.header)
 			}
-			if ct.Name != "proxy.mtls.update" && (res.DeploymentResult == nil || len(res.DeploymentResult.EnvironmentResults) != 2) {
+			deployments := 2
+			switch ct.Name {
+			case "proxy.mtls.update", "proxy.verify":
+				deployments = 0
+			case "proxy.deploy", "proxy.undeploy", "proxy.rollback":
+				deployments = 1
+			}
+			if got := res.DeploymentResult; deployments == 0 && got != nil || deployments > 0 && (got == nil || len(got.EnvironmentResults) != deployments) {
 				t.Errorf("deployment result %s", res.raw)
 			}
 			reply, err := replies.NextMsg(5 * time.Second)
@@ -49,7 +63,7 @@ func TestEveryTypeEndToEnd(t *testing.T) {
 			var params map[string]any
 			_ = json.Unmarshal(readExample(t, ct.Name), &params)
 			secrets := secretsOf(params)
-			if (ct.Name == "keystore.create" || ct.Name == "keystore.update") && len(secrets) < 4 {
+			if (ct.Name == "keystore.create" || ct.Name == "keystore.update" || ct.Name == "key.create") && len(secrets) < 2 {
 				t.Fatalf("found %d secrets in the example", len(secrets))
 			}
 			for _, secret := range secrets {
@@ -77,7 +91,7 @@ func secretsOf(v any) []string {
 	switch v := v.(type) {
 	case map[string]any:
 		for k, x := range v {
-			if s, ok := x.(string); ok && (k == "password" || k == "file") {
+			if s, ok := x.(string); ok && (k == "password" || k == "file" || k == "content") {
 				out = append(out, s)
 			}
 			out = append(out, secretsOf(x)...)

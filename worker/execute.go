@@ -42,6 +42,8 @@ type outcome struct {
 	err        *messages.Error
 	httpStatus int
 	deployment *messages.DeploymentResult
+	// verification is what a proxy.verify saw (verify.go).
+	verification []messages.EnvironmentVerification
 }
 
 // answer is what one request came to; sent is false when none went out (the instance

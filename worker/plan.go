@@ -46,6 +46,15 @@ func (w *Worker) runPlan(ctx context.Context, t *task, plan *messages.Plan, deci
 	// failed comes before the first one onFailure undoes.
 	if res.FailedStep != nil && res.Status != messages.StatusExpired && *res.FailedStep >= plan.OnFailureFrom {
 		for i, step := range plan.OnFailure {
+			if !plan.Undoes(i, *res.FailedStep) { // another stage's undo
+				res.OnFailure = append(res.OnFailure, skipped(step))
+				continue
+			}
+			step, unresolved := resolveRollback(plan, res, step) // rollback.go
+			if unresolved != nil {
+				res.OnFailure = append(res.OnFailure, *unresolved)
+				continue
+			}
 			sr, err := w.runStep(ctx, t, step, "undo", i, decide)
 			if err != nil {
 				return nil, err

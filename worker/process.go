@@ -134,7 +134,11 @@ func (w *Worker) run(ctx context.Context, t *task) (*messages.Result, error) {
 	if t.waitCtx.Err() != nil { // not started, so not to start
 		return nil, stopErr(t)
 	}
-	o, err := w.exec.execute(ctx, t) // expired, or executed
+	run := w.exec.execute // expired, or executed
+	if t.cmd.CommandType().Verifies {
+		run = w.exec.verify // verify.go
+	}
+	o, err := run(ctx, t)
 	if err != nil {
 		return nil, err
 	}
@@ -202,7 +206,7 @@ func (w *Worker) result(t *task, o outcome) *messages.Result {
 		Status: o.status, Attempts: t.attempts.Requests,
 		ReceivedAt: t.received, FinishedAt: w.cfg.Clock.Now().UTC(),
 		HTTPStatus: o.httpStatus, DeploymentResult: o.deployment, Error: o.err,
-		Warnings: t.cmd.Warnings(),
+		Warnings: t.cmd.Warnings(), Verification: o.verification,
 	}
 }
 

@@ -71,6 +71,17 @@ const (
 	mtlsChange
 	keystoreRead
 	tokenGrant
+	// keystoreList, certificateList and routeRead (deploy-status and
+	// route-health) read lists and entries; keystoreExport answers a file.
+	keystoreList
+	certificateList
+	routeRead
+	keystoreExport
+	// keyChange and certificateChange are answered as keystoreChange is,
+	// proxyDeployment (deploy, undeploy, rollback) as mtlsChange is.
+	keyChange
+	certificateChange
+	proxyDeployment
 )
 
 // outcome is what an endpoint did, in no dialect's encoding.
@@ -82,7 +93,13 @@ type outcome struct {
 	report *deploymentReport
 	// keystore is the keystore written or read, for bodies that list it.
 	keystore *keystoreView
-	grant    grant
+	// item is what the other actions show: a key's or certificate's DTO, a
+	// route's entry, the []*keystoreView or []certificateDTO of a list.
+	item  any
+	grant grant
+	// file and fileName are the keystore file an export answers.
+	file     []byte
+	fileName string
 }
 
 // rollout is what a deployment did, which decides its messages.
@@ -227,12 +244,21 @@ const (
 	deploymentResultsShape
 )
 
-var changeShapes = map[Dialect]map[action]shape{
-	DialectSeed:    {credentialSecret: successShape, keystoreChange: successShape, mtlsChange: successShape},
-	DialectDocs:    {credentialSecret: statusShape, keystoreChange: statusShape, mtlsChange: statusShape},
-	DialectOpenAPI: {credentialSecret: responseSuccessShape, keystoreChange: responseKeystoreShape, mtlsChange: responseSuccessShape},
-	DialectMixed:   {credentialSecret: statusShape, keystoreChange: successShape, mtlsChange: deploymentResultsShape},
-}
+var changeShapes = func() map[Dialect]map[action]shape {
+	shapes := map[Dialect]map[action]shape{
+		DialectSeed:    {credentialSecret: successShape, keystoreChange: successShape, mtlsChange: successShape},
+		DialectDocs:    {credentialSecret: statusShape, keystoreChange: statusShape, mtlsChange: statusShape},
+		DialectOpenAPI: {credentialSecret: responseSuccessShape, keystoreChange: responseKeystoreShape, mtlsChange: responseSuccessShape},
+		DialectMixed:   {credentialSecret: statusShape, keystoreChange: successShape, mtlsChange: deploymentResultsShape},
+	}
+	// Keys and certificates are keys-secrets like keystores; a deployment of a
+	// proxy answers as the mTLS PATCH that deploys does.
+	for _, m := range shapes {
+		m[keyChange], m[certificateChange] = m[keystoreChange], m[keystoreChange]
+		m[proxyDeployment] = m[mtlsChange]
+	}
+	return shapes
+}()
 
 // success encodes an outcome in the dialect.
 func (d Dialect) success(o outcome) any {
@@ -241,6 +267,17 @@ func (d Dialect) success(o outcome) any {
 		return d.keystoreRead(o.keystore)
 	case tokenGrant:
 		return d.token(o.grant)
+	case keystoreList:
+		return d.keystoreList(o.item.([]*keystoreView))
+	case certificateList:
+		// list-certificates.mdx has no resultCount; get-certificate.mdx's
+		// {"success":true,"resultList":[...]} is the seed's form.
+		if d == DialectSeed {
+			return successItems{Success: true, ResultList: o.item}
+		}
+		return statusItems{Status: "SUCCESS", ResultList: o.item}
+	case routeRead:
+		return d.routeRead(o.item)
 	}
 	switch changeShapes[d][o.action] {
 	case statusShape:
@@ -251,10 +288,11 @@ func (d Dialect) success(o outcome) any {
 			DeploymentResult: d.byPod(o.report),
 		}
 	case responseKeystoreShape:
-		return responseKeystore{
-			Status: "SUCCESS", ResultMessage: o.message,
-			ResultList: []keystoreDTO{o.keystore.dto()}, ResultCount: 1,
+		item := o.item
+		if o.keystore != nil {
+			item = o.keystore.dto()
 		}
+		return responseKeystore{Status: "SUCCESS", ResultMessage: o.message, ResultList: []any{item}, ResultCount: 1}
 	case deploymentResultsShape:
 		return succeeded(d.deploymentResults(o.report))
 	default:
@@ -281,6 +319,46 @@ func (d Dialect) keystoreRead(ks *keystoreView) any {
 	default:
 		return statusList{Status: "SUCCESS", ResultList: []keystoreDTO{ks.dto()}, ResultCount: 1}
 	}
+}
+
+// keystoreList is GET keystores/: each keystore as GET keystores/{name}/
+// shows it in the dialect, with a resultCount.
+func (d Dialect) keystoreList(views []*keystoreView) any {
+	switch d {
+	case DialectSeed:
+		dtos := make([]keystoreDTO, len(views))
+		for i, ks := range views {
+			dtos[i] = ks.dto()
+		}
+		return successCountedItems{Success: true, ResultList: dtos, ResultCount: len(views)}
+	case DialectMixed:
+		listed := make([]listedKeystore, len(views))
+		for i, ks := range views {
+			listed[i] = ks.listed()
+		}
+		return statusCountedItems{Status: "SUCCESS", ResultList: listed, ResultCount: len(views)}
+	default:
+		dtos := make([]keystoreDTO, len(views))
+		for i, ks := range views {
+			dtos[i] = ks.dto()
+		}
+		return statusList{Status: "SUCCESS", ResultList: dtos, ResultCount: len(views)}
+	}
+}
+
+// routeRead is a deploy-status or route-health entry: beside "success" in the
+// seed dialect, as the only item of a resultList in the others.
+func (d Dialect) routeRead(entry any) any {
+	if d != DialectSeed {
+		return statusCountedItems{Status: "SUCCESS", ResultList: []any{entry}, ResultCount: 1}
+	}
+	switch e := entry.(type) {
+	case deployStatus:
+		return seededDeployStatus{Success: true, deployStatus: e}
+	case routeHealth:
+		return seededRouteHealth{Success: true, routeHealth: e}
+	}
+	panic(fmt.Sprintf("simulator: no seed form for %T", entry))
 }
 
 func (d Dialect) token(g grant) tokenReply {
@@ -357,8 +435,8 @@ func (d Dialect) byPod(r *deploymentReport) *podResults {
 		for pod := range podsPerEnvironment {
 			p := podResult{
 				EnvName:      e.name,
-				PodName:      fmt.Sprintf("%s-worker-%d", e.name, pod),
-				PodIP:        fmt.Sprintf("10.0.%d.%d", e.index+1, pod+1),
+				PodName:      podName(e.name, pod),
+				PodIP:        podIP(e.index, pod),
 				Success:      true,
 				Detail:       done,
 				ResponseTime: podResponseMillis + podResponseStepMillis*int64(pod),
@@ -372,6 +450,12 @@ func (d Dialect) byPod(r *deploymentReport) *podResults {
 	}
 	return out
 }
+
+// podName and podIP name and address the pod-th pod of an environment, the
+// index-th of its project.
+func podName(env string, pod int) string { return fmt.Sprintf("%s-worker-%d", env, pod) }
+
+func podIP(index, pod int) string { return fmt.Sprintf("10.0.%d.%d", index+1, pod+1) }
 
 func (ks *keystoreView) dto() keystoreDTO {
 	out := keystoreDTO{
@@ -452,11 +536,53 @@ type (
 		Detail       string `json:"detail"`
 		ResponseTime int64  `json:"responseTime"`
 	}
+	// responseKeystore is openapi.yaml's ApiOpsResponseKeystore; keys and
+	// certificates list their own DTO in it.
 	responseKeystore struct {
-		Status        string        `json:"status"`
-		ResultMessage string        `json:"resultMessage"`
-		ResultList    []keystoreDTO `json:"resultList"`
-		ResultCount   int           `json:"resultCount"`
+		Status        string `json:"status"`
+		ResultMessage string `json:"resultMessage"`
+		ResultList    []any  `json:"resultList"`
+		ResultCount   int    `json:"resultCount"`
+	}
+	statusItems struct {
+		Status     string `json:"status"`
+		ResultList any    `json:"resultList"`
+	}
+	statusCountedItems struct {
+		Status      string `json:"status"`
+		ResultList  any    `json:"resultList"`
+		ResultCount int    `json:"resultCount"`
+	}
+	successItems struct {
+		Success    bool `json:"success"`
+		ResultList any  `json:"resultList"`
+	}
+	successCountedItems struct {
+		Success     bool `json:"success"`
+		ResultList  any  `json:"resultList"`
+		ResultCount int  `json:"resultCount"`
+	}
+	// seededDeployStatus and seededRouteHealth put an entry's members beside
+	// "success".
+	seededDeployStatus struct {
+		Success bool `json:"success"`
+		deployStatus
+	}
+	seededRouteHealth struct {
+		Success bool `json:"success"`
+		routeHealth
+	}
+	// keyDTO is a key as its answers show it: no content.
+	keyDTO struct {
+		Name         string              `json:"name"`
+		Description  string              `json:"description"`
+		KeyType      string              `json:"keyType"`
+		ProjectID    string              `json:"projectId"`
+		Environments []keyEnvironmentDTO `json:"cryptoKeyInfoEnvironmentList"`
+	}
+	keyEnvironmentDTO struct {
+		EnvironmentName string `json:"environmentName"`
+		Alias           string `json:"alias"`
 	}
 	statusList struct {
 		Status      string        `json:"status"`

@@ -29,8 +29,12 @@ func startIn(t testing.TB, d simulator.Dialect) (*simulator.Server, *httptest.Se
 	return sim, ts
 }
 
-// hex24 in an expected body matches any id: 24 lowercase hex digits.
-const hex24 = "{{hex24}}"
+// hex24 in an expected body matches any id: 24 lowercase hex digits;
+// anyString matches any string.
+const (
+	hex24     = "{{hex24}}"
+	anyString = "{{any}}"
+)
 
 var idPattern = regexp.MustCompile(`^[0-9a-f]{24}$`)
 
@@ -82,7 +86,7 @@ func match(path string, want, got any) error {
 		}
 		return nil
 	case string:
-		if g, ok := got.(string); ok && w == hex24 && idPattern.MatchString(g) {
+		if g, ok := got.(string); ok && (w == hex24 && idPattern.MatchString(g) || w == anyString) {
 			return nil
 		}
 	}
@@ -179,7 +183,10 @@ func TestDialectBodies(t *testing.T) {
 	const mtlsBody = `{"enabled":true,"keyStoreId":"{{id:client-2026}}","keyStoreName":"client-2026"}`
 	const mtlsDeployBody = `{"supportedProtocolList":["TLS_1_3"],"deploy":true,"deployTargetEnvironmentNameList":["production","staging"]}`
 	createBody := keystoreBody(func(ks map[string]any, envs []map[string]any) { ks["keyStoreEnvironmentList"] = envs[:1] })
-	seedKeystore := `{"id":"{{id:client-2026}}","name":"client-2026","description":"","projectId":"` + hex24 + `","keyStoreEnvironmentList":[]}`
+	// A seeded keystore holds a generated PKCS12 file for each environment.
+	seedKeystore := `{"id":"{{id:client-2026}}","name":"client-2026","description":"","projectId":"` + hex24 + `","keyStoreEnvironmentList":[` +
+		`{"environmentName":"production","alias":"client-2026","keyStoreType":"PKCS12"},{"environmentName":"staging","alias":"client-2026","keyStoreType":"PKCS12"}]}`
+	listedEnvironment := `{"environmentId":"` + hex24 + `","file":"` + anyString + `","password":"` + anyString + `","alias":"client-2026","keyStoreType":"PKCS12"}`
 	createdKeystore := `{"id":"{{id:client-2027}}","name":"client-2027","description":"2027 client","projectId":"` + hex24 + `",` +
 		`"keyStoreEnvironmentList":[{"environmentName":"production","alias":"client","keyStoreType":"PKCS12"}]}`
 	envelope := func(text string) string { return `{"status":"FAILURE","resultMessage":"` + text + `"}` }
@@ -239,7 +246,8 @@ func TestDialectBodies(t *testing.T) {
 			seed: dialectAnswer{200, `{"success":true,"resultList":[` + seedKeystore + `]}`},
 			docs: dialectAnswer{200, `{"status":"SUCCESS","resultList":[` + seedKeystore + `],"resultCount":1}`},
 			oa:   dialectAnswer{200, `{"status":"SUCCESS","resultList":[` + seedKeystore + `],"resultCount":1}`},
-			mixd: dialectAnswer{200, `{"status":"SUCCESS","resultList":[{"name":"client-2026","description":"","projectId":"` + hex24 + `","keyStoreEnvironmentList":[]}]}`},
+			mixd: dialectAnswer{200, `{"status":"SUCCESS","resultList":[{"name":"client-2026","description":"","projectId":"` + hex24 + `","keyStoreEnvironmentList":[` +
+				listedEnvironment + `,` + listedEnvironment + `]}]}`},
 		},
 		{
 			name: "mTLS without deploy", method: "PATCH", path: myProject + "apiProxies/MyAPI/settings/mtls/", body: mtlsBody,

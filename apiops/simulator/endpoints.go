@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"mime"
 	"net/http"
 	"net/url"
 	"slices"
@@ -102,7 +103,7 @@ var slots = []slot{
 		title:    "Certificate",
 		notFound: "Certificate (name: %s) is not found!",
 		field:    func(c *CredentialState) *string { return &c.Certificate },
-		exists:   func(p *project, name string) bool { return p.certificates[name] },
+		exists:   hasCertificate,
 	},
 }
 
@@ -112,7 +113,15 @@ func hasKeystore(p *project, name string) bool {
 }
 
 func hasKey(keyType string) func(p *project, name string) bool {
-	return func(p *project, name string) bool { return p.keys[name] == keyType }
+	return func(p *project, name string) bool {
+		k, ok := p.keys[name]
+		return ok && k.KeyType == keyType
+	}
+}
+
+func hasCertificate(p *project, name string) bool {
+	_, ok := p.certificates[name]
+	return ok
 }
 
 // routes registers every endpoint. {$} keeps a trailing-slash pattern from
@@ -128,8 +137,27 @@ func (s *Server) routes() {
 	s.mux.Handle("GET "+base+"keystores/{keystoreName}/{$}", s.endpoint(s.getKeystore))
 	s.mux.Handle("PUT "+base+"keystores/{keystoreName}/{$}", s.endpoint(s.updateKeystore))
 	s.mux.Handle("DELETE "+base+"keystores/{keystoreName}/{$}", s.endpoint(s.deleteKeystore))
+	s.mux.Handle("GET "+base+"keystores/{$}", s.endpoint(s.listKeystores))
+	s.mux.Handle("GET "+base+"keystores/{keystoreName}/export-file/{$}", s.endpoint(s.exportKeystore))
+	s.mux.Handle("POST "+base+"keys/{$}", s.endpoint(s.createKey))
+	s.mux.Handle("PUT "+base+"keys/{keyName}/{$}", s.endpoint(s.updateKey))
+	s.mux.Handle("DELETE "+base+"keys/{keyName}/{$}", s.endpoint(s.deleteKey))
+	s.mux.Handle("GET "+base+"certificates/{$}", s.endpoint(s.listCertificates))
+	s.mux.Handle("POST "+base+"certificates/{$}", s.endpoint(s.createCertificate))
+	s.mux.Handle("PUT "+base+"certificates/{certificateName}/{$}", s.endpoint(s.updateCertificate))
+	s.mux.Handle("DELETE "+base+"certificates/{certificateName}/{$}", s.endpoint(s.deleteCertificate))
 	s.mux.Handle("PATCH "+base+"apiProxies/{apiProxyName}/settings/mtls/{$}", s.endpoint(s.patchMTLS))
+	environment := base + "apiProxies/{apiProxyName}/environments/{environmentName}/"
+	s.mux.Handle("POST "+environment+"{$}", s.endpoint(s.deployToEnvironment))
+	s.mux.Handle("DELETE "+environment+"{$}", s.endpoint(s.undeployFromEnvironment))
+	s.mux.Handle("GET "+environment+"deploy-status/{$}", s.endpoint(s.getDeployStatus))
+	s.mux.Handle("GET "+environment+"route-health/{$}", s.endpoint(s.getRouteHealth))
 	s.mux.Handle("POST "+tokenPath, s.endpoint(s.issueToken))
+	// The mux cannot hold this pattern beside the deployment's, as both match
+	// apiProxies/x/environments/rollback/ and neither is more specific; it has
+	// a mux of its own, which ServeHTTP asks first (so that path is a rollback
+	// to revision "environments", refused as no number).
+	s.rollbacks.Handle("POST "+base+"apiProxies/{apiProxyName}/{revision}/rollback/{$}", s.endpoint(s.rollback))
 }
 
 // endpoint adapts a handler to the mux, which hands it the request's exchange,
@@ -138,11 +166,18 @@ func (s *Server) endpoint(h handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		x := w.(*exchange)
 		o, err := h(request{Request: r, body: x.body, dialect: x.dialect})
-		if err != nil {
+		switch {
+		case err != nil:
 			s.fail(x.w, x.rec, x.dialect, err)
-			return
+		case o.action == keystoreExport:
+			s.setStatus(x.rec, http.StatusOK)
+			x.w.Header().Set("Content-Type", "application/octet-stream")
+			x.w.Header().Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": o.fileName}))
+			x.w.WriteHeader(http.StatusOK)
+			_, _ = x.w.Write(o.file)
+		default:
+			s.respond(x.w, x.rec, http.StatusOK, x.dialect.success(o))
 		}
-		s.respond(x.w, x.rec, http.StatusOK, x.dialect.success(o))
 	})
 }
 
@@ -186,11 +221,11 @@ func (s *Server) assign(sl slot) handler {
 			return outcome{}, badRequest(sl.notFound, name)
 		}
 		if sl.segment == "keystore" {
-			ks := p.keystores[name]
+			owner, ks := p, p.keystores[name]
 			if ks == nil && hasAdmin {
-				ks = admin.keystores[name]
+				owner, ks = admin, admin.keystores[name]
 			}
-			if err := refuseKeylessKeystore(ks, "the keystore of a credential"); err != nil {
+			if err := owner.refuseKeylessKeystore(ks, "the keystore of a credential"); err != nil {
 				return outcome{}, err
 			}
 		}
@@ -306,6 +341,7 @@ func (s *Server) updateKeystore(r request) (outcome, *apiError) {
 		if next.Environments, err = p.keystoreEnvironments(in.Environments, s.now()); err != nil {
 			return outcome{}, err
 		}
+		next.seeded, next.lacksKey = "", nil // the list sent replaces the seed's content
 	}
 	if next.Name != ks.Name {
 		if hasKeystore(p, next.Name) {
@@ -341,6 +377,51 @@ func (s *Server) getKeystore(r request) (outcome, *apiError) {
 	return outcome{action: keystoreRead, keystore: s.view(p, ks)}, nil
 }
 
+// listKeystores is the project's keystores, in name order, each as GET
+// keystores/{keystoreName}/ shows it.
+func (s *Server) listKeystores(r request) (outcome, *apiError) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, err := s.project(r)
+	if err != nil {
+		return outcome{}, err
+	}
+	views := make([]*keystoreView, 0, len(p.keystores))
+	for _, name := range slices.Sorted(maps.Keys(p.keystores)) {
+		views = append(views, s.view(p, p.keystores[name]))
+	}
+	return outcome{action: keystoreList, item: views}, nil
+}
+
+// exportKeystore answers the file of one environment of a keystore as it was
+// stored (import-keystore-file.mdx's export-file), not JSON.
+func (s *Server) exportKeystore(r request) (outcome, *apiError) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, ks, err := s.keystore(r)
+	if err != nil {
+		return outcome{}, err
+	}
+	env := r.URL.Query().Get("environmentName")
+	switch {
+	case env == "":
+		return outcome{}, badRequest("environmentName is required")
+	case !slices.Contains(p.environments, env):
+		return outcome{}, badRequest("Environment (name: %s) was not found!", env)
+	}
+	p.keystoreContent(ks)
+	i := slices.IndexFunc(ks.Environments, func(e KeystoreEnvironment) bool { return e.EnvironmentName == env })
+	if i < 0 {
+		return outcome{}, badRequest("Keystore (name: %s) has no file for Environment (name: %s)!", ks.Name, env)
+	}
+	e := ks.Environments[i]
+	extension := ".p12"
+	if e.KeyStoreType == "JKS" {
+		extension = ".jks"
+	}
+	return outcome{action: keystoreExport, file: slices.Clone(e.File), fileName: ks.Name + "-" + env + extension}, nil
+}
+
 // keystoreChanged is the outcome of a keystore write: the keystore is
 // (un)deployed to every environment of the project. The caller holds s.mu.
 func (s *Server) keystoreChanged(p *project, ks *keystore, done string, ro rollout) outcome {
@@ -352,8 +433,10 @@ func (s *Server) keystoreChanged(p *project, ks *keystore, done string, ro rollo
 	}
 }
 
-// view copies what answers may show of a keystore. The caller holds s.mu.
+// view copies what answers may show of a keystore, giving one from the seed
+// its content first. The caller holds s.mu.
 func (s *Server) view(p *project, ks *keystore) *keystoreView {
+	p.keystoreContent(ks)
 	v := &keystoreView{
 		id: ks.id, name: ks.Name, description: ks.Description, projectID: p.id,
 		environments: make([]keystoreEnvironmentView, len(ks.Environments)),
@@ -484,19 +567,19 @@ func (s *Server) patchMTLS(r request) (outcome, *apiError) {
 		return outcome{}, err
 	}
 	name := r.PathValue("apiProxyName")
-	current, ok := p.proxies[name]
+	px, ok := p.proxies[name]
 	if !ok {
-		return outcome{}, notFound("ApiProxy (name: %s) was not found!", name)
+		return outcome{}, proxyNotFound(name)
 	}
 	// update-mtls-settings.mdx: AI proxies keep this under aiRouting, and
 	// today's server refuses rather than silently ignoring the change.
-	if current.Type == "AI" {
+	if px.settings.Type == "AI" {
 		return outcome{}, badRequest("ApiProxy (name: %s) is of type AI; its mTLS settings are part of aiRouting, update them with Update AI Routing", name)
 	}
 	if decodeErr != nil {
 		return outcome{}, decodeErr
 	}
-	merged, err := in.mergeOnto(*current, p, r.dialect)
+	merged, err := in.mergeOnto(px.settings.clone(), p, r.dialect)
 	if err != nil {
 		return outcome{}, err
 	}
@@ -504,10 +587,10 @@ func (s *Server) patchMTLS(r request) (outcome, *apiError) {
 	if err != nil {
 		return outcome{}, err
 	}
-	*current = merged
+	px.settings = merged
 	o := outcome{action: mtlsChange, message: fmt.Sprintf("mTLS settings of ApiProxy (name: %s) are updated.", name)}
 	if in.Deploy {
-		o.report = s.deploy(p, targets, deployment)
+		o.report = s.deployProxy(p, px, targets)
 	}
 	return o, nil
 }
@@ -566,7 +649,7 @@ func (p *project) setStore(d Dialect, label string, byID, byName, id, name *stri
 		*id, *name = *byID, ""
 		if ks := p.keystoreWithID(*byID); ks != nil {
 			*name = ks.Name
-			return refuseKeylessMTLSKeystore(label, ks)
+			return p.refuseKeylessMTLSKeystore(label, ks)
 		}
 		return nil
 	case d.namesKeystores():
@@ -582,7 +665,7 @@ func (p *project) setStore(d Dialect, label string, byID, byName, id, name *stri
 			return badRequest("%s (name: %s) is not found!", label, *byName)
 		}
 		*id, *name = ks.id, ks.Name
-		return refuseKeylessMTLSKeystore(label, ks)
+		return p.refuseKeylessMTLSKeystore(label, ks)
 	default:
 		if byID == nil {
 			return nil
@@ -596,7 +679,7 @@ func (p *project) setStore(d Dialect, label string, byID, byName, id, name *stri
 			return badRequest("%s (id: %s) is not found!", label, *byID)
 		}
 		*id, *name = ks.id, ks.Name
-		return refuseKeylessMTLSKeystore(label, ks)
+		return p.refuseKeylessMTLSKeystore(label, ks)
 	}
 }
 

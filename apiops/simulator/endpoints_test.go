@@ -193,8 +193,8 @@ func TestRouting(t *testing.T) {
 			allow: "DELETE, GET, HEAD, PUT",
 		},
 		{
-			name: "wrong method on keystores", method: "GET", path: keystores,
-			status: 405, code: "method_not_allowed", desc: "Method GET is not allowed; use POST", allow: "POST",
+			name: "wrong method on keystores", method: "DELETE", path: keystores,
+			status: 405, code: "method_not_allowed", desc: "Method DELETE is not allowed; use GET, HEAD, POST", allow: "GET, HEAD, POST",
 		},
 		{
 			name: "wrong method on mTLS", method: "PUT", path: myProject + "apiProxies/MyAPI/settings/mtls/", body: `{}`,
@@ -393,7 +393,8 @@ func TestCreateKeystore(t *testing.T) {
 			status: 400, code: "bad_request",
 			desc: "Keystore (name: trust-2026) is already exist! Try update operation if want to change its value.",
 			check: func(t *testing.T, sim *simulator.Server) {
-				if got, _ := sim.Keystore("MyProject", "trust-2026"); got.Environments != nil {
+				// The seeded keystore keeps its generated content.
+				if got, _ := sim.Keystore("MyProject", "trust-2026"); len(got.Environments) != 2 || got.Environments[0].Alias != "trust-2026" {
 					t.Errorf("existing keystore was overwritten: %+v", got)
 				}
 			},
@@ -403,10 +404,24 @@ func TestCreateKeystore(t *testing.T) {
 
 func TestUpdateKeystore(t *testing.T) {
 	t.Parallel()
+	// keystoreIs checks a keystore; want without environments stands for the
+	// content generated for seeded client-2026, which no update replaced.
 	keystoreIs := func(name string, want simulator.KeystoreState) func(*testing.T, *simulator.Server) {
 		return func(t *testing.T, sim *simulator.Server) {
 			t.Helper()
-			if got, ok := sim.Keystore("MyProject", name); !ok || !reflect.DeepEqual(got, want) {
+			got, ok := sim.Keystore("MyProject", name)
+			if ok && want.Environments == nil {
+				for _, e := range got.Environments {
+					if e.Alias != "client-2026" || e.Password != "changeit" || e.KeyStoreType != "PKCS12" || len(e.File) == 0 {
+						t.Errorf("Keystore(%s) environment %+v, want the seed's generated content", name, e)
+					}
+				}
+				if len(got.Environments) != 2 {
+					t.Errorf("Keystore(%s) has %d environments, want the seed's 2", name, len(got.Environments))
+				}
+				got.Environments = nil
+			}
+			if !ok || !reflect.DeepEqual(got, want) {
 				t.Errorf("Keystore(%s) = %+v, %v; want %+v", name, got, ok, want)
 			}
 		}

@@ -36,26 +36,35 @@ func keystoreRefusal(file []byte, keyStoreType, password string, now time.Time) 
 }
 
 // keystoreLacksKey names the first environment whose file holds no private key, or
-// "" when every file has one (or the keystore, from the seed, has no files). A
-// keystore assigned where a key is needed, a credential's keystore or an API proxy's
-// mTLS keystore, must hold one; a truststore need not. The caller holds s.mu.
-func keystoreLacksKey(ks *keystore) string {
+// "" when every file has one. A keystore assigned where a key is needed, a
+// credential's keystore or an API proxy's mTLS keystore, must hold one; a truststore
+// need not. A keystore from the seed gets its content first, so a seeded truststore
+// is refused as a keystore. p is the keystore's project; the caller holds s.mu.
+func (p *project) keystoreLacksKey(ks *keystore) string {
+	if ks.lacksKey != nil {
+		return *ks.lacksKey
+	}
+	p.keystoreContent(ks)
+	env := ""
 	for _, e := range ks.Environments {
 		c, err := keystores.Open(e.File, e.KeyStoreType, []byte(e.Password))
 		if err == nil && c.LacksPrivateKey() {
-			return e.EnvironmentName
+			env = e.EnvironmentName
+			break
 		}
 	}
-	return ""
+	ks.lacksKey = &env
+	return env
 }
 
-// refuseKeylessKeystore is the 400 for assigning ks where a private key is needed
-// (as what, e.g. "the keystore of a credential"), or nil when it holds one.
-func refuseKeylessKeystore(ks *keystore, as string) *apiError {
+// refuseKeylessKeystore is the 400 for assigning ks, of project p, where a private
+// key is needed (as what, e.g. "the keystore of a credential"), or nil when it holds
+// one.
+func (p *project) refuseKeylessKeystore(ks *keystore, as string) *apiError {
 	if ks == nil {
 		return nil
 	}
-	if env := keystoreLacksKey(ks); env != "" {
+	if env := p.keystoreLacksKey(ks); env != "" {
 		return badRequest("Keystore (name: %s) holds no private key for environment %s: it cannot be %s (assign it as a truststore)", ks.Name, env, as)
 	}
 	return nil
@@ -63,9 +72,9 @@ func refuseKeylessKeystore(ks *keystore, as string) *apiError {
 
 // refuseKeylessMTLSKeystore is refuseKeylessKeystore for an API proxy's mTLS store
 // labelled label: its KeyStore needs a private key, its TrustStore does not.
-func refuseKeylessMTLSKeystore(label string, ks *keystore) *apiError {
+func (p *project) refuseKeylessMTLSKeystore(label string, ks *keystore) *apiError {
 	if label != "KeyStore" {
 		return nil
 	}
-	return refuseKeylessKeystore(ks, "an API proxy's mTLS keystore")
+	return p.refuseKeylessKeystore(ks, "an API proxy's mTLS keystore")
 }

@@ -30,16 +30,27 @@ type ProjectSeed struct {
 	Environments []string `json:"environments"`
 	// Credentials maps a username to what is assigned to it.
 	Credentials map[string]CredentialState `json:"credentials"`
-	// Keystores names the keystores that exist; their content does not matter
-	// to any seeded check, so none is given.
+	// Keystores names the keystores that exist. Their content is generated, on
+	// first read: for every environment of the project, a PKCS12 file holding a
+	// self-signed ECDSA P-256 certificate with CN=<name> and its key, or, for a
+	// name containing "trust", the certificate alone as a trusted entry.
 	Keystores []string `json:"keystores"`
 	// Keys maps a key name to its type: PRIVATE_KEY, PUBLIC_KEY, SECRET_KEY or
 	// CERTIFICATE. A credential's privateKey, publicKey and secretKey must each
 	// name a key of the matching type.
 	Keys map[string]string `json:"keys"`
 	// Certificates names the certificates that exist, which a credential's
-	// certificate may name.
+	// certificate may name. Each gets a generated self-signed PEM certificate
+	// with CN=<name> for every environment of the project, on first read.
 	Certificates []string `json:"certificates,omitempty"`
+	// ExpiresInDays gives a seeded keystore's or certificate's certificate a
+	// NotAfter that many days after the simulator was created (default 365;
+	// negative means it has already expired). NotBefore is 30 days before the
+	// creation, or a year before NotAfter when that is earlier.
+	ExpiresInDays map[string]int `json:"expiresInDays,omitempty"`
+	// KeystorePasswords gives a seeded keystore's files their password
+	// (default "changeit").
+	KeystorePasswords map[string]string `json:"keystorePasswords,omitempty"`
 	// APIProxies maps a proxy name to its current mTLS settings.
 	APIProxies map[string]MTLSSettings `json:"apiProxies"`
 }
@@ -123,6 +134,18 @@ func parseSeed(data []byte, path string) (Seed, error) {
 			if !slices.Contains(keyTypes, keyType) {
 				return Seed{}, fmt.Errorf("load seed %s: project %s: key %s: unknown type %q (want one of %v)",
 					path, projectName, keyName, keyType, keyTypes)
+			}
+		}
+		for name := range p.ExpiresInDays {
+			if !slices.Contains(p.Keystores, name) && !slices.Contains(p.Certificates, name) {
+				return Seed{}, fmt.Errorf("load seed %s: project %s: expiresInDays names %s, which is neither a keystore nor a certificate of the project",
+					path, projectName, name)
+			}
+		}
+		for name, password := range p.KeystorePasswords {
+			if !slices.Contains(p.Keystores, name) || password == "" {
+				return Seed{}, fmt.Errorf("load seed %s: project %s: keystorePasswords[%s]: want a non-empty password of a keystore of the project",
+					path, projectName, name)
 			}
 		}
 	}

@@ -1,6 +1,7 @@
 // Package simulator is an in-memory, stateful stand-in for the parts of
 // Apinizer's management API (APIOps) that the worker drives: credential secret
-// assignments, keystores, API proxy mTLS settings and client-credential tokens.
+// assignments, keystores, keys, certificates, API proxy mTLS settings with
+// their revisions, deployments and route health, and client-credential tokens.
 //
 // It answers like APIOps (paths, error bodies, deployment results) so that the
 // worker can be tested, demonstrated and benchmarked without an Apinizer, and it
@@ -41,6 +42,8 @@ const maxBodyBytes = 32 << 20
 // all of its state, which is cheap enough for thousands of requests per second.
 type Server struct {
 	mux *http.ServeMux
+	// rollbacks routes the one endpoint whose pattern conflicts with mux's.
+	rollbacks *http.ServeMux
 
 	mu        sync.Mutex
 	faults    Faults
@@ -124,9 +127,11 @@ type project struct {
 	environments []string
 	credentials  map[string]*CredentialState
 	keystores    map[string]*keystore
-	keys         map[string]string
-	certificates map[string]bool
-	proxies      map[string]*MTLSSettings
+	keys         map[string]*KeyState
+	certificates map[string]*certificate
+	proxies      map[string]*proxy
+	// content makes the content of the seeded keystores and certificates.
+	content seedContent
 }
 
 // keystore is a keystore with the id APIOps gave it, which the public
@@ -134,11 +139,19 @@ type project struct {
 type keystore struct {
 	id string
 	KeystoreState
+	// seeded names the seed's keystore whose generated content this one is
+	// still to get (see project.keystoreContent); "" once it has its content,
+	// or when it was created through the API.
+	seeded string
+	// lacksKey caches keystoreLacksKey's answer for Environments (opening a file
+	// takes about a millisecond); nil until asked, and again when they change.
+	lacksKey *string
 }
 
 // KeystoreState is a keystore as the simulator holds it. Create and update keep
-// the decoded files and the passwords so tests can check what arrived; keystores
-// from the seed have no environments.
+// the decoded files and the passwords so tests can check what arrived; a
+// keystore from the seed holds a generated PKCS12 file for every environment
+// of its project, made when it is first read (see Seed).
 type KeystoreState struct {
 	Name         string
 	Description  string
@@ -160,6 +173,7 @@ type KeystoreEnvironment struct {
 func New(seed Seed) *Server {
 	s := &Server{
 		mux:           http.NewServeMux(),
+		rollbacks:     http.NewServeMux(),
 		dialect:       DialectSeed,
 		token:         seed.Token,
 		clients:       maps.Clone(seed.Clients),
@@ -169,34 +183,45 @@ func New(seed Seed) *Server {
 		projects:      make(map[string]*project, len(seed.Projects)),
 	}
 	_, _ = cryptorand.Read(s.key[:])
+	created := s.now()
 	// In name order, so that a seed gives its keystores the same ids every time.
 	for _, name := range slices.Sorted(maps.Keys(seed.Projects)) {
-		s.projects[name] = s.newProject(name, seed.Projects[name])
+		s.projects[name] = s.newProject(name, seed.Projects[name], created)
 	}
 	s.routes()
 	return s
 }
 
-func (s *Server) newProject(name string, ps ProjectSeed) *project {
+func (s *Server) newProject(name string, ps ProjectSeed, created time.Time) *project {
 	p := &project{
 		id:           objectID("project", name),
 		environments: slices.Clone(ps.Environments),
 		credentials:  make(map[string]*CredentialState, len(ps.Credentials)),
 		keystores:    make(map[string]*keystore, len(ps.Keystores)),
-		keys:         maps.Clone(ps.Keys),
-		certificates: make(map[string]bool, len(ps.Certificates)),
-		proxies:      make(map[string]*MTLSSettings, len(ps.APIProxies)),
+		keys:         make(map[string]*KeyState, len(ps.Keys)),
+		certificates: make(map[string]*certificate, len(ps.Certificates)),
+		proxies:      make(map[string]*proxy, len(ps.APIProxies)),
+		content: seedContent{
+			created:       created,
+			expiresInDays: maps.Clone(ps.ExpiresInDays),
+			passwords:     maps.Clone(ps.KeystorePasswords),
+		},
 	}
 	for username, c := range ps.Credentials {
 		p.credentials[username] = &c
 	}
 	for _, ks := range ps.Keystores {
-		p.keystores[ks] = s.newKeystore(name, KeystoreState{Name: ks})
+		k := s.newKeystore(name, KeystoreState{Name: ks})
+		k.seeded = ks
+		p.keystores[ks] = k
+	}
+	for keyName, keyType := range ps.Keys {
+		p.keys[keyName] = &KeyState{Name: keyName, KeyType: keyType}
 	}
 	for _, c := range ps.Certificates {
-		p.certificates[c] = true
+		p.certificates[c] = &certificate{CertificateState: CertificateState{Name: c}, seeded: c}
 	}
-	for proxy, m := range ps.APIProxies {
+	for proxyName, m := range ps.APIProxies {
 		m.SupportedProtocolList = slices.Clone(m.SupportedProtocolList)
 		// A seed can only name keystores, their ids being made here.
 		if ks, ok := p.keystores[m.KeyStoreName]; ok && m.KeyStoreID == "" {
@@ -205,7 +230,7 @@ func (s *Server) newProject(name string, ps ProjectSeed) *project {
 		if ks, ok := p.keystores[m.TrustStoreName]; ok && m.TrustStoreID == "" {
 			m.TrustStoreID = ks.id
 		}
-		p.proxies[proxy] = &m
+		p.proxies[proxyName] = newProxy(m, p.environments)
 	}
 	return p
 }
@@ -335,9 +360,33 @@ func (s *Server) Keystore(projectName, name string) (KeystoreState, bool) {
 	if !ok {
 		return KeystoreState{}, false
 	}
+	p.keystoreContent(ks)
 	out := ks.KeystoreState
 	out.Environments = slices.Clone(ks.Environments)
 	return out, true
+}
+
+// KeystorePassword reports the password of a keystore's files: for a keystore
+// from the seed, the seed's keystorePasswords entry or "changeit"; for one
+// created through the API, the password of its first environment. It is false
+// when there is no such keystore or it has no files.
+func (s *Server) KeystorePassword(projectName, name string) (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, ok := s.projects[projectName]
+	if !ok {
+		return "", false
+	}
+	ks, ok := p.keystores[name]
+	switch {
+	case !ok:
+		return "", false
+	case ks.seeded != "":
+		return p.content.password(ks.seeded), true
+	case len(ks.Environments) == 0:
+		return "", false
+	}
+	return ks.Environments[0].Password, true
 }
 
 // KeystoreID reports the id of a keystore of the project, which the docs
@@ -356,7 +405,8 @@ func (s *Server) KeystoreID(projectName, name string) (string, bool) {
 	return ks.id, true
 }
 
-// Proxy reports an API proxy's current mTLS settings.
+// Proxy reports an API proxy's saved mTLS settings, which need not be the
+// ones deployed (see Deployed).
 func (s *Server) Proxy(projectName, name string) (MTLSSettings, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -364,13 +414,11 @@ func (s *Server) Proxy(projectName, name string) (MTLSSettings, bool) {
 	if !ok {
 		return MTLSSettings{}, false
 	}
-	m, ok := p.proxies[name]
+	px, ok := p.proxies[name]
 	if !ok {
 		return MTLSSettings{}, false
 	}
-	out := *m
-	out.SupportedProtocolList = slices.Clone(m.SupportedProtocolList)
-	return out, true
+	return px.settings.clone(), true
 }
 
 // admission is what ServeHTTP decided about a request before executing it.
@@ -410,7 +458,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case readErr != nil:
 		s.fail(w, a.rec, a.dialect, unreadable(readErr))
 	default:
-		s.mux.ServeHTTP(&exchange{s: s, w: w, r: r, rec: a.rec, body: body, dialect: a.dialect}, r)
+		mux := s.mux
+		if _, pattern := s.rollbacks.Handler(r); pattern != "" {
+			mux = s.rollbacks
+		}
+		mux.ServeHTTP(&exchange{s: s, w: w, r: r, rec: a.rec, body: body, dialect: a.dialect}, r)
 	}
 }
 
@@ -618,6 +670,11 @@ func (x *exchange) WriteHeader(status int) {
 			text: fmt.Sprintf("Method %s is not allowed; use %s", x.r.Method, allow)})
 		return
 	}
-	x.s.fail(x.w, x.rec, x.dialect, &apiError{status: http.StatusNotFound, code: "not_found", routing: true,
-		text: fmt.Sprintf("No endpoint for %s %s", x.r.Method, x.r.URL.EscapedPath())})
+	x.s.fail(x.w, x.rec, x.dialect, noEndpoint(x.r))
+}
+
+// noEndpoint is the 404 for a path and method APIOps does not serve.
+func noEndpoint(r *http.Request) *apiError {
+	return &apiError{status: http.StatusNotFound, code: "not_found", routing: true,
+		text: fmt.Sprintf("No endpoint for %s %s", r.Method, r.URL.EscapedPath())}
 }

@@ -10,6 +10,10 @@
 // --dialect picks which of the forms APIOps's documentation shows the
 // simulator answers in (see simulator.Dialect); clients of the seed may get
 // tokens from POST /apiops/auth/token that live for --token-lifetime.
+//
+// --unhealthy-routes and --lagging-routes make API proxies' routes misbehave
+// in route-health after a deployment (see simulator.RouteFault): a list of
+// project/proxy/environment, and of project/proxy/environment=N reads.
 package main
 
 import (
@@ -22,6 +26,8 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -43,7 +49,13 @@ type options struct {
 	faults        simulator.Faults
 	dialect       simulator.Dialect
 	tokenLifetime time.Duration
+	routeFaults   map[route]simulator.RouteFault
 }
+
+// route is an API proxy's route to an environment.
+type route struct{ project, proxy, environment string }
+
+func (r route) String() string { return r.project + "/" + r.proxy + "/" + r.environment }
 
 // parseOptions defines the flags on fs, sets them from the environment and then
 // from args, and checks them.
@@ -62,6 +74,10 @@ func parseOptions(fs *flag.FlagSet, args []string) (options, error) {
 		"form of the answers, as one of APIOps's documents shows them: "+simulator.DialectNames())
 	fs.DurationVar(&o.tokenLifetime, "token-lifetime", simulator.DefaultTokenLifetime,
 		"lifetime of tokens from POST /apiops/auth/token; 0 means they never expire")
+	unhealthy := fs.String("unhealthy-routes", "",
+		"comma-separated project/proxy/environment routes that lose a pod when deployed past their current revision, until rolled back")
+	lagging := fs.String("lagging-routes", "",
+		"comma-separated project/proxy/environment=N routes where, after a deploy or rollback, a pod reports the previous revision for N route-health reads")
 	if err := flagsFromEnv(fs); err != nil {
 		return options{}, err
 	}
@@ -79,7 +95,63 @@ func parseOptions(fs *flag.FlagSet, args []string) (options, error) {
 	if o.tokenLifetime < 0 {
 		return options{}, fmt.Errorf("--token-lifetime %v: must not be negative", o.tokenLifetime)
 	}
+	if o.routeFaults, err = parseRouteFaults(*unhealthy, *lagging); err != nil {
+		return options{}, err
+	}
 	return o, nil
+}
+
+// parseRouteFaults reads --unhealthy-routes and --lagging-routes; a route in
+// both gets both faults.
+func parseRouteFaults(unhealthy, lagging string) (map[route]simulator.RouteFault, error) {
+	faults := map[route]simulator.RouteFault{}
+	for _, item := range splitList(unhealthy) {
+		r, err := parseRoute(item)
+		if err != nil {
+			return nil, fmt.Errorf("--unhealthy-routes: %w", err)
+		}
+		f := faults[r]
+		f.Unhealthy = true
+		faults[r] = f
+	}
+	for _, item := range splitList(lagging) {
+		name, count, ok := strings.Cut(item, "=")
+		if !ok {
+			return nil, fmt.Errorf("--lagging-routes %q: want project/proxy/environment=N", item)
+		}
+		r, err := parseRoute(name)
+		if err != nil {
+			return nil, fmt.Errorf("--lagging-routes: %w", err)
+		}
+		n, err := strconv.Atoi(strings.TrimSpace(count))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("--lagging-routes %q: want a number of reads of at least 1 after =", item)
+		}
+		f := faults[r]
+		f.LagReads = n
+		faults[r] = f
+	}
+	return faults, nil
+}
+
+func parseRoute(s string) (route, error) {
+	parts := strings.Split(strings.TrimSpace(s), "/")
+	if len(parts) != 3 || slices.Contains(parts, "") {
+		return route{}, fmt.Errorf("%q: want project/proxy/environment", s)
+	}
+	return route{parts[0], parts[1], parts[2]}, nil
+}
+
+// checkRoutes tells which route of the faults the seed lacks, since the
+// simulator takes a fault for a route it lacks for a programming error.
+func checkRoutes(seed simulator.Seed, faults map[route]simulator.RouteFault) error {
+	for r := range faults {
+		p, ok := seed.Projects[r.project]
+		if _, hasProxy := p.APIProxies[r.proxy]; !ok || !hasProxy || !slices.Contains(p.Environments, r.environment) {
+			return fmt.Errorf("route fault for %s: the seed has no such project, API proxy or environment", r)
+		}
+	}
+	return nil
 }
 
 func run() error {
@@ -100,8 +172,14 @@ func run() error {
 	if seed.Token == "" && len(seed.Clients) == 0 {
 		return errors.New("no token: set APIOPS_TOKEN, the seed's token or the seed's clients")
 	}
+	if err := checkRoutes(seed, o.routeFaults); err != nil {
+		return err
+	}
 	sim := simulator.New(seed)
 	sim.SetFaults(o.faults)
+	for r, f := range o.routeFaults {
+		sim.SetRouteFault(r.project, r.proxy, r.environment, f)
+	}
 	sim.SetDialect(o.dialect)
 	sim.SetTokenLifetime(o.tokenLifetime)
 	// A long-running simulator would otherwise keep every request in memory.
@@ -112,8 +190,8 @@ func run() error {
 		return fmt.Errorf("listen: %w", err)
 	}
 	srv := &http.Server{Handler: sim, ReadHeaderTimeout: 10 * time.Second}
-	log.Printf("apiops-sim: serving APIOps on http://%s (seed %s, %d projects, dialect %s, token lifetime %v, faults %+v)",
-		ln.Addr(), o.seedPath, len(seed.Projects), o.dialect, o.tokenLifetime, o.faults)
+	log.Printf("apiops-sim: serving APIOps on http://%s (seed %s, %d projects, dialect %s, token lifetime %v, faults %+v, route faults %v)",
+		ln.Addr(), o.seedPath, len(seed.Projects), o.dialect, o.tokenLifetime, o.faults, o.routeFaults)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -83,3 +83,46 @@ func TestParseOptionsRefuses(t *testing.T) {
 		})
 	}
 }
+
+func TestParseRouteFaults(t *testing.T) {
+	o, err := parse(t, "--unhealthy-routes", "MyProject/PaymentsAPI/production, MyProject/MyAPI/staging",
+		"--lagging-routes", "MyProject/PaymentsAPI/production=3,TeamA/OrdersAPI/test=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[route]simulator.RouteFault{
+		{"MyProject", "PaymentsAPI", "production"}: {Unhealthy: true, LagReads: 3},
+		{"MyProject", "MyAPI", "staging"}:          {Unhealthy: true},
+		{"TeamA", "OrdersAPI", "test"}:             {LagReads: 1},
+	}
+	if len(o.routeFaults) != len(want) {
+		t.Fatalf("route faults %v, want %v", o.routeFaults, want)
+	}
+	for r, f := range want {
+		if o.routeFaults[r] != f {
+			t.Errorf("%s: %+v, want %+v", r, o.routeFaults[r], f)
+		}
+	}
+	if err := checkRoutes(simulator.DemoSeed(), o.routeFaults); err != nil {
+		t.Errorf("checkRoutes: %v", err)
+	}
+	for _, r := range []route{{"MyProject", "NoAPI", "production"}, {"MyProject", "MyAPI", "test"}, {"Nope", "MyAPI", "production"}} {
+		if err := checkRoutes(simulator.DemoSeed(), map[route]simulator.RouteFault{r: {Unhealthy: true}}); err == nil || !strings.Contains(err.Error(), r.String()) {
+			t.Errorf("checkRoutes(%s) = %v, want an error naming it", r, err)
+		}
+	}
+}
+
+func TestParseRouteFaultsRefuses(t *testing.T) {
+	for _, args := range [][]string{
+		{"--unhealthy-routes", "MyProject/PaymentsAPI"},
+		{"--unhealthy-routes", "MyProject//production"},
+		{"--lagging-routes", "MyProject/PaymentsAPI/production"},
+		{"--lagging-routes", "MyProject/PaymentsAPI/production=0"},
+		{"--lagging-routes", "MyProject/PaymentsAPI/production=x"},
+	} {
+		if _, err := parse(t, args...); err == nil || !strings.Contains(err.Error(), args[0]) {
+			t.Errorf("%v: error %v, want one naming %s", args, err, args[0])
+		}
+	}
+}

@@ -159,6 +159,14 @@ def beyond_the_schemas(case, doc, worker):
         return "the subject's project, which is not in the body"
     if field == "replyTo" and has("replyTo") and not str(doc["replyTo"]).startswith(f"_INBOX.{case.project}."):
         return "a replyTo outside the project's inbox: the schemas do not know the project"
+    # The contract's "Validation" and messages/schema's schemaOnly: what these fields
+    # hold is beyond a pattern.
+    if field == "params.revision" and case.type == "proxy.rollback":
+        return "a rollback's revision may be left out in a plan's onFailure only; its params are one schema"
+    if (field or "").endswith(".content") and case.type in ("key.create", "key.update"):
+        return "a key's content is a secret, plain or sealed: only the worker opens it"
+    if field == "params.pemEncodedFile" and worker["code"] == "invalid_command" and has("params"):
+        return "the certificate file is base64: what it holds is beyond a pattern"
     return None
 
 

@@ -16,13 +16,16 @@ import (
 // with why: a publisher in another language validating with the schemas alone cannot
 // catch them, and the contract says so.
 var schemaOnly = map[string]string{
-	"body project differs from subject project": subjectProject,
-	"body project differs only in case":         subjectProject,
-	"subject project holds *":                   subjectProject,
-	"subject project holds >":                   subjectProject,
-	"subject project holds a space":             subjectProject,
-	"subject project is empty":                  subjectProject,
-	"subject project holds .":                   subjectProject,
+	"body project differs from subject project":           subjectProject,
+	"body project differs only in case":                   subjectProject,
+	"subject project holds *":                             subjectProject,
+	"subject project holds >":                             subjectProject,
+	"subject project holds a space":                       subjectProject,
+	"subject project is empty":                            subjectProject,
+	"subject project holds .":                             subjectProject,
+	"proxy.rollback without a revision outside a plan":    "a rollback's params are one schema, in a command and in a plan's onFailure, where the revision may be left out",
+	"key.create with a private key that is not PEM":       "the key's content is a secret: plaintext or sealed, which only the worker opens",
+	"certificate.create whose file is no PEM certificate": "the file is base64: what it holds is beyond a pattern",
 }
 
 const subjectProject = "the subject's project is not in the body: only the worker, which sees the subject, checks it"

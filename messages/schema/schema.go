@@ -237,6 +237,11 @@ func applyFieldRules(s *jsonschema.Schema, t reflect.Type) {
 				anchored(&plain, base64Pattern, lineTerminators)
 				prop.OneOf = []*jsonschema.Schema{&plain, prop.OneOf[1]}
 			}
+		case ft.Kind() == reflect.String && strings.Contains(f.Tag.Get("apiops"), "base64"):
+			anchored(prop, base64Pattern, lineTerminators)
+			if !strings.Contains(opts, "omitempty") && prop.MinLength == nil {
+				prop.MinLength = ptr[uint64](1)
+			}
 		case ft.Kind() == reflect.String && !strings.Contains(opts, "omitempty"):
 			if prop.MinLength == nil {
 				prop.MinLength = ptr[uint64](1)
@@ -258,6 +263,18 @@ var crossFieldRules = map[string]func(params *jsonschema.Schema){
 		p.Then = withProperty(&jsonschema.Schema{}, "jwkUpdateAction", &jsonschema.Schema{Const: "UPDATE"})
 		p.AnyOf = requireOneOf("name", "description", "keyStoreEnvironmentList", "jwkUpdateAction")
 		p.Description = "Must change something; updateScope only with jwkUpdateAction UPDATE."
+	},
+	"proxy.verify": func(p *jsonschema.Schema) {
+		list, _ := p.Properties.Get("environmentNameList")
+		list.UniqueItems = true
+	},
+	"key.update": func(p *jsonschema.Schema) {
+		p.AnyOf = requireOneOf("name", "description", "keyType", "cryptoKeyInfoEnvironmentList")
+		p.Description = "Must change something."
+	},
+	"certificate.update": func(p *jsonschema.Schema) {
+		p.AnyOf = requireOneOf("description", "pemEncodedFile", "environmentList")
+		p.Description = "Must change something."
 	},
 	"proxy.mtls.update": func(p *jsonschema.Schema) {
 		p.AnyOf = requireOneOf("enabled", "keyStoreId", "keyStoreName", "trustStoreId", "trustStoreName",
@@ -360,12 +377,12 @@ func markPathNames(s *jsonschema.Schema, t reflect.Type) {
 		prop, ok := s.Properties.Get(name)
 		switch tag := f.Tag.Get("apiops"); {
 		case !ok:
-		case strings.Contains(tag, "path"):
+		case strings.Contains(tag, "path") && f.Type.Kind() == reflect.String:
 			markName(prop, "A name that becomes one URL path segment: no /, \\ or control characters, not . or ..")
 		case strings.Contains(tag, "keystore-id="):
 			markName(prop, "A keystore's name: no /, \\ or control characters, not . or ..; \"\" clears the setting")
 			prop.MinLength, prop.Pattern = nil, strings.Replace(prop.Pattern, "^(?:", "^(?:|", 1)
-		case name == "deployTargetEnvironmentNameList":
+		case name == "deployTargetEnvironmentNameList" || name == "environmentNameList" || name == "environmentList":
 			markName(prop.Items, "An environment's name: no /, \\ or control characters, not . or ..")
 		}
 	}

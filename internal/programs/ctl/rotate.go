@@ -11,6 +11,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -32,6 +33,15 @@ runs the rotation plan that puts it in place, in this order:
                                 trustStoreName for a truststore (the worker adds
                                 the id for servers that take ids)
   5. keystore.delete            --delete-old, when given
+
+With --stages ENV,ENV,… (and --mtls-proxy) the proxies change one environment at a
+time, in that order: for each stage, a proxy.verify that the route is live before the
+change (its revision is the one a failure rolls back to), the mTLS change saved, a
+proxy.deploy to that environment alone, and a proxy.verify that it is live after. When a stage fails,
+only that stage's environment is rolled back (proxy.rollback); the stages before it
+passed their verify and keep the new keystore, and the later ones were never touched.
+Credential secrets deploy to every environment at once (APIOps offers no other way),
+so --stages refuses --keystore-for and --truststore-for.
 
 A check that fails exits 2 with every problem found; warnings (a leaf expiring within
 30 days, a leaf without its intermediate, …) go to stderr. When a later step fails, the
@@ -64,6 +74,10 @@ flags:
   --mtls-proxy NAME     point API proxy NAME's mTLS at the new one; repeatable
   --delete-old NAME     delete keystore NAME as the last step
   --keep-on-failure     keep the new keystore when a later step fails
+  --stages LIST         roll out to these environments one at a time, verifying each
+                        (comma-separated, each one of --env; needs --mtls-proxy)
+  --verify-timeout D    how long each verify waits for the route to be live (default
+                        2m, at most 1h)
   --id ID               the plan's id (default: rotate-<keystore>-<digest of the inputs>)
   --dry-run             print the plan as JSON, secrets redacted, and publish nothing
   --timeout D, --output FORMAT, --seal, --seal-key KEY: as for apiopsctl plan
@@ -97,6 +111,8 @@ func Rotate(ctx context.Context, args []string, env IO) int {
 	id := fs.String("id", "", "")
 	keepOnFailure := fs.Bool("keep-on-failure", false, "")
 	dryRun := fs.Bool("dry-run", false, "")
+	stages := fs.String("stages", "", "")
+	verifyTimeout := fs.Duration("verify-timeout", messages.DefaultVerifyTimeout*time.Second, "")
 	var envs, keystoreFor, truststoreFor, proxies listFlag
 	fs.Var(&envs, "env", "")
 	fs.Var(&keystoreFor, "keystore-for", "")
@@ -117,6 +133,10 @@ func Rotate(ctx context.Context, args []string, env IO) int {
 	}
 	if *alias != "" && *kind == keystores.KindPKCS12 && *certFile != "" {
 		return fail(env, name, errors.New("--alias: a PKCS12 keystore's key entry carries no alias (gateways take its one key entry): drop --alias, or give --type JKS"))
+	}
+	stageList, err := checkStages(*stages, envs, proxies, keystoreFor, truststoreFor, *verifyTimeout)
+	if err != nil {
+		return fail(env, name, err)
 	}
 	if *caFile != "" && *passwordFile == "" {
 		return fail(env, name, errors.New("--password-file is required with --ca: a truststore holds public certificates only, so a password derived from them would be known to whoever has them"))
@@ -179,7 +199,8 @@ func Rotate(ctx context.Context, args []string, env IO) int {
 	defer clear(file)
 
 	r := rotation{project: *project, keystore: *keystoreName, kind: *kind, alias: *alias, trust: trust, file: file, password: password,
-		envs: envs, keystoreFor: keystoreFor, truststoreFor: truststoreFor, proxies: proxies, deleteOld: *deleteOld, undo: !*keepOnFailure}
+		envs: envs, keystoreFor: keystoreFor, truststoreFor: truststoreFor, proxies: proxies, deleteOld: *deleteOld, undo: !*keepOnFailure,
+		stages: stageList, verifyTimeout: int(verifyTimeout.Seconds())}
 	planID := *id
 	if planID == "" {
 		planID = r.defaultID(in)
@@ -246,7 +267,9 @@ type rotation struct {
 	envs, keystoreFor              []string
 	truststoreFor, proxies         []string
 	deleteOld                      string
-	undo                           bool // delete the new keystore when a later step fails
+	undo                           bool     // delete the new keystore when a later step fails
+	stages                         []string // environments to roll out to one at a time
+	verifyTimeout                  int      // seconds, for a staged rollout's verifies
 }
 
 // defaultID is rotate-<keystore>-<digest>: the digest of everything the plan is made
@@ -254,8 +277,8 @@ type rotation struct {
 // rotation run again is the same plan and a changed one is another.
 func (r rotation) defaultID(in keystores.Inputs) string {
 	h := sha256.New()
-	for _, part := range [][]string{{r.project, r.keystore, r.kind, r.alias, r.deleteOld, strconv.FormatBool(r.undo)},
-		r.envs, r.keystoreFor, r.truststoreFor, r.proxies, {string(in.Chain), string(in.CAs)}} {
+	for _, part := range [][]string{{r.project, r.keystore, r.kind, r.alias, r.deleteOld, strconv.FormatBool(r.undo), strconv.Itoa(r.verifyTimeout)},
+		r.envs, r.stages, r.keystoreFor, r.truststoreFor, r.proxies, {string(in.Chain), string(in.CAs)}} {
 		for _, s := range part {
 			fmt.Fprintf(h, "%d:%s", len(s), s)
 		}
@@ -291,14 +314,11 @@ func (r rotation) plan(id string) (*messages.Command, error) {
 		steps = append(steps, &messages.Command{Type: "credential.truststore.set", Project: r.project,
 			Params: &messages.CredentialTruststoreSet{Username: u, KeystoreName: r.keystore}})
 	}
+	if len(r.stages) > 0 {
+		return r.stagedPlan(id, steps)
+	}
 	for _, p := range r.proxies {
-		update := &messages.ProxyMTLSUpdate{APIProxyName: p}
-		if r.trust {
-			update.TrustStoreName = &r.keystore
-		} else {
-			update.KeyStoreName = &r.keystore
-		}
-		steps = append(steps, &messages.Command{Type: "proxy.mtls.update", Project: r.project, Params: update})
+		steps = append(steps, r.pointProxy(p))
 	}
 	if r.deleteOld != "" {
 		steps = append(steps, &messages.Command{Type: "keystore.delete", Project: r.project,
@@ -317,6 +337,95 @@ func (r rotation) plan(id string) (*messages.Command, error) {
 		return nil, fmt.Errorf("the plan: %w", err)
 	}
 	return plan, nil
+}
+
+// pointProxy is the mTLS change that points proxy p at the new keystore.
+func (r rotation) pointProxy(p string) *messages.Command {
+	update := &messages.ProxyMTLSUpdate{APIProxyName: p}
+	if r.trust {
+		update.TrustStoreName = &r.keystore
+	} else {
+		update.KeyStoreName = &r.keystore
+	}
+	return &messages.Command{Type: "proxy.mtls.update", Project: r.project, Params: update}
+}
+
+// stagedPlan is the plan of a staged rollout: after steps (the keystore's create), for
+// each stage and proxy, a verify that the route is live before, the mTLS change
+// saved, a deploy to the stage's environment and a verify that it is live after. The
+// deploy is a step of its own rather than the PATCH's deploy flag: servers of the
+// openapi.yaml kind do not report the PATCH's deployment, and the deploy endpoint
+// answers with it. Each stage's rollback runs only when that stage's change, deploy
+// or verify failed; the new keystore is deleted only when no proxy was pointed at it
+// yet (a rollback restores what runs, not the proxy's saved settings, which still name
+// it; see docs/design/verified-rotation.md).
+func (r rotation) stagedPlan(id string, steps []*messages.Command) (*messages.Command, error) {
+	verify := func(p, env string, after bool) *messages.Command {
+		v := &messages.ProxyVerify{APIProxyName: p, EnvironmentNameList: []string{env}, TimeoutSeconds: r.verifyTimeout, Baseline: !after}
+		switch {
+		case after && r.trust:
+			v.TrustStoreName = &r.keystore
+		case after:
+			v.KeyStoreName = &r.keystore
+		}
+		return &messages.Command{Type: "proxy.verify", Project: r.project, Params: v}
+	}
+	var undo []*messages.Command
+	var when [][]int
+	beforeFirstChange := []int{len(steps)} // the first baseline verify: the create came before
+	for _, env := range r.stages {
+		for _, p := range r.proxies {
+			deploy := &messages.Command{Type: "proxy.deploy", Project: r.project, Params: &messages.ProxyDeploy{APIProxyName: p, EnvironmentName: env}}
+			steps = append(steps, verify(p, env, false), r.pointProxy(p), deploy, verify(p, env, true))
+			changed := len(steps) - 3
+			undo = append(undo, &messages.Command{Type: "proxy.rollback", Project: r.project,
+				Params: &messages.ProxyRollback{APIProxyName: p, EnvironmentName: env}})
+			when = append(when, []int{changed, changed + 1, changed + 2})
+		}
+	}
+	if r.deleteOld != "" {
+		steps = append(steps, &messages.Command{Type: "keystore.delete", Project: r.project,
+			Params: &messages.KeystoreDelete{KeystoreName: r.deleteOld}})
+	}
+	if r.undo {
+		undo = append(undo, &messages.Command{Type: "keystore.delete", Project: r.project, Params: &messages.KeystoreDelete{KeystoreName: r.keystore}})
+		when = append(when, beforeFirstChange)
+	}
+	plan := &messages.Command{ID: id, Type: messages.PlanType, Project: r.project, CorrelationID: id,
+		Params: &messages.Plan{Steps: steps, OnFailure: undo, UndoWhen: when, OnFailureFrom: 1}}
+	if err := plan.Validate(); err != nil {
+		return nil, fmt.Errorf("the plan: %w", err)
+	}
+	return plan, nil
+}
+
+// checkStages reads --stages: environments of --env, each once, with proxies to roll
+// out and no credential secrets, which APIOps deploys everywhere at once.
+func checkStages(list string, envs, proxies, keystoreFor, truststoreFor []string, timeout time.Duration) ([]string, error) {
+	if timeout < time.Second || timeout > messages.MaxVerifyTimeout*time.Second {
+		return nil, fmt.Errorf("--verify-timeout %s: want from 1s to 1h", timeout)
+	}
+	if list == "" {
+		return nil, nil
+	}
+	switch {
+	case len(keystoreFor) > 0 || len(truststoreFor) > 0:
+		return nil, errors.New("--stages cannot stage --keystore-for or --truststore-for: APIOps deploys a credential's secrets to every environment at once (run those without --stages)")
+	case len(proxies) == 0:
+		return nil, errors.New("--stages needs --mtls-proxy: what is rolled out one environment at a time is the proxies' mTLS change")
+	}
+	stages := strings.Split(list, ",")
+	seen := map[string]bool{}
+	for _, s := range stages {
+		switch {
+		case !slices.Contains(envs, s):
+			return nil, fmt.Errorf("--stages: %q is not one of --env (%s): the keystore has a file only for those", s, strings.Join(envs, ", "))
+		case seen[s]:
+			return nil, fmt.Errorf("--stages names %q twice", s)
+		}
+		seen[s] = true
+	}
+	return stages, nil
 }
 
 // printDryRun prints the plan as it would travel, secrets redacted.
