@@ -38,9 +38,15 @@ func TestStagedRotation(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
 		unhealthy bool
-	}{{"production's route stays unhealthy", true}, {"healthy routes", false}} {
+		dialect   simulator.Dialect
+	}{
+		{"production's route stays unhealthy", true, simulator.DialectDocs},
+		{"healthy routes", false, simulator.DialectMixed},
+		{"healthy routes, openapi", false, simulator.DialectOpenAPI},
+	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t)
+			e.sim.SetDialect(tc.dialect)
 			e.startProcess(worker, []string{"APIOPS_TOKEN=sim-token"})
 			_, before, _, _ := e.sim.Deployed("MyProject", "MyAPI", "production")
 			if tc.unhealthy {

@@ -255,10 +255,13 @@ func podsActive(v *messages.EnvironmentVerification, health map[string]json.RawM
 	return count > 0 && (total == 0 || count >= total) && inactive == 0, true
 }
 
-// holdsEnvironment reports whether a keystore entry lists a file for env.
+// holdsEnvironment reports whether a keystore entry lists a file for env. Where the
+// entries name their environment by id alone (list-keystores.mdx) and APIOps maps no
+// id to a name, a keystore with any file passes: the read confirms that it exists.
 func holdsEnvironment(keystore map[string]json.RawMessage, env string) bool {
 	list, _ := member[[]namedEnvironment](keystore, "keyStoreEnvironmentList")
-	return slices.Contains(list, namedEnvironment{env})
+	byID := len(list) > 0 && !slices.ContainsFunc(list, func(e namedEnvironment) bool { return e.EnvironmentName != "" })
+	return byID || slices.Contains(list, namedEnvironment{env})
 }
 
 // namedEnvironment is the member of an entry that names its environment.

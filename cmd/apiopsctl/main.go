@@ -43,6 +43,8 @@ commands:
                     to stop after N results
   dlq list|replay|purge
                     read, replay (as <id>:replay-<n>) or remove dead letters
+  expiry            print the certificates and keystores due to expire (--within
+                    30d by default), as the workers' expiry watch last read them
   seal keygen FILE|pubkey
                     make a worker key for sealed secrets; print the key the
                     workers announce
@@ -86,6 +88,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return ctl.Results(ctx, args[1:], env)
 	case "dlq":
 		return ctl.DLQ(ctx, args[1:], env)
+	case "expiry":
+		return ctl.Expiry(ctx, args[1:], env)
 	case "seal":
 		return ctl.Seal(ctx, args[1:], env)
 	case "help", "-h", "--help":

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.uber.org/zap"
@@ -22,10 +23,12 @@ import (
 
 	"github.com/apiops-worker/apiops-worker/apiops"
 	"github.com/apiops-worker/apiops-worker/apiops/simulator"
+	"github.com/apiops-worker/apiops-worker/expiry"
 	"github.com/apiops-worker/apiops-worker/internal/buildinfo"
 	"github.com/apiops-worker/apiops-worker/internal/metrics"
 	"github.com/apiops-worker/apiops-worker/internal/natsconn"
 	"github.com/apiops-worker/apiops-worker/internal/natsserver"
+	"github.com/apiops-worker/apiops-worker/seal"
 	"github.com/apiops-worker/apiops-worker/worker"
 )
 
@@ -85,13 +88,14 @@ func run(ctx context.Context, s *settings, log *zap.Logger) error {
 
 	var tokens apiops.TokenSource = apiops.StaticToken(s.apiopsToken)
 	apiURL := s.apiopsURL
+	var sim *simulator.Server
 	if s.demo {
-		url, token, stop, err := startSimulator(s.demoSeed, s.demoDialect)
+		url, token, demoSim, stop, err := startSimulator(s.demoSeed, s.demoDialect)
 		if err != nil {
 			return err
 		}
 		defer stop()
-		apiURL, tokens = url, apiops.StaticToken(token)
+		apiURL, tokens, sim = url, apiops.StaticToken(token), demoSim
 		log.Info("demo: APIOps simulator started", zap.String("url", url), zap.String("seed", cmp.Or(s.demoSeed, "built in")), zap.String("dialect", string(s.demoDialect)))
 	} else if s.apiopsTokenFile != "" {
 		tokens = apiops.NewFileToken(s.apiopsTokenFile)
@@ -182,6 +186,16 @@ func run(ctx context.Context, s *settings, log *zap.Logger) error {
 		go func() { defer close(watched); watchSealKeys(watchCtx, keys, svc, sealKeysReload, log) }()
 		defer func() { stopWatching(); <-watched }()
 	}
+	if len(s.watchProjects) > 0 {
+		watcher, err := newExpiryWatcher(s, nc, client, sim, keys, w, reg, log)
+		if err != nil {
+			return err
+		}
+		watchCtx, stopWatching := context.WithCancel(runCtx)
+		watched := make(chan struct{})
+		go func() { defer close(watched); watcher.Run(watchCtx) }()
+		defer func() { stopWatching(); <-watched }()
+	}
 	if err := w.Run(runCtx); err != nil {
 		return err
 	}
@@ -253,24 +267,25 @@ func redactURL(raw string) string {
 	return u.Redacted()
 }
 
-// startSimulator serves the APIOps simulator on a free loopback port.
-func startSimulator(seedPath string, dialect simulator.Dialect) (url, token string, stop func(), err error) {
+// startSimulator serves the APIOps simulator on a free loopback port. The server is
+// returned for what the demo takes from it besides its URL: its keystores' passwords.
+func startSimulator(seedPath string, dialect simulator.Dialect) (url, token string, sim *simulator.Server, stop func(), err error) {
 	seed := simulator.DemoSeed()
 	if seedPath != "" {
 		if seed, err = simulator.LoadSeed(seedPath); err != nil {
-			return "", "", nil, fmt.Errorf("--demo-seed: %w", err)
+			return "", "", nil, nil, fmt.Errorf("--demo-seed: %w", err)
 		}
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return "", "", nil, fmt.Errorf("demo simulator: %w", err)
+		return "", "", nil, nil, fmt.Errorf("demo simulator: %w", err)
 	}
-	sim := simulator.New(seed)
+	sim = simulator.New(seed)
 	sim.SetDialect(dialect)
 	sim.SetRecording(false)
 	srv := &http.Server{Handler: sim, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
-	return "http://" + ln.Addr().String(), seed.Token, func() { _ = srv.Close() }, nil
+	return "http://" + ln.Addr().String(), seed.Token, sim, func() { _ = srv.Close() }, nil
 }
 
 func newLogger(format, level string, out io.Writer) (*zap.Logger, error) {
@@ -287,4 +302,43 @@ func newLogger(format, level string, out io.Writer) (*zap.Logger, error) {
 		enc = zapcore.NewConsoleEncoder(encCfg)
 	}
 	return zap.New(zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(out)), lvl)), nil
+}
+
+// newExpiryWatcher is the expiry watch of --watch-projects: it reads while w is the
+// active instance, counts on reg and publishes each project's table to the expiry
+// stream. Keystore passwords come from --watch-keystore-passwords, opened with the
+// seal keys when sealed, or, in the demo, from the simulator.
+func newExpiryWatcher(s *settings, nc *nats.Conn, client *apiops.Client, sim *simulator.Server, keys *seal.DirKeys,
+	w *worker.Worker, reg prometheus.Registerer, log *zap.Logger) (*expiry.Watcher, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("expiry watch: %w", err)
+	}
+	var passwords expiry.Passwords
+	switch {
+	case s.watchPasswords != "":
+		dir := expiry.DirPasswords{Dir: s.watchPasswords}
+		if keys != nil { // a nil *DirKeys in the interface would not be nil
+			dir.Opener = keys
+		}
+		passwords = dir
+	case sim != nil:
+		passwords = expiry.PasswordFunc(sim.KeystorePassword)
+	}
+	watcher, err := expiry.New(expiry.Config{
+		Source:    client,
+		Projects:  s.watchProjects,
+		Interval:  s.watchInterval,
+		Active:    w.Active,
+		Passwords: passwords,
+		Publisher: &expiry.StreamPublisher{JS: js, Prefix: s.worker.Prefix, Replicas: s.worker.Replicas, Manage: s.worker.ManageStreams},
+		Metrics:   expiry.NewMetrics(reg),
+		Logger:    log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	log.Info("expiry watch started", zap.Strings("projects", s.watchProjects), zap.Duration("interval", s.watchInterval),
+		zap.Bool("keystore_passwords", passwords != nil))
+	return watcher, nil
 }

@@ -67,6 +67,12 @@ func TestSettingsErrorsNameTheSetting(t *testing.T) {
 		{[]string{"--demo", "--password", "x"}, nil, "flag provided but not defined: -password"},
 		{[]string{"--demo", "extra"}, nil, `unexpected argument "extra"`},
 		{[]string{"--demo"}, map[string]string{"NATS_INBOX_PREFIX": "_INBOX.>"}, `--nats-inbox-prefix (NATS_INBOX_PREFIX) "_INBOX.>" must not hold wildcards`},
+		{[]string{"--demo", "--watch-projects", "MyProject,Team.B"}, nil, `--watch-projects (APIOPS_WORKER_WATCH_PROJECTS): project "Team.B" must be one subject token`},
+		{[]string{"--demo", "--watch-projects", "MyProject", "--watch-interval", "0s"}, nil, "--watch-interval (APIOPS_WORKER_WATCH_INTERVAL) must be positive"},
+		{[]string{"--demo"}, map[string]string{"APIOPS_WORKER_WATCH_INTERVAL": "hourly"}, "APIOPS_WORKER_WATCH_INTERVAL"},
+		{[]string{"--demo", "--watch-keystore-passwords", tokenFile}, nil, "--watch-keystore-passwords (APIOPS_WORKER_WATCH_KEYSTORE_PASSWORDS) is only used with --watch-projects"},
+		{[]string{"--demo", "--watch-projects", "P", "--watch-keystore-passwords", tokenFile}, nil, "is not a directory"},
+		{[]string{"--demo", "--watch-projects", "P", "--watch-keystore-passwords", "/no/such/dir"}, nil, "--watch-keystore-passwords (APIOPS_WORKER_WATCH_KEYSTORE_PASSWORDS): stat /no/such/dir"},
 	}
 	for _, tc := range cases {
 		_, err := parseSettings(tc.args, envFrom(tc.env), io.Discard)

@@ -11,11 +11,13 @@ import (
 	"math"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/apiops-worker/apiops-worker/apiops"
 	"github.com/apiops-worker/apiops-worker/apiops/simulator"
+	"github.com/apiops-worker/apiops-worker/expiry"
 	"github.com/apiops-worker/apiops-worker/messages"
 	"github.com/apiops-worker/apiops-worker/worker"
 )
@@ -50,6 +52,13 @@ type settings struct {
 	pprof               bool
 	sealKeys            string
 	tracing             *tracingSettings // nil: off
+
+	// The expiry watch (package expiry): projects whose certificates and keystores
+	// the active instance reads at watchInterval; keystore passwords from files in
+	// watchPasswords.
+	watchProjects  []string
+	watchInterval  time.Duration
+	watchPasswords string
 
 	worker worker.Config
 }
@@ -122,6 +131,9 @@ func parseSettings(args []string, getenv func(string) string, stderr io.Writer) 
 	fs.IntVar(&w.Replicas, "replicas", 1, "replicas of the streams and the bucket")
 	fs.StringVar(&s.sealKeys, "seal-keys", "", "directory of the curve key seeds that open sealed secrets, one per file (apiopsctl seal keygen); the file whose name sorts last is the current key")
 	fs.BoolVar(&w.RequireSealed, "require-sealed", false, "reject commands whose passwords or keystore files are not sealed (needs --seal-keys)")
+	watchProjects := fs.String("watch-projects", "", "projects, comma-separated, whose certificates and keystores' files the active instance reads for their expiry (docs/operating.md, Expiry watch); default none")
+	fs.DurationVar(&s.watchInterval, "watch-interval", expiry.DefaultInterval, "how often the expiry watch reads, ±10%; the first read is at start")
+	fs.StringVar(&s.watchPasswords, "watch-keystore-passwords", "", "directory of the keystores' passwords for the expiry watch, one file <project>.<keystore> each, plaintext or sealed (e.g. a mounted Secret); never the passwords themselves")
 	fs.BoolVar(&w.ManageStreams, "manage-streams", true, "create or update the streams, bucket and consumer at start; false when an operator manages them")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: apiops-worker [flags]\n\nEvery flag can also be set by an environment variable: --nats-* and --apiops-* flags\nby their name in capitals (NATS_URL, APIOPS_TOKEN_FILE), the others with APIOPS_WORKER_\n(APIOPS_WORKER_CONCURRENCY). Flags win. The APIOps token comes from APIOPS_TOKEN_FILE or\nAPIOPS_TOKEN, or is fetched with --apiops-client-id and its secret from\nAPIOPS_CLIENT_SECRET_FILE or APIOPS_CLIENT_SECRET; the NATS password comes from\nNATS_PASSWORD; secrets never from a flag.\n\n")
@@ -195,6 +207,8 @@ func parseSettings(args []string, getenv func(string) string, stderr io.Writer) 
 	if s.tracing, err = tracingFromEnv(getenv); err != nil {
 		errs = append(errs, err)
 	}
+	s.watchProjects, err = parseWatchSettings(*watchProjects, s)
+	errs = append(errs, err)
 	return s, errors.Join(errs...)
 }
 
@@ -235,4 +249,34 @@ func checkClientCredentials(s *settings) []error {
 		}
 	}
 	return errs
+}
+
+// parseWatchSettings reads --watch-projects and checks the other expiry watch
+// settings against it.
+func parseWatchSettings(list string, s *settings) ([]string, error) {
+	var projects []string
+	var errs []error
+	for p := range strings.SplitSeq(list, ",") {
+		p = strings.TrimSpace(p)
+		switch {
+		case p == "":
+		case messages.CheckProject(p) != "":
+			errs = append(errs, fmt.Errorf("--watch-projects (APIOPS_WORKER_WATCH_PROJECTS): project %q %s", p, messages.CheckProject(p)))
+		case !slices.Contains(projects, p):
+			projects = append(projects, p)
+		}
+	}
+	if s.watchInterval <= 0 {
+		errs = append(errs, fmt.Errorf("--watch-interval (APIOPS_WORKER_WATCH_INTERVAL) must be positive, not %v", s.watchInterval))
+	}
+	if s.watchPasswords != "" {
+		if len(projects) == 0 && list == "" {
+			errs = append(errs, errors.New("--watch-keystore-passwords (APIOPS_WORKER_WATCH_KEYSTORE_PASSWORDS) is only used with --watch-projects (APIOPS_WORKER_WATCH_PROJECTS)"))
+		} else if st, err := os.Stat(s.watchPasswords); err != nil {
+			errs = append(errs, fmt.Errorf("--watch-keystore-passwords (APIOPS_WORKER_WATCH_KEYSTORE_PASSWORDS): %w", err))
+		} else if !st.IsDir() {
+			errs = append(errs, fmt.Errorf("--watch-keystore-passwords (APIOPS_WORKER_WATCH_KEYSTORE_PASSWORDS) %s is not a directory", s.watchPasswords))
+		}
+	}
+	return projects, errors.Join(errs...)
 }

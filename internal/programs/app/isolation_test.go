@@ -23,6 +23,7 @@ import (
 
 	"github.com/apiops-worker/apiops-worker/apiops/simulator"
 	"github.com/apiops-worker/apiops-worker/client"
+	"github.com/apiops-worker/apiops-worker/expiry"
 	"github.com/apiops-worker/apiops-worker/internal/testkit/natstest"
 	"github.com/apiops-worker/apiops-worker/internal/testkit/workertest"
 	"github.com/apiops-worker/apiops-worker/keystores/keystorestest"
@@ -232,7 +233,8 @@ func attackProjectIsolation(t *testing.T, url string, replicas int) {
 	exit := make(chan int, 1)
 	go func() {
 		exit <- Run(ctx, []string{"--nats-url", url, "--nats-user", "apiops-worker", "--apiops-url", apiURL,
-			"--http-addr", "127.0.0.1:0", "--replicas", strconv.Itoa(replicas), "--seal-keys", sealKeys},
+			"--http-addr", "127.0.0.1:0", "--replicas", strconv.Itoa(replicas), "--seal-keys", sealKeys,
+			"--watch-projects", "MyProject"}, // the expiry watch, with the shipped permissions too
 			envFrom(map[string]string{"NATS_PASSWORD": workerPassword, "APIOPS_TOKEN": token}), logs)
 	}()
 	t.Cleanup(func() {
@@ -282,6 +284,7 @@ func attackProjectIsolation(t *testing.T, url string, replicas int) {
 		"$JS.API.CONSUMER.CREATE.APIOPS_COMMANDS.steal.apiops.cmd.MyProject.>",
 		"$JS.API.CONSUMER.CREATE.APIOPS_RESULTS.steal.apiops.result.MyProject.>",
 		"$JS.API.CONSUMER.CREATE.APIOPS_DEAD.steal.apiops.dlq.MyProject.>",
+		"$JS.API.CONSUMER.CREATE.APIOPS_EXPIRY.steal.apiops.expiry.MyProject",
 		"$JS.API.STREAM.MSG.GET.APIOPS_COMMANDS",
 		"$JS.API.DIRECT.GET.KV_APIOPS_IDEMPOTENCY",
 		"$KV.APIOPS_IDEMPOTENCY.steal",
@@ -456,6 +459,19 @@ func attackProjectIsolation(t *testing.T, url string, replicas int) {
 		}
 		if m.Header.Get("Status") != "503" && (json.Unmarshal(m.Data, &answer) != nil || !strings.HasPrefix(answer.Type, "io.nats.jetstream.api.v1.") || answer.Error == nil) {
 			t.Errorf("team-a got an answer to a request for the worker's data: %s %v", m.Data, m.Header)
+		}
+	}
+	// The expiry watch published MyProject's table where operators read it; team-a's
+	// subscriptions above saw none of it.
+	adminJS, _ := jetstream.New(iso.admin)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		tables, err := expiry.ReadTables(context.Background(), adminJS, "apiops", []string{"MyProject"})
+		if err == nil && len(tables) == 1 && len(tables[0].Entries) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("no expiry table of MyProject for the operators: %+v, %v", tables, err)
+			break
 		}
 	}
 	if strings.Contains(logs.String(), "Permissions Violation") {

@@ -29,6 +29,10 @@ var workerFamilies = map[string][]string{
 	"apiops_worker_consumer_pending_commands":       nil,
 	"apiops_worker_consumer_ack_pending_commands":   nil,
 	"apiops_worker_oldest_pending_age_seconds":      nil,
+	// The expiry watch's, with --watch-projects MyProject.
+	"apiops_worker_certificate_expiry_timestamp_seconds": {"project", "kind", "name", "environment"},
+	"apiops_worker_expiry_read_failures_total":           {"project", "kind", "reason"},
+	"apiops_worker_expiry_last_read_timestamp_seconds":   {"project"},
 }
 
 // TestFreshWorkerExposesEveryFamily: a worker that has done nothing exposes every
@@ -98,6 +102,13 @@ func TestFreshWorkerExposesEveryFamily(t *testing.T) {
 	for _, reason := range []string{"outage", "unauthorized"} {
 		if !hasSeries(families["apiops_worker_paused"], map[string]string{"reason": reason}) {
 			t.Errorf("no paused{reason=%q}", reason)
+		}
+	}
+	for _, kind := range []string{"certificate", "keystore"} {
+		for _, reason := range []string{"apiops_error", "no_password", "unreadable_file", "unrecognised_response"} {
+			if !hasSeries(families["apiops_worker_expiry_read_failures_total"], map[string]string{"project": "MyProject", "kind": kind, "reason": reason}) {
+				t.Errorf("no expiry_read_failures_total{kind=%q,reason=%q}", kind, reason)
+			}
 		}
 	}
 	if v := gaugeValue(families["apiops_worker_oldest_pending_age_seconds"]); v != 0 {

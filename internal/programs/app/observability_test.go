@@ -52,7 +52,8 @@ func parseAlertRules(t *testing.T) *rulefmt.RuleGroups {
 
 func TestAlertRules(t *testing.T) {
 	groups := parseAlertRules(t)
-	want := []string{"ApiopsWorkerPaused", "ApiopsWorkerDeadLettersRising", "ApiopsWorkerStuck", "ApiopsWorkerDown", "ApiopsWorkerNoActiveInstance"}
+	want := []string{"ApiopsWorkerPaused", "ApiopsWorkerDeadLettersRising", "ApiopsWorkerStuck", "ApiopsWorkerDown", "ApiopsWorkerNoActiveInstance",
+		"ApiopsCertificateExpiresSoon", "ApiopsCertificateExpiryUnread"}
 	var names []string
 	for _, g := range groups.Groups {
 		for _, r := range g.Rules {
@@ -569,12 +570,13 @@ func composeScrapeJob(t *testing.T) string {
 	return config.ScrapeConfigs[0].JobName
 }
 
-// freshWorkerMetrics starts `apiops-worker --demo` in-process (embedded NATS and the
-// simulator), sends it no command, and returns its /metrics once it holds the lease:
-// what a dashboard sees of a worker that has done nothing yet.
+// freshWorkerMetrics starts `apiops-worker --demo --watch-projects MyProject`
+// in-process (embedded NATS and the simulator), sends it no command, and returns its
+// /metrics once it holds the lease and the expiry watch has read: what a dashboard
+// sees of a worker that has done nothing yet.
 func freshWorkerMetrics(t *testing.T) string {
 	t.Helper()
-	d := startDemo(t, nil)
+	d := startDemo(t, map[string]string{"APIOPS_WORKER_WATCH_PROJECTS": "MyProject"})
 	for deadline := time.Now().Add(10 * time.Second); ; {
 		resp, err := http.Get("http://" + d.httpAddr + "/metrics")
 		if err != nil {
@@ -585,7 +587,7 @@ func freshWorkerMetrics(t *testing.T) string {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if parseMetrics(string(body))["apiops_worker_active"] == 1 {
+		if parseMetrics(string(body))["apiops_worker_active"] == 1 && strings.Contains(string(body), "apiops_worker_expiry_last_read_timestamp_seconds{") {
 			return string(body)
 		}
 		if time.Now().After(deadline) {

@@ -27,7 +27,7 @@ const noResult = "no result"
 func resultCells(r *messages.Result) []string {
 	return []string{
 		orDash(r.ID), orDash(r.Type), statusCell(r), strconv.Itoa(r.Attempts),
-		envCell(r.DeploymentResult), errorCell(r.Error),
+		envCell(r), errorCell(r.Error),
 	}
 }
 
@@ -43,8 +43,19 @@ func statusCell(r *messages.Result) string {
 	return orDash(string(r.Status))
 }
 
-// envCell is "ok/failed" environments, or "-" when APIOps returned no deployment.
-func envCell(d *messages.DeploymentResult) string {
+// envCell is "ok/failed" environments: deployed, or for a verify verified; "-" when
+// APIOps returned no deployment.
+func envCell(r *messages.Result) string {
+	if r.Verification != nil {
+		ok := 0
+		for _, v := range r.Verification {
+			if v.Verified {
+				ok++
+			}
+		}
+		return fmt.Sprintf("%d/%d", ok, len(r.Verification)-ok)
+	}
+	d := r.DeploymentResult
 	if d == nil {
 		return "-"
 	}

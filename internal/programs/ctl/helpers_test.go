@@ -61,8 +61,8 @@ func lines(s string) []string {
 // TestEveryVerbChecksTheConnectionFlags: a verb that talks to NATS refuses flags that
 // cannot work, naming them, before it tries to connect.
 func TestEveryVerbChecksTheConnectionFlags(t *testing.T) {
-	verbs := map[string]func(context.Context, []string, IO) int{"results": Results, "dlq": DLQ, "seal": Seal}
-	args := map[string][]string{"results": {"--prefix", "a.*"}, "dlq": {"list", "--prefix", "a.*"}, "seal": {"pubkey", "--prefix", "a.*"}}
+	verbs := map[string]func(context.Context, []string, IO) int{"results": Results, "dlq": DLQ, "seal": Seal, "expiry": Expiry}
+	args := map[string][]string{"results": {"--prefix", "a.*"}, "dlq": {"list", "--prefix", "a.*"}, "seal": {"pubkey", "--prefix", "a.*"}, "expiry": {"--prefix", "a.*"}}
 	for name, verb := range verbs {
 		var out output
 		env := IO{Stdin: strings.NewReader(""), Stdout: &out.stdout, Stderr: &out.stderr,
