@@ -465,3 +465,46 @@ func TestCertificateContentWithoutEndDate(t *testing.T) {
 		}
 	}
 }
+
+// TestDeposedMidReadStops: an instance deposed while it reads (here, right after the
+// certificate list) sends no further request to APIOps and publishes no table, which
+// would replace the new active instance's.
+func TestDeposedMidReadStops(t *testing.T) {
+	r := newRig(t, simulator.DialectDocs)
+	var active atomic.Bool
+	active.Store(true)
+	src := &deposingSource{Source: r.client, depose: func() { active.Store(false) }}
+	pub := &recordingPublisher{}
+	w, err := expiry.New(expiry.Config{Source: src, Projects: []string{"MyProject", "TeamA"}, Active: active.Load,
+		Passwords: expiry.PasswordFunc(r.sim.KeystorePassword), Publisher: pub, Metrics: r.m, Logger: r.log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.sim.ResetRequests()
+	w.ReadAll(context.Background())
+	if n := len(r.sim.Requests()); n != 1 {
+		t.Errorf("%d requests reached APIOps, want 1 (the certificate list, before the instance was deposed)", n)
+	}
+	if pub.n.Load() != 0 {
+		t.Errorf("a deposed instance published %d tables", pub.n.Load())
+	}
+}
+
+// deposingSource deposes its instance once the first answer arrives.
+type deposingSource struct {
+	expiry.Source
+	depose func()
+}
+
+func (d *deposingSource) Read(ctx context.Context, req messages.APIRequest) ([]map[string]json.RawMessage, error) {
+	entries, err := d.Source.Read(ctx, req)
+	d.depose()
+	return entries, err
+}
+
+type recordingPublisher struct{ n atomic.Int32 }
+
+func (p *recordingPublisher) Publish(context.Context, expiry.Table) error {
+	p.n.Add(1)
+	return nil
+}

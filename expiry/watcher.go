@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/apiops-worker/apiops-worker/apiops"
 	"github.com/apiops-worker/apiops-worker/messages"
 )
 
@@ -151,14 +152,27 @@ func (w *Watcher) standby() {
 	w.cfg.Logger.Info("expiry watch: this instance is no longer active; its expiry series are dropped")
 }
 
-// ReadAll reads every watched project once, in order.
+// ReadAll reads every watched project once, in order, while this instance stays
+// active: every request is sent only if it still is (apiops.WithSendGuard), so that an
+// instance deposed mid-read stops reading.
 func (w *Watcher) ReadAll(ctx context.Context) {
+	ctx = apiops.WithSendGuard(ctx, w.guard)
 	for _, p := range w.cfg.Projects {
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || !w.cfg.Active() {
 			return
 		}
 		w.Read(ctx, p)
 	}
+}
+
+// errNotActive is why a read or a publish of a deposed instance does not go out.
+var errNotActive = errors.New("this instance is no longer the active one")
+
+func (w *Watcher) guard() error {
+	if !w.cfg.Active() {
+		return errNotActive
+	}
+	return nil
 }
 
 // Read reads one project's certificates and keystores, updates the metrics, logs each
@@ -170,7 +184,7 @@ func (w *Watcher) Read(ctx context.Context, project string) Table {
 		w.environments[project] = certs.environments
 	}
 	stores := w.r.keystores(ctx, project, w.environments[project])
-	if ctx.Err() != nil { // stopping: a read cut short is no failure
+	if ctx.Err() != nil || !w.cfg.Active() { // stopping, or deposed: a read cut short is no failure
 		return Table{Project: project}
 	}
 	known := w.known[project]
@@ -206,7 +220,9 @@ func (w *Watcher) Read(ctx context.Context, project string) Table {
 	SortEntries(t.Entries)
 	w.cfg.Metrics.lastRead.WithLabelValues(project).Set(float64(t.ReadAt.Unix()))
 	log.Info("expiry watch: read", zap.Int("entries", len(t.Entries)), zap.Int("failures", t.Failures))
-	if w.cfg.Publisher != nil {
+	// A deposed instance's table must not replace the active one's (the stream keeps
+	// one per project).
+	if w.cfg.Publisher != nil && w.cfg.Active() {
 		if err := w.cfg.Publisher.Publish(ctx, t); err != nil {
 			log.Warn("expiry watch: cannot publish the table", zap.Error(err))
 		}

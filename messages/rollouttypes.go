@@ -26,11 +26,12 @@ type ProxyUndeploy struct {
 // ProxyRollback rolls API proxy APIProxyName back to Revision in EnvironmentName.
 //
 // In a plan's onFailure, Revision may be left out: the worker then rolls back to the
-// revision before the one that the plan's last proxy.verify of this proxy saw in this
-// environment (docs/design/verified-rotation.md). Anywhere else it is required.
+// revision that the plan's first proxy.verify of this proxy in this environment saw,
+// before the plan deployed there (docs/design/verified-rotation.md). Anywhere else it
+// is required.
 type ProxyRollback struct {
 	APIProxyName    string `json:"apiProxyName" apiops:"path,resource"`
-	Revision        int    `json:"revision,omitempty" apiops:"path" jsonschema:"minimum=1,description=the revision to roll back to; in a plan's onFailure it may be left out (the one before the revision the plan verified)"`
+	Revision        int    `json:"revision,omitempty" apiops:"path" jsonschema:"minimum=1,description=the revision to roll back to; in a plan's onFailure it may be left out: the revision the plan's first verify of the proxy there saw"`
 	EnvironmentName string `json:"environmentName" apiops:"query" jsonschema:"maxLength=255"`
 }
 

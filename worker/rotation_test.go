@@ -222,3 +222,27 @@ func TestPlanKilledMidVerifyResumes(t *testing.T) {
 		t.Errorf("%d stored results for the plan, want 1", stored)
 	}
 }
+
+// TestVerifyOutlastsAnOutage: APIOps answers 503 for longer than a verify's deadline;
+// the project pauses, and the time paused does not count against the deadline, so the
+// verify succeeds once APIOps is back rather than failing (which would make a plan roll
+// back a healthy change).
+func TestVerifyOutlastsAnOutage(t *testing.T) {
+	e := newEnv(t)
+	e.start(nil)
+	e.sim.FailNext(40, http.StatusServiceUnavailable, 0)
+	cmd := e.publishLine([]byte(`{"id":"verify-outage","type":"proxy.verify","project":"MyProject","params":{"apiProxyName":"PaymentsAPI","environmentNameList":["production"],"timeoutSeconds":1}}`))
+	res := e.awaitResults(1, 60*time.Second)[cmd.ID]
+	if res == nil || res.Status != messages.StatusSucceeded || len(res.Verification) != 1 || !res.Verification[0].Verified {
+		t.Fatalf("result %+v", res)
+	}
+	failed := 0
+	for _, r := range e.sim.Requests() {
+		if r.Status == http.StatusServiceUnavailable {
+			failed++
+		}
+	}
+	if failed != 40 {
+		t.Errorf("%d reads answered 503, want all 40 of the outage", failed)
+	}
+}

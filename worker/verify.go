@@ -18,7 +18,10 @@ import (
 // of the environments until each shows the proxy's latest revision live on every pod,
 // or the deadline passes (docs/design/verified-rotation.md). Reads change nothing, so
 // a verify that is redelivered (a crash, a failover) simply reads again, its deadline
-// starting again.
+// starting again. Reads go under the same rules as a change's requests: the lease,
+// the project's gate (a paused project is not read), a request slot. Time spent
+// waiting for those, or fenced, does not count against the deadline: an outage or a
+// failover must not turn a healthy change into a failed verify, and a rollback.
 
 // verifyBackoff is the wait between rounds of reads: it doubles from the first to
 // the last.
@@ -45,14 +48,17 @@ func (e *executor) verifyRounds(ctx context.Context, t *task) (outcome, error) {
 		if o, expired := e.expired(t); expired {
 			return o, nil
 		}
-		done, failure, err := e.verifyRound(ctx, t, p, seen)
+		r, err := e.verifyRound(ctx, t, p, seen)
+		deadline = deadline.Add(r.waited)
 		switch {
 		case err != nil:
 			return outcome{}, err
-		case failure != nil:
-			return outcome{status: messages.StatusFailed, err: failure, verification: seen}, nil
-		case done:
+		case r.failure != nil:
+			return outcome{status: messages.StatusFailed, err: r.failure, verification: seen}, nil
+		case r.done:
 			return outcome{status: messages.StatusSucceeded, verification: seen}, nil
+		case r.interrupted: // the next round waits for the lease or the gate
+			continue
 		case !e.clock.Now().Before(deadline):
 			return outcome{status: messages.StatusFailed, verification: seen, err: &messages.Error{Code: messages.CodeVerifyFailed,
 				Message: fmt.Sprintf("not live after %ds: %s", p.Timeout(), unverified(seen))}}, nil
@@ -75,52 +81,80 @@ func unverified(seen []messages.EnvironmentVerification) string {
 	return strings.Join(parts, "; ")
 }
 
-// verifyRound reads every environment not verified yet, once, under the same rules
-// as a change's request: the lease, a request slot. failure is set when APIOps
-// refused a read for good (an unknown proxy or environment, an answer the worker
-// does not recognise): waiting longer would not change it.
-func (e *executor) verifyRound(ctx context.Context, t *task, p *messages.ProxyVerify, seen []messages.EnvironmentVerification) (done bool, failure *messages.Error, err error) {
+// round is what one round of reads came to.
+type round struct {
+	done bool
+	// failure is set when APIOps refused a read for good (an unknown proxy or
+	// environment, an answer the worker does not recognise): waiting longer would not
+	// change it.
+	failure *messages.Error
+	// interrupted: the instance was fenced, or APIOps paused the project, before every
+	// environment was read.
+	interrupted bool
+	// waited is the time spent waiting for the lease, the gate and a slot.
+	waited time.Duration
+}
+
+// verifyRound reads every environment not verified yet, once.
+func (e *executor) verifyRound(ctx context.Context, t *task, p *messages.ProxyVerify, seen []messages.EnvironmentVerification) (round, error) {
+	started := e.clock.Now()
 	if err := e.awaitLease(t); err != nil {
-		return false, nil, err
+		return round{}, err
 	}
-	release, ok := e.takeSlot(t)
+	gate := e.gates.of(t.cmd.Project)
+	releaseTurn, err := gate.acquire(t.waitCtx, e.probeEvery)
+	if err != nil {
+		return round{}, errWaitEnded
+	}
+	defer releaseTurn()
+	releaseSlot, ok := e.takeSlot(t)
 	if !ok {
-		return false, nil, errWaitEnded
+		return round{}, errWaitEnded
 	}
-	defer release()
-	done = true
+	defer releaseSlot()
+	r := round{done: true, waited: e.clock.Now().Sub(started)}
 	for i := range seen {
 		if seen[i].Verified {
 			continue
 		}
 		if !e.mayStart() {
-			return false, nil, nil // fenced meanwhile: the next round waits for the lease
+			return round{interrupted: true, waited: r.waited}, nil
 		}
-		v, failure := e.readEnvironment(ctx, t, p, seen[i].EnvironmentName)
+		v, failure := e.readEnvironment(ctx, t, gate, p, seen[i].EnvironmentName)
 		v.Reads = seen[i].Reads + 1
-		seen[i] = v
-		if failure != nil {
-			return false, failure, nil
+		switch {
+		case failure == errReadInterrupted:
+			return round{interrupted: true, waited: r.waited}, nil
+		case failure != nil && failure.Code == transientRead:
+			v.Problem = failure.Message
+		case failure != nil:
+			seen[i] = v
+			return round{failure: failure, waited: r.waited}, nil
 		}
-		done = done && v.Verified
+		seen[i] = v
+		r.done = r.done && v.Verified
 	}
-	return done, nil, nil
+	return r, nil
 }
 
 // readEnvironment reads one environment's deploy-status and route-health, and the
-// keystores to read back, and judges them.
-func (e *executor) readEnvironment(ctx context.Context, t *task, p *messages.ProxyVerify, env string) (messages.EnvironmentVerification, *messages.Error) {
+// keystores to read back, and judges them; failure is why a read failed.
+func (e *executor) readEnvironment(ctx context.Context, t *task, gate *gate, p *messages.ProxyVerify, env string) (v messages.EnvironmentVerification, failure *messages.Error) {
 	base := []string{"apiops", "projects", t.cmd.Project, "apiProxies", p.APIProxyName, "environments", env}
-	v := messages.EnvironmentVerification{EnvironmentName: env}
-	status, failure := e.read(ctx, t, env, append(slices.Clone(base), "deploy-status"))
-	if status == nil {
-		v.Problem = "deploy-status: " + failure.Message
-		return v, permanent(failure)
+	v = messages.EnvironmentVerification{EnvironmentName: env}
+	byEnvironment := func(entry map[string]json.RawMessage, only bool) bool {
+		named, _ := member[string](entry, "environmentName")
+		return named == env || named == "" && only
 	}
-	health, failure := e.read(ctx, t, env, append(slices.Clone(base), "route-health"))
-	if health == nil {
+	status, failure := e.read(ctx, t, gate, append(slices.Clone(base), "deploy-status"), byEnvironment)
+	if failure != nil {
+		v.Problem = "deploy-status: " + failure.Message
+		return v, failure
+	}
+	health, failure := e.read(ctx, t, gate, append(slices.Clone(base), "route-health"), byEnvironment)
+	if failure != nil {
 		v.Problem = "route-health: " + failure.Message
-		return v, permanent(failure)
+		return v, failure
 	}
 	if problem := judgeLive(&v, status, health, p.Baseline); problem != "" {
 		v.Problem = problem
@@ -130,10 +164,14 @@ func (e *executor) readEnvironment(ctx context.Context, t *task, p *messages.Pro
 		if ks == nil {
 			continue
 		}
-		keystore, failure := e.read(ctx, t, "", []string{"apiops", "projects", t.cmd.Project, "keystores", *ks})
-		if keystore == nil {
+		byName := func(entry map[string]json.RawMessage, _ bool) bool {
+			name, _ := member[string](entry, "name")
+			return name == *ks
+		}
+		keystore, failure := e.read(ctx, t, gate, []string{"apiops", "projects", t.cmd.Project, "keystores", *ks}, byName)
+		if failure != nil {
 			v.Problem = "keystore " + *ks + ": " + failure.Message
-			return v, permanent(failure)
+			return v, failure
 		}
 		if !holdsEnvironment(keystore, env) {
 			v.Problem = fmt.Sprintf("keystore %s holds no file for %s", *ks, env)
@@ -144,25 +182,26 @@ func (e *executor) readEnvironment(ctx context.Context, t *task, p *messages.Pro
 	return v, nil
 }
 
-// permanent is failure when it ends the verify now, nil when a later read may do
-// better (a network error, a 5xx, a 429).
-func permanent(failure *messages.Error) *messages.Error {
-	if failure == nil || failure.Code == transientRead {
-		return nil
-	}
-	return failure
-}
-
-// transientRead marks a read that failed in a way a later read may not.
+// transientRead marks a read that failed in a way a later read may not (a network
+// error, a 5xx, a 429, a refused token): the verify reads again at its next round.
 const transientRead = "transient"
 
-// read sends one GET and returns the entry for env (the only entry when env is "" or
-// the entries name no environment); on failure, why.
-func (e *executor) read(ctx context.Context, t *task, env string, path []string) (map[string]json.RawMessage, *messages.Error) {
+// errReadInterrupted: no read went out (the instance was fenced), or APIOps's answer
+// paused the project: the round stops, and the next one waits.
+var errReadInterrupted = &messages.Error{Code: "interrupted", Message: "the read was not sent, or APIOps paused the project"}
+
+// read sends one GET and returns the entry of its answer that match picks (told
+// whether it is the only one); on failure, why. What APIOps answered goes to the
+// project's gate, as a change's answer does.
+func (e *executor) read(ctx context.Context, t *task, gate *gate, path []string, match func(entry map[string]json.RawMessage, only bool) bool) (map[string]json.RawMessage, *messages.Error) {
 	req := messages.APIRequest{Method: http.MethodGet, Path: path}
 	started := e.clock.Now()
 	actx, span := e.traceAttempt(ctx, t, req, "")
 	entries, err := e.api.Read(apiops.WithSendGuard(actx, e.sendGuard), req)
+	if errors.Is(err, apiops.ErrNotSent) { // fenced while waiting for a token or a connection
+		endAttempt(span, 0, "not_sent")
+		return nil, errReadInterrupted
+	}
 	var apiErr *apiops.Error
 	errors.As(err, &apiErr)
 	status := http.StatusOK
@@ -172,6 +211,15 @@ func (e *executor) read(ctx context.Context, t *task, env string, path []string)
 	endAttempt(span, status, failureCode(err, apiErr))
 	t.attempts.Requests++
 	e.observer.APIOpsRequest(metricType(t.cmd.Type), status, e.clock.Now().Sub(started))
+	switch kind := apiops.KindOf(err); {
+	case err == nil || kind == apiops.Permanent:
+		gate.answered()
+	case kind == apiops.Unauthorized:
+		gate.unauthorized(err)
+		return nil, errReadInterrupted
+	case gate.transientFailure(err):
+		return nil, errReadInterrupted
+	}
 	switch {
 	case err != nil && apiops.KindOf(err) == apiops.Permanent:
 		return nil, failedOutcome(apiErr, err, noSecrets).err
@@ -179,12 +227,11 @@ func (e *executor) read(ctx context.Context, t *task, env string, path []string)
 		return nil, &messages.Error{Code: transientRead, Message: failedOutcome(apiErr, err, noSecrets).err.Message}
 	}
 	for _, entry := range entries {
-		named, _ := member[string](entry, "environmentName")
-		if env == "" || named == env || named == "" && len(entries) == 1 {
+		if match(entry, len(entries) == 1) {
 			return entry, nil
 		}
 	}
-	return nil, &messages.Error{Code: messages.CodeUnrecognisedResponse, Message: fmt.Sprintf("%s answered no entry for %s", req, env)}
+	return nil, &messages.Error{Code: messages.CodeUnrecognisedResponse, Message: fmt.Sprintf("%s answered no entry for it", req)}
 }
 
 // noSecrets scrubs nothing: a read sends no secret.
@@ -214,7 +261,9 @@ func judgeLive(v *messages.EnvironmentVerification, status, health map[string]js
 	case !hasRevision || !hasRedeploy || isPresent(status, "deployed") && !hasDeployed:
 		return "deploy-status: no revision and redeployRequired in a form the worker reads"
 	case !hasInconsistent || !known || isPresent(health, "pods") && !hasPods:
-		return "route-health: no podsActive and inconsistent in a form the worker reads"
+		return "route-health: no inconsistent, and podsActive with podCount or pods, in a form the worker reads"
+	case revision < 1:
+		return "no revision deployed"
 	case !v.Deployed:
 		return "not deployed"
 	case redeploy && !baseline:
@@ -247,12 +296,13 @@ func podsActive(v *messages.EnvironmentVerification, health map[string]json.RawM
 		return flag && inactive == 0, true
 	}
 	count, ok := member[int](health, "podsActive")
-	if !ok {
-		return false, false
+	_, hasCount := member[int](health, "podCount")
+	if !ok || isPresent(health, "podCount") && !hasCount || !hasCount && len(v.Pods) == 0 {
+		return false, false // a count of active pods says nothing without how many there are
 	}
 	v.PodsActive = count
 	total := max(v.PodCount, len(v.Pods))
-	return count > 0 && (total == 0 || count >= total) && inactive == 0, true
+	return count > 0 && count >= total && inactive == 0, true
 }
 
 // holdsEnvironment reports whether a keystore entry lists a file for env. Where the

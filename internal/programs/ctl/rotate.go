@@ -351,13 +351,14 @@ func (r rotation) pointProxy(p string) *messages.Command {
 }
 
 // stagedPlan is the plan of a staged rollout: after steps (the keystore's create), for
-// each stage and proxy, a verify that the route is live before, the mTLS change
-// saved, a deploy to the stage's environment and a verify that it is live after. The
+// each stage, a verify of each proxy that its route is live before, each proxy's mTLS
+// change saved, a deploy of each to the stage's environment and a verify of each that
+// it is live after. The
 // deploy is a step of its own rather than the PATCH's deploy flag: servers of the
 // openapi.yaml kind do not report the PATCH's deployment, and the deploy endpoint
-// answers with it. Each stage's rollback runs only when that stage's change, deploy
-// or verify failed; the new keystore is deleted only when no proxy was pointed at it
-// yet (a rollback restores what runs, not the proxy's saved settings, which still name
+// answers with it. A stage's rollbacks run only when a step of that stage failed
+// after its baselines; the new keystore is deleted only when no proxy was pointed at
+// it yet (a rollback restores what runs, not the proxy's saved settings, which still name
 // it; see docs/design/verified-rotation.md).
 func (r rotation) stagedPlan(id string, steps []*messages.Command) (*messages.Command, error) {
 	verify := func(p, env string, after bool) *messages.Command {
@@ -372,15 +373,35 @@ func (r rotation) stagedPlan(id string, steps []*messages.Command) (*messages.Co
 	}
 	var undo []*messages.Command
 	var when [][]int
-	beforeFirstChange := []int{len(steps)} // the first baseline verify: the create came before
-	for _, env := range r.stages {
+	var unused []int // the steps whose failure leaves no proxy pointing at the new keystore
+	for si, env := range r.stages {
+		var changes, deploys, verifies []*messages.Command
 		for _, p := range r.proxies {
-			deploy := &messages.Command{Type: "proxy.deploy", Project: r.project, Params: &messages.ProxyDeploy{APIProxyName: p, EnvironmentName: env}}
-			steps = append(steps, verify(p, env, false), r.pointProxy(p), deploy, verify(p, env, true))
-			changed := len(steps) - 3
+			steps = append(steps, verify(p, env, false))
+			changes = append(changes, r.pointProxy(p))
+			deploys = append(deploys, &messages.Command{Type: "proxy.deploy", Project: r.project,
+				Params: &messages.ProxyDeploy{APIProxyName: p, EnvironmentName: env}})
+			verifies = append(verifies, verify(p, env, true))
+			if si == 0 {
+				unused = append(unused, len(steps)-1)
+			}
+		}
+		first := len(steps)
+		if si == 0 {
+			unused = append(unused, first) // the first mTLS change, refused
+		}
+		steps = slices.Concat(steps, changes, deploys, verifies)
+		// A failure anywhere in the stage once a proxy changed rolls back every proxy
+		// of the stage: each to what its baseline saw (a proxy not yet deployed there
+		// is rolled back to the revision it runs).
+		stage := make([]int, 0, len(steps)-first)
+		for i := first; i < len(steps); i++ {
+			stage = append(stage, i)
+		}
+		for _, p := range r.proxies {
 			undo = append(undo, &messages.Command{Type: "proxy.rollback", Project: r.project,
 				Params: &messages.ProxyRollback{APIProxyName: p, EnvironmentName: env}})
-			when = append(when, []int{changed, changed + 1, changed + 2})
+			when = append(when, stage)
 		}
 	}
 	if r.deleteOld != "" {
@@ -389,7 +410,7 @@ func (r rotation) stagedPlan(id string, steps []*messages.Command) (*messages.Co
 	}
 	if r.undo {
 		undo = append(undo, &messages.Command{Type: "keystore.delete", Project: r.project, Params: &messages.KeystoreDelete{KeystoreName: r.keystore}})
-		when = append(when, beforeFirstChange)
+		when = append(when, unused)
 	}
 	plan := &messages.Command{ID: id, Type: messages.PlanType, Project: r.project, CorrelationID: id,
 		Params: &messages.Plan{Steps: steps, OnFailure: undo, UndoWhen: when, OnFailureFrom: 1}}

@@ -10,6 +10,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"strings"
 	"testing"
@@ -190,6 +191,11 @@ func TestRotateChecksFail(t *testing.T) {
 		{[]string{"--project", "P", "--keystore", "k", "--env", "e", "--ca", good.ca, "--keystore-for", "u"}, "use --truststore-for"},
 		{[]string{"--project", "P", "--keystore", "k", "--env", "e", "--ca", good.ca, "--type", "PEM"}, `--type "PEM"`},
 		{[]string{"--project", "P", "--keystore", "k", "--env", "e", "--ca", good.ca, "--password", "x"}, "flag provided but not defined: -password"},
+		{[]string{"--project", "P", "--keystore", "k", "--env", "e", "--ca", good.ca, "--mtls-proxy", "A", "--stages", "e,f"}, `"f" is not one of --env`},
+		{[]string{"--project", "P", "--keystore", "k", "--env", "e", "--ca", good.ca, "--mtls-proxy", "A", "--stages", "e,e"}, `names "e" twice`},
+		{[]string{"--project", "P", "--keystore", "k", "--env", "e", "--ca", good.ca, "--stages", "e"}, "--stages needs --mtls-proxy"},
+		{[]string{"--project", "P", "--keystore", "k", "--env", "e", "--ca", good.ca, "--mtls-proxy", "A", "--truststore-for", "u", "--stages", "e"}, "cannot stage --keystore-for or --truststore-for"},
+		{[]string{"--project", "P", "--keystore", "k", "--env", "e", "--ca", good.ca, "--verify-timeout", "2h"}, "--verify-timeout 2h0m0s"},
 	} {
 		var out output
 		if code := Rotate(testContext(t), append([]string{"--dry-run"}, c.args...), e.io("", &out)); code != 1 || !strings.Contains(out.stderr.String(), c.want) {
@@ -314,5 +320,51 @@ func TestRotateRunAgain(t *testing.T) {
 		"--env", "production", "--alias", "gateway"}, e.io("", &out))
 	if code != 1 || !strings.Contains(out.stderr.String(), "--alias") {
 		t.Errorf("--alias with a PKCS12 keystore: exit %d:\n%s", code, out.stderr.String())
+	}
+}
+
+// TestRotateStagedPlan: with two proxies and two stages, each stage verifies every
+// proxy before and after, and a failure anywhere in a stage, once a proxy changed
+// there, rolls back every proxy of that stage and no other; the keystore is deleted
+// only when no proxy was pointed at it.
+func TestRotateStagedPlan(t *testing.T) {
+	e := newTestEnv(t)
+	p := newPKI(t, time.Now().Add(365*24*time.Hour))
+	var out output
+	code := Rotate(testContext(t), []string{"--dry-run", "--project", "MyProject", "--keystore", "client-2027", "--cert", p.chain, "--key", p.key,
+		"--env", "production", "--env", "staging", "--mtls-proxy", "A", "--mtls-proxy", "B", "--stages", "staging,production", "--id", "staged"}, e.io("", &out))
+	if code != 0 {
+		t.Fatalf("exit %d; stderr:\n%s", code, out.stderr.String())
+	}
+	var plan struct {
+		Steps     []struct{ Type string }
+		OnFailure []struct {
+			Type           string
+			Params         map[string]any
+			WhenStepFailed []int
+		}
+	}
+	if err := json.Unmarshal(out.stdout.Bytes(), &plan); err != nil {
+		t.Fatal(err)
+	}
+	var types []string
+	for _, s := range plan.Steps {
+		types = append(types, s.Type)
+	}
+	stage := "proxy.verify proxy.verify proxy.mtls.update proxy.mtls.update proxy.deploy proxy.deploy proxy.verify proxy.verify"
+	if got, want := strings.Join(types, " "), "keystore.create "+stage+" "+stage; got != want {
+		t.Fatalf("steps %s\nwant  %s", got, want)
+	}
+	var undo []string
+	for _, u := range plan.OnFailure {
+		undo = append(undo, fmt.Sprintf("%s %v %v %v", u.Type, u.Params["apiProxyName"], u.Params["environmentName"], u.WhenStepFailed))
+	}
+	want := []string{
+		"proxy.rollback A staging [3 4 5 6 7 8]", "proxy.rollback B staging [3 4 5 6 7 8]",
+		"proxy.rollback A production [11 12 13 14 15 16]", "proxy.rollback B production [11 12 13 14 15 16]",
+		"keystore.delete <nil> <nil> [1 2 3]",
+	}
+	if strings.Join(undo, "\n") != strings.Join(want, "\n") {
+		t.Errorf("onFailure:\n%s\nwant:\n%s", strings.Join(undo, "\n"), strings.Join(want, "\n"))
 	}
 }
