@@ -45,6 +45,7 @@ func TestStagedRotation(t *testing.T) {
 		{"healthy routes, openapi", false, simulator.DialectOpenAPI},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel() // each waits for verifies' deadlines and backoffs
 			e := newEnv(t)
 			e.sim.SetDialect(tc.dialect)
 			e.startProcess(worker, []string{"APIOPS_TOKEN=sim-token"})
