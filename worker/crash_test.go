@@ -25,6 +25,7 @@ func buildWorker(t *testing.T) string {
 // through a batch, restarts it, and checks that every command ends with exactly one
 // stored result.
 func TestKilledMidBatchLosesNothing(t *testing.T) {
+	t.Parallel() // waits for a lease to lapse: CPU is idle meanwhile
 	if testing.Short() {
 		t.Skip("builds and runs the worker binary")
 	}

@@ -16,6 +16,7 @@ import (
 // other both ways (a caller calls back only through a function value or interface it
 // owns, as runPlan's stepDecider). See doc.go.
 func TestHouseRules(t *testing.T) {
+	t.Parallel() // type-checks the package: CPU the tests that wait for leases leave idle
 	if testing.Short() {
 		t.Skip("type-checks the package from source")
 	}

@@ -189,6 +189,7 @@ func TestPlanKeepsStreamOrder(t *testing.T) {
 // flight; the restarted worker runs steps 3 to 5, never steps 1 and 2 again, and the
 // plan ends with one result.
 func TestPlanResumesAfterSIGKILL(t *testing.T) {
+	t.Parallel() // waits for a lease to lapse: CPU is idle meanwhile
 	if testing.Short() {
 		t.Skip("builds and runs the worker binary")
 	}

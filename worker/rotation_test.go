@@ -30,6 +30,7 @@ import (
 // back to the revision it ran before, and leaves staging on the new keystore; with
 // healthy routes it succeeds, its result naming what each verify saw.
 func TestStagedRotation(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("builds and runs the worker and apiopsctl binaries")
 	}
@@ -158,6 +159,7 @@ func lastLine(out []byte) []byte {
 // new worker process resumes the plan at the verify: the plan succeeds with one
 // result, and the steps before the verify are not sent to APIOps again.
 func TestPlanKilledMidVerifyResumes(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("builds and runs the worker binary")
 	}
@@ -229,9 +231,10 @@ func TestPlanKilledMidVerifyResumes(t *testing.T) {
 // verify succeeds once APIOps is back rather than failing (which would make a plan roll
 // back a healthy change).
 func TestVerifyOutlastsAnOutage(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.start(nil)
-	e.sim.FailNext(40, http.StatusServiceUnavailable, 0)
+	e.sim.FailNext(15, http.StatusServiceUnavailable, 0)
 	cmd := e.publishLine([]byte(`{"id":"verify-outage","type":"proxy.verify","project":"MyProject","params":{"apiProxyName":"PaymentsAPI","environmentNameList":["production"],"timeoutSeconds":1}}`))
 	res := e.awaitResults(1, 60*time.Second)[cmd.ID]
 	if res == nil || res.Status != messages.StatusSucceeded || len(res.Verification) != 1 || !res.Verification[0].Verified {
@@ -243,7 +246,7 @@ func TestVerifyOutlastsAnOutage(t *testing.T) {
 			failed++
 		}
 	}
-	if failed != 40 {
-		t.Errorf("%d reads answered 503, want all 40 of the outage", failed)
+	if failed != 15 {
+		t.Errorf("%d reads answered 503, want all 15 of the outage", failed)
 	}
 }
