@@ -149,6 +149,7 @@ func (e *env) projectConsumer(project string) jetstream.Consumer {
 // one has room for (a lower --concurrency after a configuration change); this one
 // still takes them all back and runs them.
 func TestTakeoverWithMoreOutThanRoom(t *testing.T) {
+	t.Parallel() // waits on leases and NATS: CPU is idle meanwhile
 	e := newEnv(t)
 	e.cfg.Concurrency = 2 // room for 4
 	e.cfg.LeaseTimeout = 2 * time.Second
@@ -176,6 +177,7 @@ func TestTakeoverWithMoreOutThanRoom(t *testing.T) {
 // TestShutdownWhileTakingOver: SIGTERM while new commands are parked behind the
 // barrier hands them back and releases the lease, without waiting out anything.
 func TestShutdownWhileTakingOver(t *testing.T) {
+	t.Parallel() // waits on leases and NATS: CPU is idle meanwhile
 	e := newEnv(t)
 	e.cfg.LeaseTimeout = 2 * time.Second
 	setup, _ := worker.New(e.nc, nil, e.cfg)
@@ -294,6 +296,7 @@ func TestLostLeaseDropsHeldCommands(t *testing.T) {
 // leader; the worker does not give up, is not ready and says why, logs each new
 // problem once, and comes up with R3 streams once the nodes are back.
 func TestStartsWhileTheClusterIsDown(t *testing.T) {
+	t.Parallel() // waits on leases and NATS: CPU is idle meanwhile
 	cluster := natstest.StartCluster(t, 3, nil)
 	cluster.Stop(0)
 	cluster.Stop(1)

@@ -254,6 +254,7 @@ func TestPlanResumesAfterSIGKILL(t *testing.T) {
 // wait and the leaders of the command stream, the consumer and the idempotency bucket
 // step down meanwhile; the plan goes on, and every step reaches APIOps once.
 func TestPlanSurvivesLeaderChanges(t *testing.T) {
+	t.Parallel() // waits on leases and NATS: CPU is idle meanwhile
 	cluster := natstest.StartCluster(t, 3, nil)
 	nc, err := nats.Connect(cluster.URLs(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
 	if err != nil {

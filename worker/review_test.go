@@ -55,6 +55,7 @@ func TestHeldCommandsKeptAlive(t *testing.T) {
 // TestTwoInstancesNeverRunACommandTwice shares the consumer between two workers whose
 // commands outlast AckWait.
 func TestTwoInstancesNeverRunACommandTwice(t *testing.T) {
+	t.Parallel() // waits on leases and NATS: CPU is idle meanwhile
 	e := newEnv(t)
 	e.cfg.AckWait = time.Second
 	e.cfg.Concurrency = 4
