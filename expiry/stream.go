@@ -3,12 +3,12 @@ package expiry
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"sync"
-	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/apiops-worker/apiops-worker/internal/jsread"
 )
 
 // StreamMaxBytes bounds the stream of the tables: each project's last table, a few
@@ -83,36 +83,17 @@ func ReadTables(ctx context.Context, js jetstream.JetStream, prefix string, proj
 	if err != nil {
 		return nil, fmt.Errorf("read the tables: %w", err)
 	}
-	info, err := c.Info(ctx)
+	var tables []Table
+	err = jsread.Pending(ctx, c, func(m jetstream.Msg, _ *jetstream.MsgMetadata) error {
+		var t Table
+		if err := json.Unmarshal(m.Data(), &t); err != nil {
+			return fmt.Errorf("the table on %s: %w", m.Subject(), err)
+		}
+		tables = append(tables, t)
+		return nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("read the tables: %w", err)
-	}
-	var tables []Table
-	for remaining := info.NumPending; remaining > 0; {
-		batch, err := c.Fetch(int(min(remaining, 256)), jetstream.FetchMaxWait(5*time.Second))
-		if err != nil {
-			return nil, fmt.Errorf("read the tables: %w", err)
-		}
-		got := 0
-		for m := range batch.Messages() {
-			got++
-			meta, err := m.Metadata()
-			if err != nil {
-				return nil, err
-			}
-			remaining = meta.NumPending
-			var t Table
-			if err := json.Unmarshal(m.Data(), &t); err != nil {
-				return nil, fmt.Errorf("the table on %s: %w", m.Subject(), err)
-			}
-			tables = append(tables, t)
-		}
-		if err := batch.Error(); err != nil {
-			return nil, fmt.Errorf("read the tables: %w", err)
-		}
-		if got == 0 {
-			return nil, errors.New("read the tables: the stream did not deliver them in time")
-		}
 	}
 	return tables, nil
 }

@@ -9,11 +9,11 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/apiops-worker/apiops-worker/internal/jsread"
 	"github.com/apiops-worker/apiops-worker/internal/tracecontext"
 	"github.com/apiops-worker/apiops-worker/messages"
 )
@@ -175,39 +175,20 @@ func readDeadLetters(ctx context.Context, s jetstream.Stream, subject string, se
 	if err != nil {
 		return nil, fmt.Errorf("read dead letters: %w", err)
 	}
-	info, err := c.Info(ctx)
+	var out []*deadLetter
+	err = jsread.Pending(ctx, c, func(m jetstream.Msg, meta *jetstream.MsgMetadata) error {
+		d := &deadLetter{Seq: meta.Sequence.Stream, Subject: m.Subject(), Headers: m.Headers(), raw: m.Data()}
+		d.Command = m.Data()
+		if !json.Valid(d.Command) {
+			d.Command, _ = json.Marshal(string(m.Data()))
+		}
+		if sel.match(d) {
+			out = append(out, d)
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("read dead letters: %w", err)
-	}
-	var out []*deadLetter
-	for remaining := info.NumPending; remaining > 0; {
-		batch, err := c.Fetch(int(min(remaining, 256)), jetstream.FetchMaxWait(5*time.Second))
-		if err != nil {
-			return nil, fmt.Errorf("read dead letters: %w", err)
-		}
-		got := 0
-		for m := range batch.Messages() {
-			got++
-			meta, err := m.Metadata()
-			if err != nil {
-				return nil, err
-			}
-			remaining = meta.NumPending
-			d := &deadLetter{Seq: meta.Sequence.Stream, Subject: m.Subject(), Headers: m.Headers(), raw: m.Data()}
-			d.Command = m.Data()
-			if !json.Valid(d.Command) {
-				d.Command, _ = json.Marshal(string(m.Data()))
-			}
-			if sel.match(d) {
-				out = append(out, d)
-			}
-		}
-		if err := batch.Error(); err != nil {
-			return nil, fmt.Errorf("read dead letters: %w", err)
-		}
-		if got == 0 {
-			return nil, errors.New("read dead letters: the stream did not deliver them in time")
-		}
 	}
 	return out, nil
 }
