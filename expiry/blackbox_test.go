@@ -201,7 +201,7 @@ func TestDemoWorkerWatchesExpiry(t *testing.T) {
 	if strings.Join(rows, "\n") != strings.Join(wantRows, "\n") {
 		t.Errorf("apiopsctl expiry --within 30d:\n%s\nwant rows:\n%s", out.String(), strings.Join(wantRows, "\n"))
 	}
-	if !strings.Contains(errOut.String(), "expire within 30d, in 1 projects watched") {
+	if !strings.Contains(errOut.String(), "expire within 30d, in 1 project watched") {
 		t.Errorf("apiopsctl expiry's stderr: %s", errOut.String())
 	}
 	stop()

@@ -159,11 +159,15 @@ func printExpiryTable(env IO, now time.Time, due []expiry.Entry) error {
 // printExpirySummary says on stderr how many are due, and which projects' last read
 // had failures, or has no table: their certificates may be missing above.
 func printExpirySummary(env IO, now time.Time, tables []expiry.Table, projects []string, due int, within string) {
-	noun := "certificates"
+	noun, verb := "certificates", "expire"
 	if due == 1 {
-		noun = "certificate"
+		noun, verb = "certificate", "expires"
 	}
-	fmt.Fprintf(env.Stderr, "%d %s expire within %s, in %d projects watched\n", due, noun, within, len(tables))
+	watched := "projects"
+	if len(tables) == 1 {
+		watched = "project"
+	}
+	fmt.Fprintf(env.Stderr, "%d %s %s within %s, in %d %s watched\n", due, noun, verb, within, len(tables), watched)
 	read := map[string]bool{}
 	for _, t := range tables {
 		read[t.Project] = true
