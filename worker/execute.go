@@ -123,36 +123,57 @@ func (e *executor) settle(ctx context.Context, t *task) (outcome, error) {
 	}
 }
 
-// sendOnce waits until t may send a request (the lease, its project's gate, a request
-// slot) and sends one. Whatever it waited for is given back when it returns.
+// sendOnce waits until t may send a request (admit) and sends one. Whatever it waited
+// for is given back when it returns.
 func (e *executor) sendOnce(ctx context.Context, t *task, gate *gate, req messages.APIRequest, retryOf string) (answer, error) {
-	if err := e.awaitLease(t); err != nil {
+	release, expired, err := e.admit(t, gate)
+	switch {
+	case err != nil:
 		return answer{}, err
+	case expired != nil:
+		return answer{expired: expired}, nil
+	case release == nil:
+		return answer{}, nil
+	}
+	defer release()
+	return e.request(ctx, t, req, retryOf), nil
+}
+
+// admit waits until t may send a request: the lease, its project's gate, a request
+// slot. It returns what to give back once the request is done; no release (and no
+// error) when t may not send after all, being fenced meanwhile, and expired when t's
+// notAfter passed first.
+func (e *executor) admit(t *task, gate *gate) (release func(), expired *outcome, err error) {
+	if err := e.awaitLease(t); err != nil {
+		return nil, nil, err
 	}
 	pause := e.tracePause(t, gate)
 	releaseTurn, err := gate.acquire(t.waitCtx, e.probeEvery)
 	pause.End()
 	if err != nil {
-		return answer{}, errWaitEnded
+		return nil, nil, errWaitEnded
 	}
-	defer releaseTurn()
 	if !e.mayStart() { // fenced or cut off while waiting for a pause to end
-		return answer{}, nil
+		releaseTurn()
+		return nil, nil, nil
 	}
-	if o, expired := e.expired(t); expired { // before its first request, or while paused
-		return answer{expired: &o}, nil
+	if o, isExpired := e.expired(t); isExpired { // before its first request, or while paused
+		releaseTurn()
+		return nil, &o, nil
 	}
 	releaseSlot, ok := e.takeSlot(t)
 	if !ok {
-		return answer{}, errWaitEnded
+		releaseTurn()
+		return nil, nil, errWaitEnded
 	}
-	defer releaseSlot()
 	if !e.mayStart() {
 		// Fenced while waiting for a slot (the process was frozen, say, and the
 		// requests it waited for ended as it thawed): no request goes out now.
-		return answer{}, nil
+		releaseSlot()
+		releaseTurn()
+		return nil, nil, nil
 	}
-	return e.request(ctx, t, req, retryOf), nil
+	return func() { releaseSlot(); releaseTurn() }, nil, nil
 }
 
 // request sends one request and counts it.
@@ -160,20 +181,32 @@ func (e *executor) request(ctx context.Context, t *task, req messages.APIRequest
 	if t.attempts.Requests > 0 {
 		e.observer.Retry(metricType(t.cmd.Type))
 	}
+	var resp *apiops.Response
+	a := e.send(ctx, t, req, retryOf, func(ctx context.Context) (status int, err error) {
+		if resp, err = e.api.Do(ctx, req); resp != nil {
+			status = resp.StatusCode
+		}
+		return status, err
+	})
+	a.resp = resp
+	return a
+}
+
+// send makes one call to APIOps for t, under the send guard, and counts it: its span,
+// t's requests and the request metric. call returns the answer's status, 0 when it
+// has none but an error's. sent is false when nothing went out (the instance was
+// fenced while the client waited for a token or a connection).
+func (e *executor) send(ctx context.Context, t *task, req messages.APIRequest, retryOf string, call func(context.Context) (status int, err error)) answer {
 	started := e.clock.Now()
 	actx, span := e.traceAttempt(ctx, t, req, retryOf)
-	resp, err := e.api.Do(apiops.WithSendGuard(actx, e.sendGuard), req)
-	if errors.Is(err, apiops.ErrNotSent) { // fenced while waiting for a token or a connection
+	status, err := call(apiops.WithSendGuard(actx, e.sendGuard))
+	if errors.Is(err, apiops.ErrNotSent) {
 		endAttempt(span, 0, "not_sent")
 		return answer{}
 	}
-	a := answer{sent: true, resp: resp, err: err}
+	a := answer{sent: true, err: err}
 	errors.As(err, &a.apiErr)
-	status := 0
-	switch {
-	case resp != nil:
-		status = resp.StatusCode
-	case a.apiErr != nil:
+	if status == 0 && a.apiErr != nil {
 		status = a.apiErr.StatusCode
 	}
 	a.failure = failureCode(err, a.apiErr)

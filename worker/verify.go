@@ -45,14 +45,13 @@ func (e *executor) verifyRounds(ctx context.Context, t *task) (outcome, error) {
 	}
 	delay := verifyBackoff.first
 	for {
-		if o, expired := e.expired(t); expired {
-			return o, nil
-		}
 		r, err := e.verifyRound(ctx, t, p, seen)
 		deadline = deadline.Add(r.waited)
 		switch {
 		case err != nil:
 			return outcome{}, err
+		case r.expired != nil:
+			return *r.expired, nil
 		case r.failure != nil:
 			return outcome{status: messages.StatusFailed, err: r.failure, verification: seen}, nil
 		case r.done:
@@ -93,26 +92,26 @@ type round struct {
 	interrupted bool
 	// waited is the time spent waiting for the lease, the gate and a slot.
 	waited time.Duration
+	// expired: the verify's notAfter passed before its first read.
+	expired *outcome
 }
 
 // verifyRound reads every environment not verified yet, once.
 func (e *executor) verifyRound(ctx context.Context, t *task, p *messages.ProxyVerify, seen []messages.EnvironmentVerification) (round, error) {
 	started := e.clock.Now()
-	if err := e.awaitLease(t); err != nil {
-		return round{}, err
-	}
 	gate := e.gates.of(t.cmd.Project)
-	releaseTurn, err := gate.acquire(t.waitCtx, e.probeEvery)
-	if err != nil {
-		return round{}, errWaitEnded
+	release, expired, err := e.admit(t, gate)
+	waited := e.clock.Now().Sub(started)
+	switch {
+	case err != nil:
+		return round{}, err
+	case expired != nil:
+		return round{expired: expired}, nil
+	case release == nil: // fenced meanwhile
+		return round{interrupted: true, waited: waited}, nil
 	}
-	defer releaseTurn()
-	releaseSlot, ok := e.takeSlot(t)
-	if !ok {
-		return round{}, errWaitEnded
-	}
-	defer releaseSlot()
-	r := round{done: true, waited: e.clock.Now().Sub(started)}
+	defer release()
+	r := round{done: true, waited: waited}
 	for i := range seen {
 		if seen[i].Verified {
 			continue
@@ -195,22 +194,17 @@ var errReadInterrupted = &messages.Error{Code: "interrupted", Message: "the read
 // project's gate, as a change's answer does.
 func (e *executor) read(ctx context.Context, t *task, gate *gate, path []string, match func(entry map[string]json.RawMessage, only bool) bool) (map[string]json.RawMessage, *messages.Error) {
 	req := messages.APIRequest{Method: http.MethodGet, Path: path}
-	started := e.clock.Now()
-	actx, span := e.traceAttempt(ctx, t, req, "")
-	entries, err := e.api.Read(apiops.WithSendGuard(actx, e.sendGuard), req)
-	if errors.Is(err, apiops.ErrNotSent) { // fenced while waiting for a token or a connection
-		endAttempt(span, 0, "not_sent")
+	var entries []map[string]json.RawMessage
+	a := e.send(ctx, t, req, "", func(ctx context.Context) (status int, err error) {
+		if entries, err = e.api.Read(ctx, req); err == nil {
+			status = http.StatusOK
+		}
+		return status, err
+	})
+	if !a.sent { // fenced while waiting for a token or a connection
 		return nil, errReadInterrupted
 	}
-	var apiErr *apiops.Error
-	errors.As(err, &apiErr)
-	status := http.StatusOK
-	if apiErr != nil {
-		status = apiErr.StatusCode
-	}
-	endAttempt(span, status, failureCode(err, apiErr))
-	t.attempts.Requests++
-	e.observer.APIOpsRequest(metricType(t.cmd.Type), status, e.clock.Now().Sub(started))
+	err, apiErr := a.err, a.apiErr
 	switch kind := apiops.KindOf(err); {
 	case err == nil || kind == apiops.Permanent:
 		gate.answered()
