@@ -226,19 +226,19 @@ func (c *Client) keystoreID(ctx context.Context, lookup messages.KeystoreIDLooku
 	saved, known := verdict(body)
 	entries, isList := array(body["resultList"])
 	switch {
-	case !ok || !known || !isList || saved && !isPresent(body, "resultList"):
+	case !ok || !known || !isList || saved && !HasMember(body, "resultList"):
 		return "", unrecognised
 	case !saved:
-		message, _ := stringMember(body, "resultMessage")
+		message, _ := Member[string](body, "resultMessage")
 		return "", a.scrubbed(&Error{Op: op, StatusCode: resp.StatusCode, Kind: Permanent, Description: cmp.Or(message, "APIOps answered that the keystore lookup failed")})
 	}
 	for _, entry := range entries {
 		keystore, isObject := object(entry)
-		id, hasID := stringMember(keystore, "id")
-		if !isObject || isPresent(keystore, "id") && !hasID {
+		id, hasID := Member[string](keystore, "id")
+		if !isObject || HasMember(keystore, "id") && !hasID {
 			return "", unrecognised
 		}
-		if name, _ := stringMember(keystore, "name"); name == lookup.Name || len(entries) == 1 && name == "" {
+		if name, _ := Member[string](keystore, "name"); name == lookup.Name || len(entries) == 1 && name == "" {
 			return id, nil
 		}
 	}

@@ -33,9 +33,9 @@ func (c *Client) Read(ctx context.Context, req messages.APIRequest) ([]map[strin
 	case !ok || !known:
 		return nil, unrecognised
 	case !saved:
-		message, _ := stringMember(body, "resultMessage")
+		message, _ := Member[string](body, "resultMessage")
 		return nil, a.scrubbed(&Error{Op: a.op, StatusCode: a.resp.StatusCode, Kind: Permanent, Description: cmp.Or(message, "APIOps answered that the read failed, without saying why")})
-	case !isPresent(body, "resultList"):
+	case !HasMember(body, "resultList"):
 		return []map[string]json.RawMessage{body}, nil
 	}
 	items, isList := array(body["resultList"])
@@ -70,7 +70,7 @@ func (c *Client) Export(ctx context.Context, project, keystore, environment stri
 	if mediaType, _, _ := mime.ParseMediaType(a.resp.Header.Get("Content-Type")); mediaType == "application/json" || len(a.data) == 0 {
 		body, _ := object(a.data)
 		if saved, known := verdict(body); known && !saved {
-			message, _ := stringMember(body, "resultMessage")
+			message, _ := Member[string](body, "resultMessage")
 			return nil, a.scrubbed(&Error{Op: a.op, StatusCode: a.resp.StatusCode, Kind: Permanent, Description: cmp.Or(message, "APIOps refused the export, without saying why")})
 		}
 		return nil, &Error{Op: a.op, StatusCode: a.resp.StatusCode, Kind: Permanent, Code: CodeUnrecognisedResponse,

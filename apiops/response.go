@@ -57,7 +57,7 @@ func readSuccess(op string, resp *http.Response, data []byte) (*Response, error)
 	if !known {
 		return nil, unrecognised()
 	}
-	message, _ := stringMember(body, "resultMessage")
+	message, _ := Member[string](body, "resultMessage")
 	if !saved {
 		e := &Error{Op: op, StatusCode: resp.StatusCode, Kind: Permanent, Description: message}
 		if e.Description == "" {
@@ -77,8 +77,8 @@ func readSuccess(op string, resp *http.Response, data []byte) (*Response, error)
 // status: SUCCESS. known is false when neither is there, either has another value, or
 // the two disagree.
 func verdict(body map[string]json.RawMessage) (saved, known bool) {
-	success, hasSuccess := boolMember(body, "success")
-	status, hasStatus := stringMember(body, "status")
+	success, hasSuccess := Member[bool](body, "success")
+	status, hasStatus := Member[string](body, "status")
 	if raw, present := body["success"]; present && !hasSuccess && !isJSONNull(raw) {
 		return false, false
 	}
@@ -124,7 +124,7 @@ func readDeployment(raw json.RawMessage) (d *messages.DeploymentResult, ok bool)
 			return nil, false
 		}
 	}
-	if pods, _ := array(obj["detailList"]); len(pods) == 0 && isPresent(obj, "envName") {
+	if pods, _ := array(obj["detailList"]); len(pods) == 0 && HasMember(obj, "envName") {
 		// The schema's DeploymentResult is itself a pod: one that stands alone.
 		if !envs.addPod(obj, "", 0) {
 			return nil, false
@@ -142,8 +142,8 @@ func readDeployment(raw json.RawMessage) (d *messages.DeploymentResult, ok bool)
 	}
 	explicit, hasExplicit := true, false
 	for _, name := range []string{"success", "deployed"} {
-		value, ok := boolMember(obj, name)
-		if isPresent(obj, name) && !ok {
+		value, ok := Member[bool](obj, name)
+		if HasMember(obj, name) && !ok {
 			return nil, false
 		}
 		explicit, hasExplicit = explicit && (value || !ok), hasExplicit || ok
@@ -155,9 +155,9 @@ func readDeployment(raw json.RawMessage) (d *messages.DeploymentResult, ok bool)
 	for _, e := range envs.results {
 		d.Success = d.Success && e.Success
 	}
-	d.Message, _ = stringMember(obj, "message")
+	d.Message, _ = Member[string](obj, "message")
 	if d.Message == "" && len(envs.results) == 0 {
-		d.Message, _ = stringMember(obj, "detail")
+		d.Message, _ = Member[string](obj, "detail")
 	}
 	return d, true
 }
@@ -190,12 +190,12 @@ func (e *environments) addResults(raw json.RawMessage) bool {
 	}
 	for _, item := range items {
 		obj, isObject := object(item)
-		name, hasName := stringMember(obj, "environmentName")
-		success, hasSuccess := boolMember(obj, "success")
+		name, hasName := Member[string](obj, "environmentName")
+		success, hasSuccess := Member[bool](obj, "success")
 		if !isObject || !hasName || name == "" || !hasSuccess {
 			return false
 		}
-		message, _ := stringMember(obj, "message")
+		message, _ := Member[string](obj, "message")
 		e.add(name, success, message)
 	}
 	return true
@@ -235,15 +235,15 @@ func (e *environments) addPods(obj map[string]json.RawMessage, env string, depth
 
 // addPod reads one entry of a detailList; env is its group's environment.
 func (e *environments) addPod(pod map[string]json.RawMessage, env string, depth int) bool {
-	if isPresent(pod, "envName") {
-		name, ok := stringMember(pod, "envName")
+	if HasMember(pod, "envName") {
+		name, ok := Member[string](pod, "envName")
 		if !ok || name == "" {
 			return false
 		}
 		env = name
 	}
-	success, hasSuccess := boolMember(pod, "success")
-	if isPresent(pod, "success") && !hasSuccess {
+	success, hasSuccess := Member[bool](pod, "success")
+	if HasMember(pod, "success") && !hasSuccess {
 		return false
 	}
 	if nested, _ := array(pod["detailList"]); len(nested) > 0 {
@@ -263,8 +263,8 @@ func (e *environments) addPod(pod map[string]json.RawMessage, env string, depth 
 
 // podText is one pod's part of its environment's message: "<pod>: <detail>".
 func podText(pod map[string]json.RawMessage, success bool) string {
-	name, _ := stringMember(pod, "podName")
-	detail, _ := stringMember(pod, "detail")
+	name, _ := Member[string](pod, "podName")
+	detail, _ := Member[string](pod, "detail")
 	if detail == "" {
 		detail = "failed"
 		if success {
@@ -289,12 +289,12 @@ func readError(op string, resp *http.Response, data []byte, now time.Time) *Erro
 	}
 	body, ok := object(data)
 	if ok {
-		code, _ := stringMember(body, "error")
+		code, _ := Member[string](body, "error")
 		if isCode(code) {
 			e.Code = code
 		}
-		e.Description, _ = stringMember(body, "error_description")
-		if message, ok := stringMember(body, "resultMessage"); ok && e.Description == "" {
+		e.Description, _ = Member[string](body, "error_description")
+		if message, ok := Member[string](body, "resultMessage"); ok && e.Description == "" {
 			e.Description = message
 		}
 		if e.RetryAfter == 0 {
@@ -375,20 +375,22 @@ func array(raw json.RawMessage) ([]json.RawMessage, bool) {
 	return items, true
 }
 
-func boolMember(obj map[string]json.RawMessage, name string) (value, ok bool) {
-	raw, present := obj[name]
-	return value, present && json.Unmarshal(raw, &value) == nil && !isJSONNull(raw)
-}
-
-func stringMember(obj map[string]json.RawMessage, name string) (value string, ok bool) {
-	raw, present := obj[name]
-	return value, present && json.Unmarshal(raw, &value) == nil && !isJSONNull(raw)
-}
-
 func isJSONNull(raw json.RawMessage) bool { return strings.TrimSpace(string(raw)) == "null" }
 
-// isPresent reports whether obj has the member name, not null.
-func isPresent(obj map[string]json.RawMessage, name string) bool {
+// Member decodes the member name of obj, an answer's body or one of the entries Read
+// returns, as a T: ok is false when it is absent, null or not a T.
+func Member[T any](obj map[string]json.RawMessage, name string) (value T, ok bool) {
+	raw, present := obj[name]
+	if !present || isJSONNull(raw) || json.Unmarshal(raw, &value) != nil {
+		var zero T
+		return zero, false
+	}
+	return value, true
+}
+
+// HasMember reports whether obj has the member name, not null: with Member, it tells a
+// member that is missing from one of another type.
+func HasMember(obj map[string]json.RawMessage, name string) bool {
 	raw, ok := obj[name]
 	return ok && !isJSONNull(raw)
 }

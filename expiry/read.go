@@ -55,7 +55,7 @@ func (r reader) certificates(ctx context.Context, project string) listing {
 	}
 	l.listed = true
 	for _, item := range items {
-		name, _ := stringMember(item, "name")
+		name, _ := apiops.Member[string](item, "name")
 		envs, ok := objectList(item, "certificateEnvironmentList")
 		if name == "" || !ok {
 			l.fail(Failure{Kind: KindCertificate, Name: name, Reason: ReasonUnrecognised,
@@ -63,7 +63,7 @@ func (r reader) certificates(ctx context.Context, project string) listing {
 			continue
 		}
 		for _, env := range envs {
-			environment, _ := stringMember(env, "environmentName")
+			environment, _ := apiops.Member[string](env, "environmentName")
 			if environment != "" && !slices.Contains(l.environments, environment) {
 				l.environments = append(l.environments, environment)
 			}
@@ -90,11 +90,11 @@ var errBadContent = errors.New("base64EncodedContent is not a certificate")
 // certificateDates reads one certificateEnvironmentList item: endDate, else the
 // NotAfter of base64EncodedContent.
 func certificateDates(env map[string]json.RawMessage) (notAfter time.Time, subject string, err error) {
-	subject, _ = stringMember(env, "subjectDn")
+	subject, _ = apiops.Member[string](env, "subjectDn")
 	if t, ok := parseDate(env["endDate"]); ok {
 		return t, subject, nil
 	}
-	content, ok := stringMember(env, "base64EncodedContent")
+	content, ok := apiops.Member[string](env, "base64EncodedContent")
 	if !ok || content == "" {
 		return time.Time{}, "", errors.New("the certificate has neither a readable endDate nor base64EncodedContent")
 	}
@@ -167,7 +167,7 @@ func (r reader) keystores(ctx context.Context, project string, certEnvironments 
 	l.listed = true
 	var projectEnvironments []string // read when first needed
 	for _, item := range items {
-		name, _ := stringMember(item, "name")
+		name, _ := apiops.Member[string](item, "name")
 		envs, ok := objectList(item, "keyStoreEnvironmentList")
 		if name == "" || !ok {
 			l.fail(Failure{Kind: KindKeystore, Name: name, Reason: ReasonUnrecognised,
@@ -180,8 +180,8 @@ func (r reader) keystores(ctx context.Context, project string, certEnvironments 
 			if ctx.Err() != nil {
 				return l
 			}
-			environment, _ := stringMember(env, "environmentName")
-			kind, _ := stringMember(env, "keyStoreType")
+			environment, _ := apiops.Member[string](env, "environmentName")
+			kind, _ := apiops.Member[string](env, "keyStoreType")
 			if environment == "" {
 				unnamed = append(unnamed, kind)
 				continue
@@ -257,7 +257,7 @@ func (r reader) environments(ctx context.Context, project string, fallback []str
 	names := []string{}
 	if err == nil {
 		for _, item := range items {
-			if name, _ := stringMember(item, "name"); name != "" {
+			if name, _ := apiops.Member[string](item, "name"); name != "" {
 				names = append(names, name)
 			}
 		}
@@ -319,18 +319,6 @@ func reasonOf(err error) string {
 		return ReasonUnrecognised
 	}
 	return ReasonAPIOps
-}
-
-func stringMember(m map[string]json.RawMessage, name string) (string, bool) {
-	raw, ok := m[name]
-	if !ok {
-		return "", false
-	}
-	var s string
-	if err := json.Unmarshal(raw, &s); err != nil {
-		return "", false
-	}
-	return s, true
 }
 
 // objectList reads a member that is a list of objects; null counts as an empty list.

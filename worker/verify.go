@@ -142,7 +142,7 @@ func (e *executor) readEnvironment(ctx context.Context, t *task, gate *gate, p *
 	base := []string{"apiops", "projects", t.cmd.Project, "apiProxies", p.APIProxyName, "environments", env}
 	v = messages.EnvironmentVerification{EnvironmentName: env}
 	byEnvironment := func(entry map[string]json.RawMessage, only bool) bool {
-		named, _ := member[string](entry, "environmentName")
+		named, _ := apiops.Member[string](entry, "environmentName")
 		return named == env || named == "" && only
 	}
 	status, failure := e.read(ctx, t, gate, append(slices.Clone(base), "deploy-status"), byEnvironment)
@@ -164,7 +164,7 @@ func (e *executor) readEnvironment(ctx context.Context, t *task, gate *gate, p *
 			continue
 		}
 		byName := func(entry map[string]json.RawMessage, _ bool) bool {
-			name, _ := member[string](entry, "name")
+			name, _ := apiops.Member[string](entry, "name")
 			return name == *ks
 		}
 		keystore, failure := e.read(ctx, t, gate, []string{"apiops", "projects", t.cmd.Project, "keystores", *ks}, byName)
@@ -236,11 +236,11 @@ var noSecrets = messages.NewScrubber()
 // revision behind the saved settings. A member that is missing or of another type is
 // a problem too: an answer not understood is never taken for live.
 func judgeLive(v *messages.EnvironmentVerification, status, health map[string]json.RawMessage, baseline bool) string {
-	revision, hasRevision := member[int](status, "revision")
-	redeploy, hasRedeploy := member[bool](status, "redeployRequired")
-	deployed, hasDeployed := member[bool](status, "deployed")
-	inconsistent, hasInconsistent := member[bool](health, "inconsistent")
-	pods, hasPods := member[[]struct {
+	revision, hasRevision := apiops.Member[int](status, "revision")
+	redeploy, hasRedeploy := apiops.Member[bool](status, "redeployRequired")
+	deployed, hasDeployed := apiops.Member[bool](status, "deployed")
+	inconsistent, hasInconsistent := apiops.Member[bool](health, "inconsistent")
+	pods, hasPods := apiops.Member[[]struct {
 		PodName  string `json:"podName"`
 		Active   bool   `json:"active"`
 		Revision int    `json:"revision"`
@@ -252,9 +252,9 @@ func judgeLive(v *messages.EnvironmentVerification, status, health map[string]js
 	}
 	allActive, known := podsActive(v, health)
 	switch {
-	case !hasRevision || !hasRedeploy || isPresent(status, "deployed") && !hasDeployed:
+	case !hasRevision || !hasRedeploy || sent(status, "deployed") && !hasDeployed:
 		return "deploy-status: no revision and redeployRequired in a form the worker reads"
-	case !hasInconsistent || !known || isPresent(health, "pods") && !hasPods:
+	case !hasInconsistent || !known || sent(health, "pods") && !hasPods:
 		return "route-health: no inconsistent, and podsActive with podCount or pods, in a form the worker reads"
 	case revision < 1:
 		return "no revision deployed"
@@ -278,20 +278,20 @@ func judgeLive(v *messages.EnvironmentVerification, status, health map[string]js
 // podsActive reads route-health's podsActive, which pages show as a count (with
 // podCount) or as a flag, and whether every pod is active.
 func podsActive(v *messages.EnvironmentVerification, health map[string]json.RawMessage) (all, known bool) {
-	v.PodCount, _ = member[int](health, "podCount")
+	v.PodCount, _ = apiops.Member[int](health, "podCount")
 	inactive := 0
 	for _, pod := range v.Pods {
 		if !pod.Active {
 			inactive++
 		}
 	}
-	if flag, ok := member[bool](health, "podsActive"); ok {
+	if flag, ok := apiops.Member[bool](health, "podsActive"); ok {
 		v.PodsActive = len(v.Pods) - inactive
 		return flag && inactive == 0, true
 	}
-	count, ok := member[int](health, "podsActive")
-	_, hasCount := member[int](health, "podCount")
-	if !ok || isPresent(health, "podCount") && !hasCount || !hasCount && len(v.Pods) == 0 {
+	count, ok := apiops.Member[int](health, "podsActive")
+	_, hasCount := apiops.Member[int](health, "podCount")
+	if !ok || sent(health, "podCount") && !hasCount || !hasCount && len(v.Pods) == 0 {
 		return false, false // a count of active pods says nothing without how many there are
 	}
 	v.PodsActive = count
@@ -299,11 +299,18 @@ func podsActive(v *messages.EnvironmentVerification, health map[string]json.RawM
 	return count > 0 && count >= total && inactive == 0, true
 }
 
+// sent reports whether obj has the member name at all: a member sent as null, which
+// apiops.Member reads as absent, is not understood either.
+func sent(obj map[string]json.RawMessage, name string) bool {
+	_, ok := obj[name]
+	return ok
+}
+
 // holdsEnvironment reports whether a keystore entry lists a file for env. Where the
 // entries name their environment by id alone (list-keystores.mdx) and APIOps maps no
 // id to a name, a keystore with any file passes: the read confirms that it exists.
 func holdsEnvironment(keystore map[string]json.RawMessage, env string) bool {
-	list, _ := member[[]namedEnvironment](keystore, "keyStoreEnvironmentList")
+	list, _ := apiops.Member[[]namedEnvironment](keystore, "keyStoreEnvironmentList")
 	byID := len(list) > 0 && !slices.ContainsFunc(list, func(e namedEnvironment) bool { return e.EnvironmentName != "" })
 	return byID || slices.Contains(list, namedEnvironment{env})
 }
@@ -311,19 +318,4 @@ func holdsEnvironment(keystore map[string]json.RawMessage, env string) bool {
 // namedEnvironment is the member of an entry that names its environment.
 type namedEnvironment struct {
 	EnvironmentName string `json:"environmentName"`
-}
-
-// member decodes obj's member name as a T; ok is false when it is absent, null or
-// not a T.
-func member[T any](obj map[string]json.RawMessage, name string) (value T, ok bool) {
-	raw, present := obj[name]
-	if !present || string(raw) == "null" {
-		return value, false
-	}
-	return value, json.Unmarshal(raw, &value) == nil
-}
-
-func isPresent(obj map[string]json.RawMessage, name string) bool {
-	_, ok := obj[name]
-	return ok
 }

@@ -40,6 +40,7 @@ func TestJudgeLive(t *testing.T) {
 		{"deployed as text", `{"deployed":"true","revision":4,"redeployRequired":false}`, healthy, false, "deploy-status"},
 		{"no inconsistent", deployed, `{"podsActive":2,"podCount":2}`, false, "route-health"},
 		{"podsActive as text", deployed, `{"podsActive":"2","inconsistent":false}`, false, "route-health"},
+		{"deployed null", `{"deployed":null,"revision":4,"redeployRequired":false}`, healthy, false, "deploy-status"},
 		{"pods not a list", deployed, `{"podsActive":2,"inconsistent":false,"pods":{}}`, false, "route-health"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
