@@ -72,16 +72,8 @@ func (p *ProxyVerify) validate() *Error {
 	if p.TimeoutSeconds < 0 || p.TimeoutSeconds > MaxVerifyTimeout {
 		return invalid("params.timeoutSeconds", fmt.Sprintf("must be from 1 to %d seconds", MaxVerifyTimeout))
 	}
-	seen := map[string]bool{}
-	for i, env := range p.EnvironmentNameList {
-		field := fmt.Sprintf("params.environmentNameList[%d]", i)
-		if problem := checkName(env); problem != "" {
-			return invalid(field, problem)
-		}
-		if seen[env] {
-			return invalid(field, fmt.Sprintf("names %q twice", env))
-		}
-		seen[env] = true
+	if err := checkNames("params.environmentNameList[%d]", p.EnvironmentNameList, true); err != nil {
+		return err
 	}
 	for _, ref := range []struct {
 		field string
@@ -105,6 +97,22 @@ func (p *ProxyRollback) validate() *Error {
 	}
 	if p.Revision < 0 {
 		return invalid("params.revision", "must be 1 or more")
+	}
+	return nil
+}
+
+// checkNames checks each of a list of names (environments) as a path name, and, when
+// unique, that none comes twice; field is the path of an item, with %d for its index.
+func checkNames(field string, names []string, unique bool) *Error {
+	seen := make(map[string]bool, len(names))
+	for i, name := range names {
+		if problem := checkName(name); problem != "" {
+			return invalid(fmt.Sprintf(field, i), problem)
+		}
+		if unique && seen[name] {
+			return invalid(fmt.Sprintf(field, i), fmt.Sprintf("names %q twice", name))
+		}
+		seen[name] = true
 	}
 	return nil
 }
@@ -225,10 +233,8 @@ func (p *CertificateUpdate) validate() *Error {
 // checkCertificateUpload refuses a file that holds no PEM certificate, so that the
 // mistake is named here rather than in APIOps's multipart error.
 func checkCertificateUpload(file string, envs []string) *Error {
-	for i, env := range envs {
-		if problem := checkName(env); problem != "" {
-			return invalid(fmt.Sprintf("params.environmentList[%d]", i), problem)
-		}
+	if err := checkNames("params.environmentList[%d]", envs, false); err != nil {
+		return err
 	}
 	if file == "" {
 		return nil

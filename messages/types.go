@@ -375,12 +375,7 @@ func (p *ProxyMTLSUpdate) validate() *Error {
 	case !deploy && p.DeployTargetEnvironmentNameList != nil:
 		return invalid("params.deployTargetEnvironmentNameList", "is allowed only with deploy true")
 	}
-	for i, env := range p.DeployTargetEnvironmentNameList {
-		if problem := checkName(env); problem != "" {
-			return invalid(fmt.Sprintf("params.deployTargetEnvironmentNameList[%d]", i), problem)
-		}
-	}
-	return nil
+	return checkNames("params.deployTargetEnvironmentNameList[%d]", p.DeployTargetEnvironmentNameList, false)
 }
 
 func isBlank(s *string) bool { return s == nil || *s == "" }
