@@ -265,7 +265,7 @@ func checkRollbackBaselines(p *Plan) *Error {
 		if !ok || rb.Revision != 0 {
 			continue
 		}
-		if !hasBaseline(p.Steps, undo.ResourceKey(), rb.EnvironmentName) {
+		if _, ok := p.RollbackBaseline(undo); !ok {
 			return invalid(fmt.Sprintf("onFailure[%d].params.revision", i), fmt.Sprintf(
 				"may be left out only when a proxy.verify of %s in %s comes before the plan's first deployment of %s there: the revision it sees is the one rolled back to",
 				rb.APIProxyName, rb.EnvironmentName, rb.APIProxyName))
@@ -274,21 +274,27 @@ func checkRollbackBaselines(p *Plan) *Error {
 	return nil
 }
 
-// hasBaseline reports whether a verify of the proxy in env comes before the first
-// step that changes what the proxy runs in env.
-func hasBaseline(steps []*Command, proxyKey, env string) bool {
-	for _, s := range steps {
-		if s.ResourceKey() != proxyKey {
+// RollbackBaseline is the index of the step whose verify an onFailure proxy.rollback
+// without a revision rolls back to: the plan's first proxy.verify of the rollback's
+// proxy in its environment, when it comes before the first step that changes what the
+// proxy runs there. ok is false when there is none (Decode refuses such a plan).
+func (p *Plan) RollbackBaseline(rollback *Command) (step int, ok bool) {
+	rb, isRollback := rollback.Params.(*ProxyRollback)
+	if !isRollback {
+		return 0, false
+	}
+	for i, s := range p.Steps {
+		if s.ResourceKey() != rollback.ResourceKey() {
 			continue
 		}
-		if v, isVerify := s.Params.(*ProxyVerify); isVerify && slices.Contains(v.EnvironmentNameList, env) {
-			return true
+		if v, isVerify := s.Params.(*ProxyVerify); isVerify && slices.Contains(v.EnvironmentNameList, rb.EnvironmentName) {
+			return i, true
 		}
-		if deploysTo(s, env) {
-			return false
+		if deploysTo(s, rb.EnvironmentName) {
+			return 0, false
 		}
 	}
-	return false
+	return 0, false
 }
 
 // deploysTo reports whether the step changes what its proxy runs in env: an mTLS

@@ -2,16 +2,14 @@ package worker
 
 import (
 	"fmt"
-	"slices"
 
 	"github.com/apiops-worker/apiops-worker/messages"
 )
 
 // resolveRollback fills in the revision of an onFailure proxy.rollback that leaves it
-// out: the revision that the plan's first proxy.verify of that proxy in that
-// environment saw, which Decode made sure comes before the plan's first deployment of
-// the proxy there. That verify's result is stored with the plan's steps, so a plan resumed after
-// a crash or a failover rolls back to the same revision. unresolved is the step's
+// out: the revision that the verify of Plan.RollbackBaseline saw. That verify's result
+// is stored with the plan's steps, so a plan resumed after a crash or a failover rolls
+// back to the same revision. unresolved is the step's
 // result when there is nothing to roll back to (the verify did not get to read the
 // environment).
 func resolveRollback(plan *messages.Plan, res *messages.Result, step *messages.Command) (_ *messages.Command, unresolved *messages.Result) {
@@ -19,25 +17,16 @@ func resolveRollback(plan *messages.Plan, res *messages.Result, step *messages.C
 	if !ok || rb.Revision != 0 {
 		return step, nil
 	}
-	for j, s := range plan.Steps {
-		v, isVerify := s.Params.(*messages.ProxyVerify)
-		if !isVerify || v.APIProxyName != rb.APIProxyName || !slices.Contains(v.EnvironmentNameList, rb.EnvironmentName) {
-			continue
-		}
-		// The first such verify is the baseline (messages' checkRollbackBaselines made
-		// sure it comes before the plan deployed there); none later will do.
-		if j < len(res.Steps) {
-			for _, seen := range res.Steps[j].Verification {
-				if seen.EnvironmentName == rb.EnvironmentName && seen.Revision > 0 {
-					resolved := *rb
-					resolved.Revision = seen.Revision
-					c := *step
-					c.Params = &resolved
-					return &c, nil
-				}
+	if j, ok := plan.RollbackBaseline(step); ok && j < len(res.Steps) {
+		for _, seen := range res.Steps[j].Verification {
+			if seen.EnvironmentName == rb.EnvironmentName && seen.Revision > 0 {
+				resolved := *rb
+				resolved.Revision = seen.Revision
+				c := *step
+				c.Params = &resolved
+				return &c, nil
 			}
 		}
-		break
 	}
 	return nil, &messages.Result{ID: step.ID, Type: step.Type, Project: step.Project, CorrelationID: step.CorrelationID,
 		Status: messages.StatusFailed, Error: &messages.Error{Code: messages.CodeInvalidCommand, Field: "params.revision",
